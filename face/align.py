@@ -1,0 +1,182 @@
+"""Aligned crops and their transforms: FFHQ quad (PIE, DVA), ArcFace-template 256 and Face-Adapter 512.
+
+Every crop function returns a `FaceCrop` (forward and inverse 2x3 affines per frame) so results can be
+pasted back. Warping goes through `warp_frames`, which pre-shrinks large frames to avoid aliasing.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from .landmarks import FACEADAPTER_BOX_512, FACEADAPTER_TEMPLATE_256, ARCFACE_112
+from .types import FaceCrop, apply_affine, invert_affines
+
+
+# ---------------------------------------------------------------- similarity fits
+
+
+def procrustes_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """2x3 similarity mapping src points onto dst (Face-Adapter's `transformation_from_points`).
+
+    Both sets are centred and scaled by their pooled standard deviation; rotation from the SVD.
+    """
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    c1, c2 = src.mean(0), dst.mean(0)
+    p1, p2 = src - c1, dst - c2
+    s1, s2 = p1.std(), p2.std()
+    p1, p2 = p1 / s1, p2 / s2
+    u, _, vt = np.linalg.svd(p1.T @ p2)
+    rot = (u @ vt).T
+    scale = s2 / s1
+    return np.hstack([scale * rot, (c2 - scale * rot @ c1)[:, None]])
+
+
+def lstsq_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """2x3 least-squares similarity [[a,-b,tx],[b,a,ty]] mapping src onto dst (Face-Adapter's
+    `get_affine_transform`) through the same 4x4 normal equations.
+
+    The per-point products are formed in the inputs' own dtype and summed in float64, as the authors'
+    code does with float32 keypoints, so float32 inputs reproduce their matrices to float64 precision.
+    """
+    src = np.asarray(src)
+    dst = np.asarray(dst)
+    sx, sy, dx, dy = src[:, 0], src[:, 1], dst[:, 0], dst[:, 1]
+    n = len(src)
+    sum_sq = float(np.sum((sx * sx + sy * sy).astype(np.float64)))
+    sum_x, sum_y = float(np.sum(sx.astype(np.float64))), float(np.sum(sy.astype(np.float64)))
+    normal = np.array([[sum_sq, 0.0, sum_x, sum_y],
+                       [0.0, sum_sq, -sum_y, sum_x],
+                       [sum_x, -sum_y, n, 0.0],
+                       [sum_y, sum_x, 0.0, n]])
+    rhs = np.array([np.sum((sx * dx + sy * dy).astype(np.float64)), np.sum((sx * dy - sy * dx).astype(np.float64)),
+                    np.sum(dx.astype(np.float64)), np.sum(dy.astype(np.float64))])
+    a, b, tx, ty = np.linalg.lstsq(normal, rhs, rcond=None)[0]
+    return np.array([[a, -b, tx], [b, a, ty]])
+
+
+# ---------------------------------------------------------------- warping
+
+
+def warp_frames(frames: np.ndarray, forward: np.ndarray, size: int, border: str = "constant") -> np.ndarray:
+    """Warp each (H,W,C) float32/uint8 frame with its 2x3 forward affine into a size x size crop."""
+    out = []
+    for frame, mat in zip(frames, forward):
+        out.append(warp_one(frame, mat, size, border))
+    return np.stack(out)
+
+
+def warp_one(frame: np.ndarray, mat: np.ndarray, size: int, border: str = "constant") -> np.ndarray:
+    mode = {"constant": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT101, "replicate": cv2.BORDER_REPLICATE}[border]
+    scale = np.sqrt(abs(np.linalg.det(mat[:, :2])))
+    shrink = int(np.floor(1.0 / scale)) if scale < 0.5 else 1
+    if shrink > 1:
+        # a plain bilinear warp aliases when it shrinks more than 2x: area-downsample first
+        h, w = frame.shape[:2]
+        small = cv2.resize(frame, (max(1, w // shrink), max(1, h // shrink)), interpolation=cv2.INTER_AREA)
+        fx, fy = w / small.shape[1], h / small.shape[0]
+        mat = mat @ np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5], [0, 0, 1.0]])
+        frame = small
+    return cv2.warpAffine(frame, mat, (size, size), flags=cv2.INTER_LINEAR, borderMode=mode)
+
+
+def make_crop(forward: np.ndarray, size: int, image_size: tuple[int, int], convention: str) -> FaceCrop:
+    forward = np.asarray(forward, np.float64).reshape(-1, 2, 3)
+    return FaceCrop(forward, invert_affines(forward), size, image_size, convention)
+
+
+# ---------------------------------------------------------------- FFHQ quad (PIE, DVA)
+
+
+def ffhq_quad_params(lm68: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centre c and half-axes x, y of the FFHQ crop square for (N,68,2) landmarks."""
+    eye_left = lm68[:, 36:42].mean(1)
+    eye_right = lm68[:, 42:48].mean(1)
+    eye_avg = (eye_left + eye_right) / 2
+    eye_to_eye = eye_right - eye_left
+    mouth_avg = (lm68[:, 48] + lm68[:, 54]) / 2
+    eye_to_mouth = mouth_avg - eye_avg
+    x = eye_to_eye - eye_to_mouth[:, ::-1] * np.array([-1.0, 1.0])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    half = np.maximum(np.linalg.norm(eye_to_eye, axis=1) * 2.0, np.linalg.norm(eye_to_mouth, axis=1) * 1.8)
+    x *= half[:, None]
+    y = x[:, ::-1] * np.array([-1.0, 1.0])
+    c = eye_avg + eye_to_mouth * 0.1
+    return c, x, y
+
+
+def smooth_quad_params(c: np.ndarray, x: np.ndarray, y: np.ndarray, sigma_center: float = 1.0,
+                       sigma_size: float = 3.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """DVA/STIT temporal smoothing: Gaussian over frames, sigma 1 on the centre, 3 on the axes."""
+    if len(c) < 2:
+        return c, x, y
+    smooth = lambda a, s: gaussian_filter1d(a, s, axis=0, mode="nearest") if s > 0 else a
+    return smooth(c, sigma_center), smooth(x, sigma_size), smooth(y, sigma_size)
+
+
+def ffhq_crop(lm68: np.ndarray, image_size: tuple[int, int], size: int = 256, smooth: bool = False,
+              sigma_center: float = 1.0, sigma_size: float = 3.0) -> FaceCrop:
+    """FFHQ-style quad crop for (N,68,2) landmarks; with smooth=True the quads are smoothed over frames."""
+    c, x, y = ffhq_quad_params(np.asarray(lm68, np.float64))
+    if smooth:
+        c, x, y = smooth_quad_params(c, x, y, sigma_center, sigma_size)
+    quads = np.stack([c - x - y, c - x + y, c + x + y, c + x - y], axis=1)
+    corners = np.array([[0, 0], [0, size], [size, size], [size, 0]], np.float64)
+    forward = np.stack([cv2.getAffineTransform(q[:3].astype(np.float32), corners[:3].astype(np.float32)) for q in quads])
+    return make_crop(forward, size, image_size, "ffhq")
+
+
+# ---------------------------------------------------------------- ArcFace 256 and Face-Adapter 512
+
+
+def arcface_crop(lm5: np.ndarray, image_size: tuple[int, int], size: int = 256) -> FaceCrop:
+    """ArcFace-template crop of (N,5,2) points (Face-Adapter's 256 template when size is 256)."""
+    template = FACEADAPTER_TEMPLATE_256 * (size / 256.0) if size != 112 else ARCFACE_112
+    forward = np.stack([lstsq_similarity(p, template) for p in np.asarray(lm5, np.float64)])
+    return make_crop(forward, size, image_size, "arcface256" if size == 256 else f"arcface{size}")
+
+
+def faceadapter_pick_face(boxes: np.ndarray, authors_key: bool = True) -> int:
+    """Index of the face Face-Adapter takes. The authors' key is (x2-x1)*y2 - y1 (an operator-precedence
+    slip for the area); authors_key=False takes the true largest area."""
+    boxes = np.asarray(boxes, np.float64)
+    if authors_key:
+        keys = (boxes[:, 2] - boxes[:, 0]) * boxes[:, 3] - boxes[:, 1]
+    else:
+        keys = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return int(np.argmax(keys))
+
+
+def faceadapter_box_corners(box: np.ndarray, crop_ratio: float = 0.81) -> np.ndarray:
+    """Corners [[x1,y1],[x1,y2],[x2,y2],[x2,y1]] of Face-Adapter's loose square around a detection box.
+
+    Like the authors' code the half-side is width*crop_ratio (the height is not used); crop_ratio <= 0
+    gives the tight square of side max(width, height).
+    """
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    half = (x2 - x1) * crop_ratio if crop_ratio > 0 else max(x2 - x1, y2 - y1) / 2
+    x1, y1, x2, y2 = cx - half, cy - half, cx + half, cy + half
+    return np.array([[x1, y1], [x1, y2], [x2, y2], [x2, y1]], np.float64)
+
+
+def faceadapter512_crop(boxes: np.ndarray, image_size: tuple[int, int], crop_ratio: float = 0.81) -> FaceCrop:
+    """Face-Adapter's 512 crop: the loose box mapped onto [80,432]^2 by a Procrustes similarity."""
+    forward = np.stack([procrustes_similarity(faceadapter_box_corners(b, crop_ratio), FACEADAPTER_BOX_512) for b in boxes])
+    return make_crop(forward, 512, image_size, "faceadapter512")
+
+
+def faceadapter256_from_512(crop512: FaceCrop, lm5: np.ndarray) -> FaceCrop:
+    """The 256 ArcFace-template crop taken from the 512 crop, as Face-Adapter does (its second stage).
+
+    The five points are mapped into the 512 crop instead of detected again there, which is what the
+    authors' second detection approximates and avoids its failure on tight crops.
+    """
+    lm5_512 = np.stack([apply_affine(m, p) for m, p in zip(crop512.forward, np.asarray(lm5, np.float64))])
+    second = arcface_crop(lm5_512, (512, 512), 256)
+    return crop512.chain(second)
+
+
+def landmarks_in_crop(crop: FaceCrop, points: np.ndarray) -> np.ndarray:
+    return np.stack([apply_affine(m, p) for m, p in zip(crop.forward, np.asarray(points, np.float64))])
