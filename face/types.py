@@ -15,7 +15,7 @@ class Face:
 
     box: np.ndarray  # (4,) x1, y1, x2, y2
     score: float
-    lm68: np.ndarray  # (68, 2) iBUG-68
+    lm68: np.ndarray | None  # (68, 2) iBUG-68; None when only a box and 5 points are known
     lm5: np.ndarray  # (5, 2) eye centres (image left, right), nose tip, mouth corners (image left, right)
     backend: str
     lm478: np.ndarray | None = None  # (478, 3) mediapipe x, y in pixels, z in pixels relative to the face
@@ -32,6 +32,8 @@ class Face:
 
     def interocular(self) -> float:
         """Outer eye-corner distance (iBUG 36-45), the usual normaliser for landmark errors."""
+        if self.lm68 is None:
+            return float(np.linalg.norm(self.lm5[1] - self.lm5[0]))
         return float(np.linalg.norm(self.lm68[45] - self.lm68[36]))
 
 
@@ -58,12 +60,21 @@ class FaceSet:
             raise ValueError(f"no face in frame {frame} of '{input_name}'")
         return face
 
-    def lm68(self) -> np.ndarray:
-        """(N, 68, 2) landmarks; raises when a frame has no face."""
-        return np.stack([self.require(i).lm68 for i in range(len(self))])
+    def lm68(self, input_name: str = "faces") -> np.ndarray:
+        """(N, 68, 2) landmarks; raises when a frame has no face or no 68 points."""
+        out = []
+        for i in range(len(self)):
+            face = self.require(i, input_name)
+            if face.lm68 is None:
+                raise ValueError(f"the face in frame {i} of '{input_name}' has no 68 landmarks ({face.backend} found only a box)")
+            out.append(face.lm68)
+        return np.stack(out)
 
-    def lm5(self) -> np.ndarray:
-        return np.stack([self.require(i).lm5 for i in range(len(self))])
+    def lm5(self, input_name: str = "faces") -> np.ndarray:
+        return np.stack([self.require(i, input_name).lm5 for i in range(len(self))])
+
+    def boxes(self, input_name: str = "faces") -> np.ndarray:
+        return np.stack([self.require(i, input_name).box for i in range(len(self))])
 
     def describe(self) -> str:
         found = len(self) - len(self.missing)

@@ -1,0 +1,95 @@
+"""What every FaceControl node shares: model folders, model-file resolution, input checks, progress."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+import comfy.utils
+import folder_paths
+
+from .. import model_files
+
+log = logging.getLogger("facecontrol")
+
+
+def register_model_folders() -> None:
+    """Add the pack's folder keys to ComfyUI, keeping paths a user's extra_model_paths.yaml already gave."""
+    for key, spec in model_files.MODEL_FOLDERS.items():
+        default = os.path.join(folder_paths.models_dir, spec["subfolder"])
+        exts = set(spec["extensions"])
+        if key in folder_paths.folder_names_and_paths:
+            paths, known = folder_paths.folder_names_and_paths[key]
+            if default not in paths:
+                paths.append(default)
+            folder_paths.folder_names_and_paths[key] = (paths, set(known) | exts)
+        else:
+            folder_paths.folder_names_and_paths[key] = ([default], exts)
+
+
+def search_folders() -> dict[str, list[Path]]:
+    folders = {}
+    for key in list(model_files.MODEL_FOLDERS) + list(model_files.COMFY_FOLDERS):
+        try:
+            folders[key] = [Path(p) for p in folder_paths.get_folder_paths(key)]
+        except KeyError:
+            folders[key] = []
+    return folders
+
+
+def resolve_model(name: str) -> Path:
+    """Path of a manifest entry; raises ModelFileNotFound naming every place searched."""
+    return model_files.resolve(name, search_folders())
+
+
+# ---------------------------------------------------------------- IMAGE / MASK checks
+
+
+def image_to_uint8(image: torch.Tensor, input_name: str) -> np.ndarray:
+    """ComfyUI IMAGE (B,H,W,C) float [0,1] -> (B,H,W,3) uint8 RGB, with errors a user can act on."""
+    check_image(image, input_name)
+    return (image.detach().cpu().clamp(0, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
+
+
+def check_image(image: torch.Tensor, input_name: str) -> None:
+    if not isinstance(image, torch.Tensor) or image.dim() != 4:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"'{input_name}' must be an IMAGE batch (B,H,W,C); got {shape}")
+    if image.shape[0] == 0:
+        raise ValueError(f"'{input_name}' is an empty batch (0 frames)")
+    channels = image.shape[-1]
+    if channels == 1:
+        raise ValueError(f"'{input_name}' is grayscale (1 channel); face nodes need RGB: convert it first")
+    if channels == 4:
+        raise ValueError(f"'{input_name}' is RGBA (4 channels); face nodes need RGB: drop the alpha channel first")
+    if channels != 3:
+        raise ValueError(f"'{input_name}' has {channels} channels; face nodes need 3 (RGB)")
+
+
+def uint8_to_image(frames: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(frames)).float() / 255.0
+
+
+def mask_batch(mask: torch.Tensor, input_name: str) -> np.ndarray:
+    """ComfyUI MASK ((B,)H,W) -> (B,H,W) float32."""
+    if mask.dim() == 2:
+        mask = mask[None]
+    if mask.dim() != 3 or mask.shape[0] == 0:
+        raise ValueError(f"'{input_name}' must be a MASK (B,H,W); got {tuple(mask.shape)}")
+    return mask.detach().cpu().float().numpy()
+
+
+def check_batch(n: int, m: int, name_n: str, name_m: str) -> None:
+    """Per-frame inputs must agree, except that a single item broadcasts."""
+    if m not in (1, n):
+        raise ValueError(f"'{name_m}' has {m} items but '{name_n}' has {n}: give one per frame, or a single one")
+
+
+def progress(total: int) -> Callable[[int], None]:
+    """A per-item progress callback; each update is also where ComfyUI's cancel takes effect."""
+    bar = comfy.utils.ProgressBar(total)
+    return lambda i: bar.update_absolute(i + 1, total)

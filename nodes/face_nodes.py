@@ -1,0 +1,216 @@
+"""Face nodes: detect, align and crop, paste back, preview. Every node works on IMAGE batches."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from comfy_api.latest import io
+
+from ..face import align as face_align
+from ..face.paste import crop_area_mask, paste_back
+from ..face.preview import draw_face, draw_no_face
+from ..face.select import ORDERS, Selection, detect_face_set, fill_missing
+from ..face.types import FaceCrop as FaceCropData
+from ..face.types import FaceSet
+from .common import check_batch, image_to_uint8, mask_batch, progress, resolve_model, uint8_to_image
+from .types import FaceCrop, Faces
+
+log = logging.getLogger("facecontrol")
+
+_DETECTORS: dict[tuple, object] = {}
+BACKENDS = ("mediapipe", "insightface-scrfd")
+CONVENTIONS = ("ffhq", "arcface256", "faceadapter512")
+
+
+def get_detector(backend: str, max_faces: int = 8):
+    """Detectors are kept for reuse between runs; the pack holds the only reference."""
+    if backend == "mediapipe":
+        from ..face.detect_mediapipe import MediaPipeFaceDetector
+
+        path = resolve_model("mediapipe/face_landmarker.task")
+        key = (backend, str(path), max_faces)
+        if key not in _DETECTORS:
+            _DETECTORS[key] = MediaPipeFaceDetector(path, max_faces=max_faces)
+        return _DETECTORS[key]
+    if backend == "insightface-scrfd":
+        from ..face.detect_scrfd import ScrfdFaceDetector
+
+        path = resolve_model("face_adapter/third_party/models/antelopev2/scrfd_10g_bnkps.onnx")
+        key = (backend, str(path))
+        if key not in _DETECTORS:
+            _DETECTORS[key] = ScrfdFaceDetector(path, landmarker=get_detector("mediapipe", max_faces))
+        return _DETECTORS[key]
+    raise ValueError(f"unknown face detector {backend!r}; choose one of {BACKENDS}")
+
+
+class DetectFaces(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FaceControlDetectFaces",
+            display_name="Detect Faces",
+            category="FaceControl/faces",
+            description="Finds one face per frame (478 mediapipe points when available, iBUG-68 and 5 points) "
+                        "and keeps the same face across a video by tracking its overlap.",
+            inputs=[
+                io.Image.Input("image", tooltip="a photo or a video as an IMAGE batch"),
+                io.Combo.Input("backend", options=list(BACKENDS), default="mediapipe",
+                               tooltip="mediapipe needs no download; insightface-scrfd needs antelopev2's scrfd_10g_bnkps.onnx"),
+                io.Combo.Input("select", options=["largest", "index", "closest"], default="largest"),
+                io.Int.Input("index", default=0, min=0, max=63, tooltip="with select=index: position in 'order'"),
+                io.Combo.Input("order", options=list(ORDERS), default="left-right"),
+                io.Float.Input("x", default=0.5, min=0.0, max=1.0, step=0.01, tooltip="with select=closest: reference x (fraction of width)"),
+                io.Float.Input("y", default=0.5, min=0.0, max=1.0, step=0.01, tooltip="with select=closest: reference y (fraction of height)"),
+                io.Boolean.Input("track", default=True, tooltip="follow the chosen face from frame to frame"),
+                io.Combo.Input("if_no_face", options=["error", "use nearest frame"], default="error"),
+            ],
+            outputs=[Faces.Output(display_name="faces"), io.String.Output(display_name="report")],
+        )
+
+    @classmethod
+    def execute(cls, image, backend, select, index, order, x, y, track, if_no_face) -> io.NodeOutput:
+        frames = image_to_uint8(image, "image")
+        detector = get_detector(backend)
+        face_set = detect_face_set(frames, detector, Selection(select, index, order, (x, y)), track=track,
+                                   on_frame=progress(len(frames)), backend=backend)
+        if face_set.missing and (if_no_face == "error" or len(face_set.missing) == len(face_set)):
+            frames_text = ", ".join(str(i) for i in face_set.missing[:20])
+            raise ValueError(f"no face found in frame {frames_text} of 'image' ({len(face_set.missing)} of {len(face_set)} "
+                             f"frames, backend {backend}, select={select})")
+        if face_set.missing:
+            face_set = fill_missing(face_set)
+        report = face_set.describe()
+        log.info("Detect Faces: %s", report)
+        return io.NodeOutput(face_set, report)
+
+
+class AlignFaces(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FaceControlAlignFaces",
+            display_name="Align and Crop Faces",
+            category="FaceControl/faces",
+            description="Aligned face crops with their transforms: FFHQ quad (PIE, DVA; optional temporal smoothing "
+                        "for video), ArcFace-template 256, or Face-Adapter's 512 crop.",
+            inputs=[
+                io.Image.Input("image"),
+                Faces.Input("faces"),
+                io.Combo.Input("convention", options=list(CONVENTIONS), default="ffhq"),
+                io.Int.Input("size", default=256, min=64, max=2048, step=8, tooltip="crop size for ffhq (arcface256 is 256, faceadapter512 is 512)"),
+                io.Boolean.Input("smooth", default=True, tooltip="ffhq on video: Gaussian smoothing of the crop over frames (DVA)"),
+                io.Float.Input("sigma_center", default=1.0, min=0.0, max=20.0, step=0.1),
+                io.Float.Input("sigma_size", default=3.0, min=0.0, max=20.0, step=0.1),
+                io.Float.Input("crop_ratio", default=0.81, min=0.0, max=3.0, step=0.01, tooltip="faceadapter512: loose-box half-side over box width"),
+                io.Combo.Input("border", options=["constant", "reflect", "replicate"], default="constant"),
+            ],
+            outputs=[io.Image.Output(display_name="crops"), FaceCrop.Output(display_name="face_crop")],
+        )
+
+    @classmethod
+    def execute(cls, image, faces: FaceSet, convention, size, smooth, sigma_center, sigma_size, crop_ratio, border) -> io.NodeOutput:
+        frames = image_to_uint8(image, "image")
+        check_batch(len(frames), len(faces), "image", "faces")
+        if tuple(faces.image_size) != tuple(frames.shape[1:3]):
+            raise ValueError(f"'faces' were detected on {faces.image_size[1]}x{faces.image_size[0]} frames but 'image' is "
+                             f"{frames.shape[2]}x{frames.shape[1]}")
+        faces = _broadcast_faces(faces, len(frames))
+        crop = make_face_crop(faces, convention, size, smooth, sigma_center, sigma_size, crop_ratio)
+        tick = progress(len(frames))
+        crops = []
+        for i, frame in enumerate(frames):
+            crops.append(face_align.warp_one(frame, crop.forward[i], crop.crop_size, border))
+            tick(i)
+        return io.NodeOutput(uint8_to_image(np.stack(crops)), crop)
+
+
+def _broadcast_faces(faces: FaceSet, n: int) -> FaceSet:
+    if len(faces) == n:
+        return faces
+    return FaceSet(faces.faces * n, faces.image_size, faces.backend, faces.blendshape_names)
+
+
+def make_face_crop(faces: FaceSet, convention: str, size: int, smooth: bool, sigma_center: float, sigma_size: float,
+                   crop_ratio: float) -> FaceCropData:
+    if convention == "ffhq":
+        return face_align.ffhq_crop(faces.lm68(), faces.image_size, size, smooth and len(faces) > 1, sigma_center, sigma_size)
+    if convention == "arcface256":
+        return face_align.arcface_crop(faces.lm5(), faces.image_size, 256)
+    if convention == "faceadapter512":
+        return face_align.faceadapter512_crop(faces.boxes(), faces.image_size, crop_ratio)
+    raise ValueError(f"unknown crop convention {convention!r}; choose one of {CONVENTIONS}")
+
+
+class PasteBack(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FaceControlPasteBack",
+            display_name="Paste Faces Back",
+            category="FaceControl/faces",
+            description="Inverse-warps edited crops into the original frames through a feathered mask "
+                        "(the given crop-space MASK, or the whole crop area).",
+            inputs=[
+                io.Image.Input("image", tooltip="the original frames"),
+                io.Image.Input("crops", tooltip="edited crops, one per frame or one for all"),
+                FaceCrop.Input("face_crop"),
+                io.Int.Input("feather", default=16, min=0, max=256, tooltip="edge softness in crop pixels"),
+                io.Mask.Input("mask", optional=True, tooltip="where to paste, in crop space; default the crop area"),
+            ],
+            outputs=[io.Image.Output(display_name="image"), io.Mask.Output(display_name="mask")],
+        )
+
+    @classmethod
+    def execute(cls, image, crops, face_crop: FaceCropData, feather, mask=None) -> io.NodeOutput:
+        frames = image.detach().cpu().float().numpy()
+        image_to_uint8(image, "image")  # the same checks as every face node
+        crop_imgs = image_to_uint8(crops, "crops").astype(np.float32) / 255.0
+        n = len(frames)
+        check_batch(n, len(crop_imgs), "image", "crops")
+        check_batch(n, len(face_crop), "image", "face_crop")
+        if tuple(face_crop.image_size) != tuple(frames.shape[1:3]):
+            raise ValueError(f"'face_crop' was made on {face_crop.image_size[1]}x{face_crop.image_size[0]} frames but "
+                             f"'image' is {frames.shape[2]}x{frames.shape[1]}")
+        size = face_crop.crop_size
+        if crop_imgs.shape[1:3] != (size, size):
+            raise ValueError(f"'crops' are {crop_imgs.shape[2]}x{crop_imgs.shape[1]} but 'face_crop' makes {size}x{size} crops")
+        if mask is None:
+            masks = crop_area_mask(size)[None]
+        else:
+            masks = mask_batch(mask, "mask")
+            check_batch(n, len(masks), "image", "mask")
+            if masks.shape[1:] != (size, size):
+                raise ValueError(f"'mask' is {masks.shape[2]}x{masks.shape[1]} but the crops are {size}x{size}")
+        out, used = paste_back(frames, crop_imgs, face_crop, masks, feather)
+        return io.NodeOutput(torch.from_numpy(out).clamp(0, 1), torch.from_numpy(used))
+
+
+class PreviewFaces(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FaceControlPreviewFaces",
+            display_name="Preview Faces",
+            category="FaceControl/faces",
+            description="Draws each frame's box (green), 68 points (red), 5 points (blue) and optionally the 478 mesh.",
+            inputs=[io.Image.Input("image"), Faces.Input("faces"), io.Boolean.Input("show_478", default=False)],
+            outputs=[io.Image.Output(display_name="image")],
+        )
+
+    @classmethod
+    def execute(cls, image, faces: FaceSet, show_478) -> io.NodeOutput:
+        frames = image_to_uint8(image, "image")
+        check_batch(len(frames), len(faces), "image", "faces")
+        faces = _broadcast_faces(faces, len(frames))
+        out = []
+        for i, frame in enumerate(frames):
+            face = faces.faces[i]
+            drawn = draw_no_face(frame) if face is None else draw_face(frame, face, show_478)
+            if i in faces.filled_from:
+                drawn = draw_no_face(drawn, f"face reused from frame {faces.filled_from[i]}")
+            out.append(drawn)
+        return io.NodeOutput(uint8_to_image(np.stack(out)))
+
+
+NODES = [DetectFaces, AlignFaces, PasteBack, PreviewFaces]

@@ -1,0 +1,180 @@
+"""Start a headless ComfyUI with the pack on 127.0.0.1, queue API workflows over HTTP, fetch outputs.
+
+Used by the demo (scripts/demo.py), the integration and browser tests and the benchmarks. Standard library
+only, so it runs in any interpreter; ComfyUI itself runs in the checkout's .venv.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger("facecontrol.comfy_client")
+
+
+def comfyui_dir() -> Path:
+    return Path(os.environ.get("COMFYUI_DIR") or REPO_ROOT / "comfyui")
+
+
+def venv_python() -> Path:
+    candidate = REPO_ROOT / ".venv" / "bin" / "python"
+    return candidate if candidate.exists() else Path(sys.executable)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class WorkflowError(RuntimeError):
+    """A prompt failed: a 400 with node_errors, or an execution_error while running."""
+
+    def __init__(self, message: str, details: dict):
+        super().__init__(message)
+        self.details = details
+
+
+class ComfyServer:
+    """A ComfyUI process with its own input/output/user folders under `workdir`."""
+
+    def __init__(self, workdir: Path, extra_model_paths: Path | None = None, port: int | None = None):
+        self.workdir = Path(workdir)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.extra_model_paths = extra_model_paths
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.workdir / "comfyui.log"
+        for sub in ("input", "output", "temp", "user"):
+            (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+
+    @property
+    def input_dir(self) -> Path:
+        return self.workdir / "input"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.workdir / "output"
+
+    def start(self, timeout: float = 180.0) -> "ComfyServer":
+        cmd = [str(venv_python()), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+               "--disable-auto-launch", "--output-directory", str(self.output_dir), "--input-directory", str(self.input_dir),
+               "--temp-directory", str(self.workdir / "temp"), "--user-directory", str(self.workdir / "user"),
+               "--database-url", "sqlite:///:memory:"]
+        if self.extra_model_paths:
+            cmd += ["--extra-model-paths-config", str(self.extra_model_paths)]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self._log_file = open(self.log_path, "w")
+        self.proc = subprocess.Popen(cmd, cwd=comfyui_dir(), stdout=self._log_file, stderr=subprocess.STDOUT, env=env)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited with {self.proc.returncode}; log:\n{self.log_text()[-4000:]}")
+            try:
+                self.get_json("/system_stats")
+                return self
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.5)
+        self.stop()
+        raise TimeoutError(f"ComfyUI did not answer on {self.url} within {timeout}s; log:\n{self.log_text()[-4000:]}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        if getattr(self, "_log_file", None):
+            self._log_file.close()
+
+    def __enter__(self) -> "ComfyServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def add_input(self, path: Path, name: str | None = None) -> str:
+        name = name or Path(path).name
+        shutil.copyfile(path, self.input_dir / name)
+        return name
+
+    # ------------------------------------------------------------------ HTTP
+
+    def get_json(self, route: str) -> dict:
+        with urllib.request.urlopen(self.url + route, timeout=30) as r:
+            return json.loads(r.read())
+
+    def get_bytes(self, route: str) -> bytes:
+        with urllib.request.urlopen(self.url + route, timeout=60) as r:
+            return r.read()
+
+    def post_json(self, route: str, payload: dict) -> tuple[int, dict]:
+        req = urllib.request.Request(self.url + route, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    def queue(self, prompt: dict) -> str:
+        status, body = self.post_json("/prompt", {"prompt": prompt, "client_id": uuid.uuid4().hex})
+        if status != 200:
+            raise WorkflowError(f"prompt rejected ({status}): {json.dumps(body)[:2000]}", body)
+        return body["prompt_id"]
+
+    def wait(self, prompt_id: str, timeout: float = 1800.0) -> dict:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            history = self.get_json(f"/history/{prompt_id}")
+            entry = history.get(prompt_id)
+            if entry and entry.get("status", {}).get("completed") is not None and (
+                entry["status"].get("status_str") in ("success", "error")):
+                if entry["status"]["status_str"] == "error":
+                    raise WorkflowError(execution_error_message(entry), entry)
+                return entry
+            time.sleep(0.25)
+        raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout}s")
+
+    def run(self, prompt: dict, timeout: float = 1800.0) -> dict:
+        return self.wait(self.queue(prompt), timeout)
+
+    def output_files(self, entry: dict) -> dict[str, list[dict]]:
+        """node id -> list of {filename, subfolder, type} of its saved images/videos."""
+        files: dict[str, list[dict]] = {}
+        for node_id, out in entry.get("outputs", {}).items():
+            for key in ("images", "gifs", "videos", "animated"):
+                for item in out.get(key, []) or []:
+                    if isinstance(item, dict) and "filename" in item:
+                        files.setdefault(node_id, []).append(item)
+        return files
+
+    def view(self, item: dict) -> bytes:
+        query = urllib.parse.urlencode({"filename": item["filename"], "subfolder": item.get("subfolder", ""), "type": item.get("type", "output")})
+        return self.get_bytes(f"/view?{query}")
+
+
+def execution_error_message(entry: dict) -> str:
+    for kind, data in entry.get("status", {}).get("messages", []):
+        if kind == "execution_error":
+            return f"{data.get('node_type')} (node {data.get('node_id')}): {data.get('exception_message', '').strip()}"
+    return "execution failed"
+
+
+def load_workflow(name: str) -> dict:
+    path = REPO_ROOT / "workflows" / "api" / f"{name}.json"
+    return json.loads(path.read_text())
