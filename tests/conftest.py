@@ -1,11 +1,51 @@
-"""Shared test set-up: the helpers in tests/ (golden_fixtures, media, comfy_server) are importable by name.
+"""Shared test set-up.
 
-The pack itself is imported as the installed package `facecontrol`; the checkout root is never put on
-sys.path, because its `nodes`/`models` folders would shadow ComfyUI's modules of the same names.
+The helpers in tests/ (golden_fixtures, media, face_test_utils) are importable by name; the pack itself is
+imported as the installed package `facecontrol` (the checkout root is never put on sys.path, because its
+`nodes`/`models` folders would shadow ComfyUI's modules of the same names).
+
+The `comfy` fixture is a real ComfyUI server on 127.0.0.1 with the pack installed, shared by the
+integration and browser tests.
+
+Model folders come from an extra_model_paths.yaml written here, so the pack's folder registration is
+exercised the way users configure it. Real media are copied into the server's input folder.
 """
+from __future__ import annotations
+
 import sys
 from pathlib import Path
 
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 TESTS_DIR = Path(__file__).resolve().parent
-if str(TESTS_DIR) not in sys.path:
-    sys.path.insert(0, str(TESTS_DIR))
+for extra in (TESTS_DIR, REPO_ROOT / "scripts"):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
+
+from comfy_client import ComfyServer  # noqa: E402
+from media import media_path  # noqa: E402
+
+MODEL_KEYS = ("face_adapter", "dva", "stylegan2", "rignet", "face_3dmm", "insightface", "mediapipe")
+
+
+@pytest.fixture(scope="session")
+def model_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    for key in MODEL_KEYS:
+        (root / key).mkdir()
+    return root
+
+
+@pytest.fixture(scope="session")
+def comfy(tmp_path_factory, model_root) -> ComfyServer:
+    work = tmp_path_factory.mktemp("comfy")
+    yaml_path = work / "extra_model_paths.yaml"
+    lines = ["facecontrol_tests:", f"    base_path: {model_root}"] + [f"    {k}: {k}/" for k in MODEL_KEYS]
+    yaml_path.write_text("\n".join(lines) + "\n")
+    server = ComfyServer(work, extra_model_paths=yaml_path)
+    for name in ("astronaut.png", "t1.jpg", "carphone_pristine.mp4"):
+        server.add_input(media_path(name))
+    server.start()
+    yield server
+    server.stop()

@@ -1,0 +1,136 @@
+"""Write the UI-format (LiteGraph) workflow for every API workflow in workflows/api/.
+
+The node schemas come from a running ComfyUI's /object_info, so socket and widget order is exactly what
+the frontend expects. A Note node carries each workflow's description from workflows/notes.json.
+
+    python scripts/make_ui_workflows.py            # starts a temporary ComfyUI
+    python scripts/make_ui_workflows.py --url http://127.0.0.1:8188
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+from comfy_client import REPO_ROOT, ComfyServer
+
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+log = logging.getLogger("make_ui_workflows")
+
+
+def is_widget(spec) -> bool:
+    kind = spec[0]
+    return isinstance(kind, list) or kind in WIDGET_TYPES
+
+
+def ordered_inputs(info: dict) -> list[tuple[str, list]]:
+    out = []
+    for section in ("required", "optional"):
+        out.extend(info["input"].get(section, {}).items())
+    return out
+
+
+def depth_of(api: dict) -> dict[str, int]:
+    depth: dict[str, int] = {}
+
+    def visit(nid: str) -> int:
+        if nid not in depth:
+            links = [v[0] for v in api[nid]["inputs"].values() if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str)]
+            depth[nid] = 1 + max((visit(src) for src in links), default=-1)
+        return depth[nid]
+
+    for nid in api:
+        visit(nid)
+    return depth
+
+
+def api_to_ui(api: dict, object_info: dict, note: str) -> dict:
+    depth = depth_of(api)
+    rows: dict[int, int] = {}
+    nodes, links = [], []
+    link_id = 0
+    outputs_links: dict[tuple[str, int], list[int]] = {}
+    ui_nodes = {}
+    for order, (nid, node) in enumerate(sorted(api.items(), key=lambda kv: (depth[kv[0]], int(kv[0])))):
+        info = object_info[node["class_type"]]
+        row = rows.get(depth[nid], 0)
+        rows[depth[nid]] = row + 1
+        inputs, widgets = [], []
+        for name, spec in ordered_inputs(info):
+            value = node["inputs"].get(name)
+            linked = isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+            if is_widget(spec):
+                default = spec[1].get("default") if len(spec) > 1 and isinstance(spec[1], dict) else None
+                widgets.append(default if linked or value is None else value)
+                if spec[1].get("image_upload") or spec[1].get("video_upload") if len(spec) > 1 and isinstance(spec[1], dict) else False:
+                    widgets.append("image")
+                if not linked:
+                    continue
+            kind = "COMBO" if isinstance(spec[0], list) else spec[0]
+            entry = {"name": name, "type": kind, "link": None}
+            if is_widget(spec):
+                entry["widget"] = {"name": name}
+            if linked:
+                link_id += 1
+                src, slot = value
+                links.append([link_id, int(src), slot, int(nid), len(inputs), object_info[api[src]["class_type"]]["output"][slot]])
+                outputs_links.setdefault((src, slot), []).append(link_id)
+                entry["link"] = link_id
+            elif name not in node["inputs"] and section_is_optional(info, name):
+                pass
+            inputs.append(entry)
+        ui_nodes[nid] = {
+            "id": int(nid), "type": node["class_type"], "pos": [60 + 380 * depth[nid], 60 + 330 * row], "size": [340, 260],
+            "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": [],
+            "properties": {"Node name for S&R": node["class_type"]}, "widgets_values": widgets,
+        }
+        if "_meta" in node:
+            ui_nodes[nid]["title"] = node["_meta"].get("title")
+    for nid, ui in ui_nodes.items():
+        info = object_info[api[nid]["class_type"]]
+        names = info.get("output_name", info["output"])
+        ui["outputs"] = [{"name": names[i], "type": t, "links": outputs_links.get((nid, i), []), "slot_index": i}
+                         for i, t in enumerate(info["output"])]
+        nodes.append(ui)
+    last_id = max(int(n) for n in api) + 1
+    nodes.append({"id": last_id, "type": "Note", "pos": [60, -260], "size": [520, 220], "flags": {}, "order": len(nodes),
+                  "mode": 0, "inputs": [], "outputs": [], "properties": {"text": ""}, "widgets_values": [note]})
+    return {"last_node_id": last_id, "last_link_id": link_id, "nodes": nodes, "links": links, "groups": [],
+            "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 300]}}, "version": 0.4}
+
+
+def section_is_optional(info: dict, name: str) -> bool:
+    return name in info["input"].get("optional", {})
+
+
+def write_all(object_info: dict) -> list[Path]:
+    notes = json.loads((REPO_ROOT / "workflows" / "notes.json").read_text())
+    written = []
+    for api_path in sorted((REPO_ROOT / "workflows" / "api").glob("*.json")):
+        api = json.loads(api_path.read_text())
+        ui = api_to_ui(api, object_info, notes.get(api_path.stem, api_path.stem))
+        out = REPO_ROOT / "workflows" / "ui" / api_path.name
+        out.write_text(json.dumps(ui, indent=1) + "\n")
+        written.append(out)
+    return written
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="an already running ComfyUI with the pack")
+    args = parser.parse_args()
+    if args.url:
+        import urllib.request
+        object_info = json.loads(urllib.request.urlopen(args.url + "/object_info").read())
+    else:
+        with tempfile.TemporaryDirectory() as tmp, ComfyServer(Path(tmp)) as server:
+            object_info = server.get_json("/object_info")
+    for path in write_all(object_info):
+        log.info("wrote %s", path.relative_to(REPO_ROOT))
+
+
+if __name__ == "__main__":
+    main()
