@@ -44,7 +44,8 @@ def paste_back(frames: np.ndarray, crops: np.ndarray, crop: FaceCrop, masks: np.
         crop_img = crops[min(i, len(crops) - 1)].astype(np.float32)
         soft = feathered_mask(masks[min(i, len(masks) - 1)], feather)
         inv = crop.inverse[min(i, len(crop) - 1)]
-        warped = cv2.warpAffine(crop_img, inv, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        # cubic: a bilinear warp back would blur what the crop warp already softened once
+        warped = cv2.warpAffine(crop_img, inv, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
         alpha = cv2.warpAffine(soft, inv, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         if warped.ndim == 2:
             warped = warped[..., None]

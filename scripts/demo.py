@@ -1,0 +1,75 @@
+"""The main job: start ComfyUI headless with the pack, queue the shipped workflows on real photos and video
+over ComfyUI's HTTP API, and copy every output to output/demo/<workflow>/.
+
+    .venv/bin/python scripts/demo.py [--out output/demo] [--only face_photo_pipeline ...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from comfy_client import REPO_ROOT, ComfyServer, WorkflowError, load_workflow
+
+log = logging.getLogger("facecontrol.demo")
+MEDIA = ("astronaut.png", "t1.jpg", "carphone_pristine.mp4")
+DEMO_WORKFLOWS = ("face_photo_pipeline", "face_group_select", "face_video_pipeline")
+
+
+def copy_media(server: ComfyServer) -> None:
+    media_dir = REPO_ROOT / "data" / "media"
+    for name in MEDIA:
+        if not (media_dir / name).is_file():
+            sys.exit(f"{media_dir / name} is missing: run scripts/setup.sh first (it copies the test media)")
+        server.add_input(media_dir / name)
+
+
+def run_workflow(server: ComfyServer, name: str, out_dir: Path) -> list[Path]:
+    start = time.time()
+    entry = server.run(load_workflow(name))
+    saved = []
+    target = out_dir / name
+    target.mkdir(parents=True, exist_ok=True)
+    for items in server.output_files(entry).values():
+        for item in items:
+            path = target / item["filename"]
+            path.write_bytes(server.view(item))
+            saved.append(path)
+    log.info("%s: %d files in %.1f s", name, len(saved), time.time() - start)
+    return saved
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "output" / "demo")
+    parser.add_argument("--only", nargs="*", default=None, help="workflow names (default: all demo workflows)")
+    args = parser.parse_args()
+    names = args.only or list(DEMO_WORKFLOWS)
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    failures = {}
+    with tempfile.TemporaryDirectory(prefix="facecontrol-demo-") as tmp:
+        with ComfyServer(Path(tmp)) as server:
+            log.info("ComfyUI with FaceControl is up at %s", server.url)
+            copy_media(server)
+            for name in names:
+                try:
+                    run_workflow(server, name, args.out)
+                except WorkflowError as err:
+                    failures[name] = str(err)
+                    log.error("%s failed: %s", name, err)
+    summary = {"outputs": str(args.out), "failed": failures}
+    (args.out).mkdir(parents=True, exist_ok=True)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    log.info("outputs are in %s", args.out)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
