@@ -13,7 +13,6 @@ def feathered_mask(mask: np.ndarray, feather: int) -> np.ndarray:
     mask = mask.astype(np.float32)
     if feather <= 0:
         return mask
-    size = mask.shape[0]
     border = max(1, feather // 2)
     mask = mask.copy()
     mask[:border] = mask[-border:] = 0

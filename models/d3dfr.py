@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Union
 
 import torch
 import torch.nn as nn
 import torchvision
 
+from .checkpoint import StateSource, describe_source, load_state_strict, read_state, strip_prefix
+
 logger = logging.getLogger(__name__)
 
-StateSource = Union[str, Path, Mapping]
 
 # Deep3DFaceRecon coefficient layout; Face-Adapter appends 4 gaze values.
 COEFF_LAYOUT: dict[str, tuple[int, int]] = {
@@ -122,44 +121,6 @@ class Deep3DFaceReconRegressor(_CoeffRegressor):
         if init_path:
             # The authors' init_path is an ImageNet start for training; inference loads epoch_20.pth instead.
             logger.info("Deep3DFaceReconRegressor ignores init_path %s (training initialisation only)", init_path)
-
-
-def read_state(source: StateSource) -> dict:
-    """A state dict (or checkpoint dict) from a mapping, a .safetensors file or a torch file, loaded safely."""
-    if isinstance(source, Mapping):
-        return dict(source)
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    return torch.load(str(path), map_location="cpu", weights_only=True)
-
-
-def strip_prefix(state: Mapping, prefix: str = "module.") -> dict:
-    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
-
-
-def load_state_strict(module: nn.Module, state: Mapping, source: str = "state dict") -> nn.Module:
-    """Load with strict=True, raising a ValueError that lists every missing, unexpected or mis-shaped key."""
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    mis_shaped = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
-                  for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    if missing or unexpected or mis_shaped:
-        parts = [f"{label} ({len(keys)}): {', '.join(keys)}"
-                 for label, keys in (("missing keys", missing), ("unexpected keys", unexpected),
-                                     ("shape mismatches", mis_shaped)) if keys]
-        raise ValueError(f"{source} does not match {type(module).__name__}: " + "; ".join(parts))
-    module.load_state_dict(state, strict=True)
-    return module
-
-
-def describe_source(source: StateSource) -> str:
-    return str(source) if isinstance(source, (str, Path)) else "state dict"
 
 
 def load_d3dfr_state(source: StateSource, **config) -> D3DFRRegressor:

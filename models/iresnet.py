@@ -7,17 +7,16 @@ released `insightface_glint360k.pth` and arcface_torch r100 `backbone.pth` (plai
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping, Sequence
-from typing import Union
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoint import StateSource, read_state_dict
+
 logger = logging.getLogger(__name__)
 
-StateSource = Union[str, os.PathLike, Mapping[str, torch.Tensor]]
 
 BN_EPS = 1e-5
 STAGE_WIDTHS = (64, 128, 256, 512)
@@ -113,20 +112,6 @@ class IResNet(nn.Module):
 
 def iresnet100(**kwargs) -> IResNet:
     return IResNet(layers=(3, 13, 30, 3), **kwargs)
-
-
-def read_state_dict(source: StateSource) -> dict[str, torch.Tensor]:
-    """A state dict from a mapping, a .safetensors file, or a tensors-only torch.save file."""
-    if isinstance(source, Mapping):
-        return dict(source)
-    path = os.fspath(source)
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-        return load_file(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{path}: expected a state dict (OrderedDict of tensors), got {type(state).__name__}")
-    return dict(state)
 
 
 def load_iresnet100(source: StateSource) -> IResNet:

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from .d3dfr import StateSource, describe_source, load_state_strict, read_state, strip_prefix
+from .checkpoint import StateSource, describe_source, load_state_strict, read_state, strip_prefix
 
 IN_CHANNELS = 6
 

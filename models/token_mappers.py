@@ -7,16 +7,16 @@ projected tokens through a post-norm transformer decoder. State-dict keys match 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
-from typing import Literal, Union
+from typing import Literal
 
 import torch
 from torch import nn
 
+from .checkpoint import StateSource, read_state_dict
+
 logger = logging.getLogger(__name__)
 
-StateSource = Union[str, os.PathLike, Mapping[str, torch.Tensor]]
 MapperKind = Literal["id2token", "image2token"]
 
 HEAD_WIDTH = 64
@@ -91,20 +91,6 @@ class Image2Token(_QueryTokenMapper):
 
 
 MAPPER_CLASSES: dict[str, type[_QueryTokenMapper]] = {"id2token": ID2Token, "image2token": Image2Token}
-
-
-def read_state_dict(source: StateSource) -> dict[str, torch.Tensor]:
-    """A state dict from a mapping, a .safetensors file, or a tensors-only torch.save file."""
-    if isinstance(source, Mapping):
-        return dict(source)
-    path = os.fspath(source)
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-        return load_file(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{path}: expected a state dict (OrderedDict of tensors), got {type(state).__name__}")
-    return dict(state)
 
 
 def detect_mapper_kind(state: Mapping[str, torch.Tensor]) -> MapperKind:

@@ -146,7 +146,6 @@ def test_built_model_loads_and_combines(synthetic_kit, tmp_path):
     )
 
 
-@pytest.mark.skipif(not (ICT_DIR / "face_model.npz").is_file(), reason=f"ICT-FaceKit export not at {ICT_DIR}")
 def test_shipped_export_layout():
     face = np.load(ICT_DIR / "face_model.npz", allow_pickle=False)
     assert face["mean"].shape == (7474, 3) and face["id_basis"].shape == (100, 7474, 3)

@@ -84,7 +84,6 @@ def test_google_drive_ids_are_the_authors(manifest):
     assert manifest["dva/pretrained_models/79999_iter.pth"].source["archive"] == "zip"
 
 
-@pytest.mark.skipif(not ICT_DATA.is_dir(), reason="shared ICT-FaceKit export not on this machine")
 @pytest.mark.parametrize("filename", ["face_model.npz", "landmarks_model.npz"])
 def test_ict_checksums_match_reference_export(manifest, filename):
     entry = manifest[f"face_3dmm/ict_facekit/{filename}"]
