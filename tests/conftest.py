@@ -49,3 +49,14 @@ def comfy(tmp_path_factory, model_root) -> ComfyServer:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def detector():
+    """The mediapipe face detector, shared by the tests on real faces."""
+    from facecontrol.face.detect_mediapipe import MediaPipeFaceDetector
+    from face_test_utils import mediapipe_model_path
+
+    det = MediaPipeFaceDetector(mediapipe_model_path())
+    yield det
+    det.close()

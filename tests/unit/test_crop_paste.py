@@ -6,21 +6,12 @@ import numpy as np
 import pytest
 
 from facecontrol.face import align
-from facecontrol.face.detect_mediapipe import MediaPipeFaceDetector
 from facecontrol.face.paste import crop_area_mask, paste_back
 from facecontrol.face.select import Selection, detect_face_set
 from facecontrol.face.types import apply_affine
-from face_test_utils import mediapipe_model_path
 from media import load_rgb, load_video_rgb
 
 log = logging.getLogger(__name__)
-
-
-@pytest.fixture(scope="module")
-def detector():
-    det = MediaPipeFaceDetector(mediapipe_model_path())
-    yield det
-    det.close()
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -4,20 +4,12 @@ import logging
 import numpy as np
 import pytest
 
-from facecontrol.face.detect_mediapipe import MediaPipeFaceDetector
 from facecontrol.face.types import head_angles_degrees
 from facecontrol.face.select import Selection, choose_face, detect_face_set, order_faces
 from media import load_rgb, load_video_rgb
-from face_test_utils import dlib_landmarks, mediapipe_model_path
+from face_test_utils import dlib_landmarks
 
 log = logging.getLogger(__name__)
-
-
-@pytest.fixture(scope="module")
-def detector():
-    det = MediaPipeFaceDetector(mediapipe_model_path())
-    yield det
-    det.close()
 
 
 def test_astronaut_has_one_face(detector):
