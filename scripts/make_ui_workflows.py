@@ -1,7 +1,7 @@
 """Write the UI-format (LiteGraph) workflow for every API workflow in workflows/api/.
 
 The node schemas come from a running ComfyUI's /object_info, so socket and widget order is exactly what
-the frontend expects. A Note node carries each workflow's description from workflows/notes.json.
+the frontend expects. A Note node carries each workflow's description from workflows/notes/<name>.md.
 
     python scripts/make_ui_workflows.py            # starts a temporary ComfyUI
     python scripts/make_ui_workflows.py --url http://127.0.0.1:8188
@@ -105,12 +105,20 @@ def section_is_optional(info: dict, name: str) -> bool:
     return name in info["input"].get("optional", {})
 
 
-def write_all(object_info: dict) -> list[Path]:
-    notes = json.loads((REPO_ROOT / "workflows" / "notes.json").read_text())
+def read_note(name: str) -> str:
+    path = REPO_ROOT / "workflows" / "notes" / f"{name}.md"
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: every workflow needs a note describing it")
+    return path.read_text().strip()
+
+
+def write_all(object_info: dict, names: list[str]) -> list[Path]:
     written = []
     for api_path in sorted((REPO_ROOT / "workflows" / "api").glob("*.json")):
+        if names and api_path.stem not in names:
+            continue
         api = json.loads(api_path.read_text())
-        ui = api_to_ui(api, object_info, notes.get(api_path.stem, api_path.stem))
+        ui = api_to_ui(api, object_info, read_note(api_path.stem))
         out = REPO_ROOT / "workflows" / "ui" / api_path.name
         out.write_text(json.dumps(ui, indent=1) + "\n")
         written.append(out)
@@ -121,6 +129,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="an already running ComfyUI with the pack")
+    parser.add_argument("names", nargs="*", help="workflow names to regenerate (default: all)")
     args = parser.parse_args()
     if args.url:
         import urllib.request
@@ -128,7 +137,7 @@ def main() -> None:
     else:
         with tempfile.TemporaryDirectory() as tmp, ComfyServer(Path(tmp)) as server:
             object_info = server.get_json("/object_info")
-    for path in write_all(object_info):
+    for path in write_all(object_info, args.names):
         log.info("wrote %s", path.relative_to(REPO_ROOT))
 
 
