@@ -9,9 +9,14 @@ integration and browser tests.
 
 Model folders come from an extra_model_paths.yaml written here, so the pack's folder registration is
 exercised the way users configure it. Real media are copied into the server's input folder.
+
+Test weights: every module in tests/test_weights/ has `install(model_root: Path) -> None`, which writes
+small deterministically filled checkpoints in the released layouts into the model folders before the
+server starts, so the shipped workflows run in CI with the real loaders.
 """
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -27,13 +32,20 @@ from comfy_client import ComfyServer  # noqa: E402
 from media import media_path  # noqa: E402
 
 MODEL_KEYS = ("face_adapter", "dva", "stylegan2", "rignet", "face_3dmm", "insightface", "mediapipe")
+# ComfyUI's own folders the workflows' stock loaders read (SD1.5 checkpoint, VAE).
+COMFY_KEYS = ("checkpoints", "vae", "controlnet", "clip_vision")
 
 
 @pytest.fixture(scope="session")
 def model_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("models")
-    for key in MODEL_KEYS:
+    for key in MODEL_KEYS + COMFY_KEYS:
         (root / key).mkdir()
+    for path in sorted((TESTS_DIR / "test_weights").glob("*.py")):
+        spec = importlib.util.spec_from_file_location(f"test_weights_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.install(root)
     return root
 
 
@@ -41,7 +53,7 @@ def model_root(tmp_path_factory) -> Path:
 def comfy(tmp_path_factory, model_root) -> ComfyServer:
     work = tmp_path_factory.mktemp("comfy")
     yaml_path = work / "extra_model_paths.yaml"
-    lines = ["facecontrol_tests:", f"    base_path: {model_root}"] + [f"    {k}: {k}/" for k in MODEL_KEYS]
+    lines = ["facecontrol_tests:", f"    base_path: {model_root}"] + [f"    {k}: {k}/" for k in MODEL_KEYS + COMFY_KEYS]
     yaml_path.write_text("\n".join(lines) + "\n")
     server = ComfyServer(work, extra_model_paths=yaml_path)
     for name in ("astronaut.png", "t1.jpg", "carphone_pristine.mp4"):
