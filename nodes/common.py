@@ -93,3 +93,29 @@ def progress(total: int) -> Callable[[int], None]:
     """A per-item progress callback; each update is also where ComfyUI's cancel takes effect."""
     bar = comfy.utils.ProgressBar(total)
     return lambda i: bar.update_absolute(i + 1, total)
+
+
+# ---------------------------------------------------------------- models in ComfyUI's memory manager
+
+_PATCHERS: dict[tuple, object] = {}
+
+
+def cached_patcher(path: Path, build: Callable[[Path], torch.nn.Module]):
+    """One ModelPatcher per (file, modification time, builder), so ComfyUI's memory manager owns the weights."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+
+    key = (str(path), os.path.getmtime(path), getattr(build, "__qualname__", repr(build)))
+    if key not in _PATCHERS:
+        model = build(path).eval().requires_grad_(False)
+        _PATCHERS[key] = comfy.model_patcher.ModelPatcher(
+            model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
+    return _PATCHERS[key]
+
+
+def loaded_model(patcher) -> torch.nn.Module:
+    """Ask the memory manager to put the patcher's model on the compute device, and return the module."""
+    import comfy.model_management as mm
+
+    mm.load_models_gpu([patcher])
+    return patcher.model
