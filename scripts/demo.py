@@ -18,7 +18,7 @@ from comfy_client import REPO_ROOT, ComfyServer, WorkflowError, load_workflow
 
 log = logging.getLogger("facecontrol.demo")
 MEDIA = ("astronaut.png", "t1.jpg", "carphone_pristine.mp4")
-DEMO_WORKFLOWS = ("face_photo_pipeline", "face_group_select", "face_video_pipeline")
+DEMO_WORKFLOWS = ("face_photo_pipeline", "face_group_select", "face_video_pipeline", "face_adapter_spatial_condition")
 
 
 def copy_media(server: ComfyServer) -> None:

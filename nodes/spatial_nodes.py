@@ -1,0 +1,332 @@
+"""Face-Adapter's Spatial Condition Generator as nodes: 3DMM fit, recombination, landmark projection,
+adapting-area mask and spatial control. All work on batches (a video is one frame per item)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from comfy_api.latest import io
+
+from ..face import adapting_mask
+from ..face import face3dmm as f3
+from ..face.align import warp_one
+from ..face.types import FaceCrop as FaceCropData
+from ..face.types import FaceSet, apply_affine
+from ..model_files import ModelFileNotFound
+from .common import (cached_patcher, check_batch, check_image, image_to_uint8, loaded_model, mask_batch, progress,
+                     resolve_model)
+from .types import Face3DMM, FaceCrop, FaceLandmarks, Faces
+
+log = logging.getLogger("facecontrol")
+
+ICT_FILE = "face_3dmm/ict_facekit/landmarks_model.npz"
+D3DFR_FILE = "face_adapter/third_party/d3dfr_res50_nofc.pth"
+BFM_FILE = "face_adapter/third_party/BFM_model_front.mat"
+SEG_UNET_FILE = "face_adapter/net_seg_res18.pth"
+BISENET_FILE = "face_adapter/third_party/79999_iter.pth"
+REGRESSOR_BATCH = 16
+_PLAIN_CACHE: dict[tuple, object] = {}
+
+
+def _cached(path: Path, build):
+    key = (str(path), path.stat().st_mtime, build.__name__)
+    if key not in _PLAIN_CACHE:
+        _PLAIN_CACHE[key] = build(path)
+    return _PLAIN_CACHE[key]
+
+
+def _check_faces_match(frames: np.ndarray, faces: FaceSet, image_name: str, faces_name: str) -> None:
+    check_batch(len(frames), len(faces), image_name, faces_name)
+    if tuple(faces.image_size) != tuple(frames.shape[1:3]):
+        raise ValueError(f"'{faces_name}' were detected on {faces.image_size[1]}x{faces.image_size[0]} frames but "
+                         f"'{image_name}' is {frames.shape[2]}x{frames.shape[1]}")
+    if len(faces) == 1 and len(frames) > 1:
+        raise ValueError(f"'{faces_name}' holds one face for {len(frames)} frames of '{image_name}': "
+                         "detect faces on the same frames")
+
+
+class Fit3DMM(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FaceControlFit3DMM",
+            display_name="Fit 3DMM",
+            category="FaceControl/3dmm",
+            description="Per-frame 3DMM coefficients of the detected face. ict_facekit (default, MIT, no download) fits "
+                        "the open ICT-FaceKit model to the 68 landmarks, gaze from mediapipe's irises. bfm_d3dfr is "
+                        "Face-Adapter's own: the d3dfr regressor on the 256 ArcFace crop and the BFM (needs "
+                        "d3dfr_res50_nofc.pth and BFM_model_front.mat).",
+            inputs=[
+                io.Image.Input("images", tooltip="the frames the faces were detected on"),
+                Faces.Input("faces"),
+                io.Combo.Input("backend", options=list(f3.BACKENDS), default="ict_facekit"),
+                io.Combo.Input("identity", options=["per frame", "shared over frames"], default="per frame",
+                               tooltip="a video of one person: one identity for all frames"),
+                io.Float.Input("smooth_sigma", default=0.0, min=0.0, max=20.0, step=0.1,
+                               tooltip="video: Gaussian smoothing of pose, expression and gaze over frames (0 = off)"),
+            ],
+            outputs=[Face3DMM.Output(display_name="face_3dmm")],
+        )
+
+    @classmethod
+    def execute(cls, images, faces: FaceSet, backend, identity, smooth_sigma) -> io.NodeOutput:
+        frames = image_to_uint8(images, "images")
+        _check_faces_match(frames, faces, "images", "faces")
+        shared = identity == "shared over frames"
+        if backend == "ict_facekit":
+            fit = fit_ict_backend(faces, shared, smooth_sigma)
+        elif backend == "bfm_d3dfr":
+            fit = fit_bfm_backend(frames, faces, shared, smooth_sigma)
+        else:
+            raise ValueError(f"unknown 3DMM backend {backend!r}; choose one of {f3.BACKENDS}")
+        log.info("Fit 3DMM: %s", fit.describe())
+        return io.NodeOutput(fit)
+
+
+def fit_ict_backend(faces: FaceSet, shared: bool, smooth_sigma: float) -> f3.Face3DMM:
+    from ..face.ict_model import load_ict_model
+
+    model = _cached(resolve_model(ICT_FILE), load_ict_model)
+    tick = progress(1)
+    fit = f3.fit_ict(faces, model, shared_identity=shared, smooth_sigma=smooth_sigma)
+    tick(0)
+    return fit
+
+
+def fit_bfm_backend(frames: np.ndarray, faces: FaceSet, shared: bool, smooth_sigma: float) -> f3.Face3DMM:
+    from ..face.bfm import BFMProjector
+    from ..models.d3dfr import load_d3dfr_state
+
+    regressor = loaded_model(cached_patcher(resolve_model(D3DFR_FILE), load_d3dfr_state))
+    projector = _cached(resolve_model(BFM_FILE), BFMProjector.face_adapter)
+    canvas = f3.arcface_canvas(faces)
+    device = next(regressor.parameters()).device
+    dtype = next(regressor.parameters()).dtype
+    tick = progress(len(frames))
+    outputs = []
+    for start in range(0, len(frames), REGRESSOR_BATCH):
+        idx = range(start, min(start + REGRESSOR_BATCH, len(frames)))
+        crops = np.stack([warp_one(frames[i], canvas[i], f3.CANVAS_SIZE) for i in idx])
+        x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)  # [-1,1] RGB
+        with torch.no_grad():
+            outputs.append(regressor(x.to(device, dtype)).float().cpu())
+        tick(idx[-1])
+    return f3.bfm_from_regressor(torch.cat(outputs), canvas, tuple(faces.image_size), projector,
+                                 smooth_sigma, shared)
+
+
+class Recombine3DMM(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FaceControlRecombine3DMM",
+            display_name="Recombine 3DMM",
+            category="FaceControl/3dmm",
+            description="The source's face shape (identity) with the driver's motion. The default is Face-Adapter's: "
+                        "everything from the driver except the identity-shape coefficients. 'pose only' keeps the "
+                        "source's expression and gaze; 'expression and gaze only' keeps the source's head pose.",
+            inputs=[
+                Face3DMM.Input("source", tooltip="whose face shape to keep (one frame, or one per driver frame)"),
+                Face3DMM.Input("driver", tooltip="whose motion to take (a photo or a video)"),
+                io.Combo.Input("take_from_driver", options=list(f3.RECOMBINE_MODES),
+                               default="expression, pose and gaze (Face-Adapter)"),
+            ],
+            outputs=[Face3DMM.Output(display_name="face_3dmm")],
+        )
+
+    @classmethod
+    def execute(cls, source: f3.Face3DMM, driver: f3.Face3DMM, take_from_driver) -> io.NodeOutput:
+        return io.NodeOutput(f3.recombine(source, driver, take_from_driver))
+
+
+class ProjectLandmarks(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FaceControlProjectLandmarks",
+            display_name="Project 3DMM Landmarks",
+            category="FaceControl/3dmm",
+            description="Face-Adapter's 70-point control image: the 68 projected landmarks and 2 gaze points as "
+                        "rainbow dots (radius 2) on a black 256 canvas, warped into the crop with the pose frame's "
+                        "512->256 transform. Also outputs the 70 points in crop pixels.",
+            inputs=[
+                Face3DMM.Input("face_3dmm"),
+                FaceCrop.Input("crop", tooltip="the crop to draw into: the driver's faceadapter512 crop"),
+            ],
+            outputs=[io.Image.Output(display_name="landmark_image"), FaceLandmarks.Output(display_name="landmarks")],
+        )
+
+    @classmethod
+    def execute(cls, face_3dmm: f3.Face3DMM, crop: FaceCropData) -> io.NodeOutput:
+        if tuple(crop.image_size) != tuple(face_3dmm.image_size):
+            raise ValueError(f"'crop' was made on {crop.image_size[1]}x{crop.image_size[0]} frames but the pose in "
+                             f"'face_3dmm' comes from {face_3dmm.image_size[1]}x{face_3dmm.image_size[0]} frames: "
+                             "use the crop of the frames the pose comes from (the driver's)")
+        check_batch(len(face_3dmm), len(crop), "face_3dmm", "crop")
+        tick = progress(1)
+        images, points = f3.project_into_crop(face_3dmm, crop.forward, crop.crop_size, crop.convention)
+        tick(0)
+        return io.NodeOutput(torch.from_numpy(images).float() / 255.0, points)
+
+
+class AdaptingMask(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FaceControlAdaptingMask",
+            display_name="Adapting-Area Mask",
+            category="FaceControl/3dmm",
+            description="Where the generator may change the crop. reenactment: Face-Adapter's Adapting Area Predictor "
+                        "(net_seg_res18.pth). swap: BiSeNet face parsing of the target (79999_iter.pth) with "
+                        "Face-Adapter's class sets, dilations 65 and 5, and glasses/earrings/necklace/hat removed. "
+                        "geometric: no network, the union of the base's and the driver's face regions from "
+                        "landmarks, dilated. auto uses the network when its file is present, else geometric.",
+            inputs=[
+                io.Combo.Input("mode", options=["reenactment", "swap"], default="reenactment"),
+                io.Combo.Input("method", options=["auto", "network", "geometric"], default="auto"),
+                io.Image.Input("base_image", tooltip="512 crops: the source's (reenactment) or the target's (swap)"),
+                io.Image.Input("landmark_image", tooltip="from Project 3DMM Landmarks"),
+                FaceLandmarks.Input("landmarks", tooltip="from Project 3DMM Landmarks"),
+                Faces.Input("base_faces", optional=True, tooltip="geometric: the faces the base crops were made from"),
+                FaceCrop.Input("base_crop", optional=True, tooltip="geometric: the base crops' FACE_CROP"),
+                io.Int.Input("dilation", default=33, min=1, max=255, step=2, optional=True,
+                             tooltip="geometric: dilation in crop pixels"),
+                io.Combo.Input("bisenet_input", options=["authors ([-1,1])", "imagenet"], default="authors ([-1,1])",
+                               optional=True, tooltip="swap: Face-Adapter feeds BiSeNet [-1,1] pixels although it was "
+                                                      "trained on ImageNet-normalised ones; 'imagenet' corrects that"),
+            ],
+            outputs=[io.Mask.Output(display_name="mask"), io.String.Output(display_name="method_used")],
+        )
+
+    @classmethod
+    def execute(cls, mode, method, base_image, landmark_image, landmarks: f3.CropLandmarks, base_faces=None,
+                base_crop=None, dilation=33, bisenet_input="authors ([-1,1])") -> io.NodeOutput:
+        check_image(base_image, "base_image")
+        check_image(landmark_image, "landmark_image")
+        n = max(len(base_image), len(landmark_image))
+        check_batch(n, len(base_image), "frames", "base_image")
+        check_batch(n, len(landmark_image), "frames", "landmark_image")
+        check_batch(n, len(landmarks), "frames", "landmarks")
+        if base_image.shape[1:3] != landmark_image.shape[1:3]:
+            raise ValueError(f"'base_image' is {base_image.shape[2]}x{base_image.shape[1]} but 'landmark_image' is "
+                             f"{landmark_image.shape[2]}x{landmark_image.shape[1]}")
+        used = _choose_mask_method(mode, method)
+        if used == "geometric":
+            mask = _geometric(base_image, landmarks, base_faces, base_crop, dilation, n)
+        elif mode == "reenactment":
+            mask = _seg_unet_mask(_repeat(base_image, n), _repeat(landmark_image, n))
+        else:
+            mask = _bisenet_mask(_repeat(base_image, n), bisenet_input)
+        label = f"{used} ({mode})"
+        log.info("Adapting-Area Mask: %s, %.1f%% of the crop", label, 100 * float(mask.mean()))
+        return io.NodeOutput(mask, label)
+
+
+def _repeat(images: torch.Tensor, n: int) -> torch.Tensor:
+    return images.expand(n, *images.shape[1:]) if len(images) == 1 and n > 1 else images
+
+
+def _network_file(mode: str) -> str:
+    return SEG_UNET_FILE if mode == "reenactment" else BISENET_FILE
+
+
+def _choose_mask_method(mode: str, method: str) -> str:
+    if method == "geometric":
+        return "geometric"
+    try:
+        resolve_model(_network_file(mode))
+    except ModelFileNotFound:
+        if method == "network":
+            raise
+        log.warning("Adapting-Area Mask: %s not found, using the geometric fallback (landmark face regions)",
+                    _network_file(mode))
+        return "geometric"
+    return "network"
+
+
+def _geometric(base_image, landmarks: f3.CropLandmarks, base_faces, base_crop, dilation: int, n: int) -> torch.Tensor:
+    if base_faces is None or base_crop is None:
+        raise ValueError("the geometric mask needs 'base_faces' and 'base_crop' (the faces and FACE_CROP the base "
+                         "crops were made from) to know where the base face is")
+    check_batch(n, len(base_faces), "frames", "base_faces")
+    check_batch(n, len(base_crop), "frames", "base_crop")
+    size = base_image.shape[1]
+    if base_crop.crop_size != size:
+        raise ValueError(f"'base_crop' makes {base_crop.crop_size} crops but 'base_image' is {size} pixels")
+    base_lm = np.stack([apply_affine(base_crop.forward[i % len(base_crop)], base_faces.lm68("base_faces")[i % len(base_faces)])
+                        for i in range(n)])
+    driver_lm = np.stack([landmarks.points[i % len(landmarks)][:68] for i in range(n)])
+    return torch.from_numpy(adapting_mask.geometric_mask([base_lm, driver_lm], size, dilation))
+
+
+def _signed(images: torch.Tensor) -> torch.Tensor:
+    return images.permute(0, 3, 1, 2).float() * 2.0 - 1.0
+
+
+def _seg_unet_mask(base_image: torch.Tensor, landmark_image: torch.Tensor) -> torch.Tensor:
+    from ..models.seg_unet import load_seg_unet_state
+
+    net = loaded_model(cached_patcher(resolve_model(SEG_UNET_FILE), load_seg_unet_state))
+    device = next(net.parameters()).device
+    tick = progress(len(base_image))
+    masks = []
+    for i in range(len(base_image)):
+        img = _signed(base_image[i:i + 1]).to(device)
+        pts = _signed(landmark_image[i:i + 1]).to(device)
+        masks.append(net.predict_mask(img, pts)[:, 0].float().cpu())
+        tick(i)
+    return torch.cat(masks)
+
+
+def _bisenet_mask(base_image: torch.Tensor, bisenet_input: str) -> torch.Tensor:
+    from ..models.bisenet import load_bisenet_state
+
+    net = loaded_model(cached_patcher(resolve_model(BISENET_FILE), load_bisenet_state))
+    device = next(net.parameters()).device
+    preprocess = "none" if bisenet_input.startswith("authors") else "imagenet_signed"
+    size = base_image.shape[1]
+    tick = progress(len(base_image))
+    masks = []
+    for i in range(len(base_image)):
+        with torch.no_grad():
+            labels = net.parse(_signed(base_image[i:i + 1]).to(device), preprocess=preprocess, size=size).labels
+        masks.append(adapting_mask.swap_mask_from_parsing(labels[:, 0]).float().cpu())
+        tick(i)
+    return torch.cat(masks)
+
+
+class SpatialControl(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FaceControlSpatialControl",
+            display_name="Spatial Control Image",
+            category="FaceControl/3dmm",
+            description="landmarks x mask + base x (1 - mask): the Face-Adapter ControlNet's spatial condition "
+                        "(base = the source crop for reenactment, the target crop for swapping).",
+            inputs=[
+                io.Image.Input("landmark_image"),
+                io.Image.Input("base_image"),
+                io.Mask.Input("mask"),
+            ],
+            outputs=[io.Image.Output(display_name="control_image")],
+        )
+
+    @classmethod
+    def execute(cls, landmark_image, base_image, mask) -> io.NodeOutput:
+        check_image(landmark_image, "landmark_image")
+        check_image(base_image, "base_image")
+        masks = torch.from_numpy(mask_batch(mask, "mask"))
+        n = max(len(landmark_image), len(base_image), len(masks))
+        for name, batch in (("landmark_image", landmark_image), ("base_image", base_image), ("mask", masks)):
+            check_batch(n, len(batch), "frames", name)
+        if not (landmark_image.shape[1:3] == base_image.shape[1:3] == masks.shape[1:3]):
+            raise ValueError(f"sizes differ: 'landmark_image' {tuple(landmark_image.shape[1:3])}, 'base_image' "
+                             f"{tuple(base_image.shape[1:3])}, 'mask' {tuple(masks.shape[1:3])}")
+        control = adapting_mask.spatial_control(_repeat(landmark_image, n), _repeat(base_image, n), _repeat(masks, n))
+        return io.NodeOutput(control.clamp(0, 1))
+
+
+NODES = [Fit3DMM, Recombine3DMM, ProjectLandmarks, AdaptingMask, SpatialControl]
