@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
-from typing import Callable, Literal, Protocol
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterator, Literal, Mapping, Protocol
 
 import numpy as np
 import torch
@@ -44,6 +44,11 @@ __all__ = [
     "DVALatent",
     "encode_video",
     "decode_video",
+    "unet_config_from_state",
+    "encoder_state_from_files",
+    "load_dva_networks",
+    "frames_per_chunk",
+    "stream_edit_video",
 ]
 
 logger = logging.getLogger(__name__)
@@ -353,6 +358,17 @@ class DVALatent:
     x_T: torch.Tensor  # (N,3,H,W) DDIM-inverted noise maps
     masks: torch.Tensor  # (N,1,H,W) float {0,1} face masks (video mode)
     timestep_map: tuple[int, ...]  # the schedule used for the inversion
+    crops: torch.Tensor | None = None  # (N,H,W,3) [0,1] the aligned crops that were encoded
+    face_crop: object | None = None  # face.types.FaceCrop of those crops, for paste-back
+    z_id_edit: torch.Tensor | None = None  # (1,512) edited identity; None = no edit (decode the average)
+    edit_note: str = ""  # what edit produced z_id_edit, for reports
+
+    def __len__(self) -> int:
+        return int(self.x_T.shape[0])
+
+    def with_edit(self, z_id_edit: torch.Tensor, note: str) -> "DVALatent":
+        """A copy that decodes with identity `z_id_edit` (tensors are shared, not copied)."""
+        return replace(self, z_id_edit=z_id_edit, edit_note=note)
 
 
 def _encoder_in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], frames, chunk_size, device) -> torch.Tensor:
@@ -411,3 +427,148 @@ def decode_video(
     z_face = _face_codes(encoder, identity, latent.z_lnd, device)
     frames = generate_frames(unet, latent.x_T, z_face, schedule, chunk_size, device, callback)
     return (frames + 1) / 2
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading: architecture from the checkpoint, encoders from the checkpoint or their own files
+
+
+def unet_config_from_state(state: Mapping[str, torch.Tensor], image_size: int = 256) -> dict[str, Any]:
+    """The DVAUNet constructor arguments that produce `state`'s keys and shapes.
+
+    Width, channel multipliers, blocks per level, attention levels and the condition width are read
+    from the tensors, so the released 128-channel model and smaller ones in the same layout both load.
+    """
+    if "input_blocks.0.0.weight" not in state:
+        raise ValueError("not a DVA UNet state: 'input_blocks.0.0.weight' is missing")
+    model_channels = int(state["input_blocks.0.0.weight"].shape[0])
+    output_blocks = sorted({int(k.split(".")[1]) for k in state if k.startswith("output_blocks.")})
+    # every level but the top one ends its decoder part with an upsampling ResBlock after index 0
+    upsampling = [b for b in output_blocks if any(f"output_blocks.{b}.{j}.in_layers.0.weight" in state for j in (1, 2))]
+    levels = len(upsampling) + 1
+    num_res_blocks = len(output_blocks) // levels - 1
+    channel_mult, attention = [], []
+    for level in range(levels):
+        first = 1 + level * (num_res_blocks + 1)
+        channel_mult.append(int(state[f"input_blocks.{first}.0.out_layers.6.weight"].shape[0]) // model_channels)
+        if f"input_blocks.{first}.1.qkv.weight" in state:
+            attention.append(image_size // 2 ** level)
+    embed = int(state["time_embed.time_embed.2.weight"].shape[0])
+    cond = int(state["input_blocks.1.0.cond_emb_layers.1.weight"].shape[1])
+    return {
+        "image_size": image_size, "model_channels": model_channels, "channel_mult": tuple(channel_mult),
+        "num_res_blocks": num_res_blocks, "attention_resolutions": tuple(attention), "embed_channels": embed,
+        "cond_channels": cond if cond != embed else None,
+    }
+
+
+def encoder_state_from_files(
+    checkpoint_encoder: Mapping[str, torch.Tensor],
+    idnet: str | None = None,
+    lndnet: str | None = None,
+    bgnet: str | None = None,
+) -> dict[str, torch.Tensor]:
+    """The `encoder.*` state with the given networks replaced by their own released files.
+
+    idnet: `model_ir_se50.pth`; lndnet: `mobilenet_224_model_best_gdconv_external.pth.tar`
+    (['state_dict'], `module.` prefix); bgnet: `79999_iter.pth`. The face-code Linear always comes
+    from the DVA checkpoint, which is its only source.
+    """
+    from ..models.checkpoint import read_state, strip_prefix
+
+    state = dict(checkpoint_encoder)
+    for name, path in (("idnet", idnet), ("lndnet", lndnet), ("bgnet", bgnet)):
+        if path is None:
+            continue
+        loaded = read_state(path)
+        if name == "lndnet" and "state_dict" in loaded:
+            loaded = loaded["state_dict"]
+        loaded = strip_prefix(loaded, "module.")
+        state = {k: v for k, v in state.items() if not k.startswith(f"{name}.")}
+        state.update({f"{name}.backbone.{k}": v for k, v in loaded.items()})
+    return state
+
+
+def load_dva_networks(
+    checkpoint: str | Mapping[str, Any],
+    weights: str = "ema",
+    aux_files: Mapping[str, str] | None = None,
+):
+    """(DVAUNet, DVAFaceEncoder) from the Lightning checkpoint, in eval mode on the CPU.
+
+    weights: "ema" (inference default) or "model". The encoders are frozen during training, so when
+    the chosen copy lacks `encoder.*` keys the other copy's are used. aux_files maps "idnet",
+    "lndnet", "bgnet" to their own released files, which then replace the checkpoint's copies.
+    """
+    from ..models.dva_checkpoint import load_lightning_checkpoint, split_dva_state
+    from ..models.dva_face_encoder import build_dva_face_encoder
+    from ..models.dva_unet import build_dva_unet
+
+    loaded = checkpoint if isinstance(checkpoint, Mapping) else load_lightning_checkpoint(checkpoint)
+    state = loaded.get("state_dict", loaded)
+    states = split_dva_state(state, weights)
+    encoder_state = states.encoder
+    if not encoder_state:
+        other = "model" if weights == "ema" else "ema"
+        encoder_state = split_dva_state(state, other).encoder
+    if "linear.weight" not in encoder_state:
+        raise ValueError("the DVA checkpoint has no 'encoder.linear.*' (the face-code layer)")
+    encoder_state = encoder_state_from_files(encoder_state, **dict(aux_files or {}))
+    unet = build_dva_unet(states.unet, unet_config_from_state(states.unet))
+    return unet, build_dva_face_encoder(encoder_state)
+
+
+def frames_per_chunk(free_bytes: int, model_channels: int = 128, image_size: int = 256, limit: int = 64) -> int:
+    """How many frames one UNet call may take given `free_bytes` of device memory.
+
+    About 300 MB of float32 activations per 256-px frame for the released 128-channel UNet (skip
+    features of the 256 and 128 px levels dominate), scaled by width and area; half the free memory
+    is left as headroom.
+    """
+    per_frame = 300e6 * (model_channels / 128) * (image_size / 256) ** 2
+    return int(max(1, min(limit, (free_bytes * 0.5) // per_frame)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Streaming edit: memory independent of video length
+
+
+@torch.no_grad()
+def stream_edit_video(
+    unet: NoisePredictor,
+    encoder,
+    read_frames: Callable[[int, int], torch.Tensor],
+    num_frames: int,
+    schedule: DDIMSchedule,
+    edit: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    chunk_size: int = 4,
+    device: torch.device | str = "cpu",
+    callback: ProgressCallback | None = None,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """Encode, edit and decode a video without holding it: yields (start, frames [0,1], masks) per chunk.
+
+    read_frames(start, stop) returns aligned crops (n,3,H,W) in [-1,1]. Pass 1 reads every chunk for
+    the identity codes only ((N,512) kept); pass 2 reads each chunk again, inverts it with the average
+    identity and generates it with edit(average) (default: the average, a reconstruction). Peak memory
+    is that of one chunk plus the models, whatever N is.
+    """
+    device = torch.device(device)
+    step = max(1, chunk_size)
+    starts = list(range(0, num_frames, step))
+    z_id = torch.cat([encoder.id_forward(read_frames(s, min(s + step, num_frames)).to(device)).cpu() for s in starts])
+    z_avg = average_identity(z_id)
+    z_target = z_avg if edit is None else edit(z_avg)
+    calls = 2 * len(schedule) - 1
+    for n, start in enumerate(starts):
+        frames = read_frames(start, min(start + step, num_frames)).to(device)
+        z_lnd = encoder.landmarks(frames)
+        mask = encoder.face_mask(frames, for_video=True)
+
+        def report(done: int, _total: int, offset: int = n * calls) -> None:
+            if callback is not None:
+                callback(offset + done, calls * len(starts))
+
+        x_T = ddim_invert(unet, frames, _face_codes(encoder, z_avg, z_lnd, device), schedule, callback=report)
+        shifted = lambda done, total, base=len(schedule) - 1: report(base + done, total)  # noqa: E731
+        out = ddim_generate(unet, x_T, _face_codes(encoder, z_target, z_lnd, device), schedule, callback=shifted)
+        yield start, ((out + 1) / 2).cpu(), mask.cpu()

@@ -1,0 +1,248 @@
+"""Diffusion Video Autoencoders nodes: load, encode, edit (classifier, CLIP text), decode.
+
+A video is an IMAGE batch of 256x256 FFHQ crops (Align and Crop Faces, convention ffhq, smooth on).
+Encode keeps per-frame identity and landmark codes, DDIM-inverted noise and face masks in a DVA_LATENT;
+an edit node changes only the video's identity code; Decode generates the crops again, and Paste Faces
+Back puts them into the original frames through the decoded face masks.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from comfy_api.latest import io
+
+import comfy.model_management as mm
+import comfy.model_patcher
+import comfy.utils
+import folder_paths
+
+from ..models.dva_checkpoint import DVAClassifierState, read_dva_classifier
+from ..pipelines import dva
+from .common import check_batch, check_image, resolve_model
+from .types import FaceCrop
+
+log = logging.getLogger("facecontrol")
+
+DVAModelType = io.Custom("DVA_MODEL")
+DVALatentType = io.Custom("DVA_LATENT")
+
+DEFAULT_CHECKPOINT = "diffusion_video_autoencoder/epoch=51-step=1000000.ckpt"
+CLASSIFIER = "dva/diffusion_video_autoencoder_cls/last.ckpt"
+AUX_FILES = {
+    "idnet": "dva/pretrained_models/model_ir_se50.pth",
+    "lndnet": "dva/pretrained_models/mobilenet_224_model_best_gdconv_external.pth.tar",
+    "bgnet": "dva/pretrained_models/79999_iter.pth",
+}
+SOLVERS = ("ddim", "dpm++2m")
+_CLASSIFIERS: dict[str, DVAClassifierState] = {}
+
+
+@dataclass
+class DVAModel:
+    """The loaded DVA networks, each in a ModelPatcher; the pack holds these references."""
+
+    unet: comfy.model_patcher.ModelPatcher
+    encoder: comfy.model_patcher.ModelPatcher
+    model_channels: int
+    source: str
+
+    def load(self) -> torch.device:
+        mm.load_models_gpu([self.unet, self.encoder])
+        return self.unet.load_device
+
+
+def _patcher(module: torch.nn.Module) -> comfy.model_patcher.ModelPatcher:
+    return comfy.model_patcher.ModelPatcher(module, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
+
+
+def checkpoint_options() -> list[str]:
+    names = [n for n in folder_paths.get_filename_list("dva") if n.endswith(".ckpt") and "_cls" not in n]
+    return sorted(names) or [DEFAULT_CHECKPOINT]
+
+
+def step_callback(total_hint: int) -> Callable[[int, int], None]:
+    """Progress per model call; also where ComfyUI's cancel takes effect."""
+    bar = comfy.utils.ProgressBar(total_hint)
+
+    def report(done: int, total: int) -> None:
+        mm.throw_exception_if_processing_interrupted()
+        bar.update_absolute(done, total)
+
+    return report
+
+
+def chunk_frames(model: DVAModel, device: torch.device, chunk_size: int) -> int:
+    if chunk_size > 0:
+        return chunk_size
+    return dva.frames_per_chunk(mm.get_free_memory(device), model.model_channels)
+
+
+def make_schedule(steps: int, respacing: str) -> dva.DDIMSchedule:
+    try:
+        return dva.DDIMSchedule.from_steps(steps, respacing)
+    except ValueError as error:
+        raise ValueError(f"'steps' = {steps} with respacing '{respacing}': {error}; use respacing 'auto' or 'even' "
+                         f"for any step count") from error
+
+
+def crops_to_model_input(crops: torch.Tensor, input_name: str) -> torch.Tensor:
+    check_image(crops, input_name)
+    if tuple(crops.shape[1:3]) != (256, 256):
+        raise ValueError(f"'{input_name}' are {crops.shape[2]}x{crops.shape[1]} but DVA works on 256x256 FFHQ crops: "
+                         f"set Align and Crop Faces to convention ffhq, size 256")
+    return crops.detach().float().cpu().permute(0, 3, 1, 2) * 2 - 1
+
+
+class LoadDVA(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FaceControlLoadDVA",
+            display_name="Load Diffusion Video Autoencoder",
+            category="FaceControl/dva",
+            description="Loads the DVA Lightning checkpoint (UNet + identity, landmark and face-parsing encoders). "
+                        "The UNet's width is read from the file.",
+            inputs=[
+                io.Combo.Input("checkpoint", options=checkpoint_options(), default=DEFAULT_CHECKPOINT,
+                               tooltip="in models/dva/: epoch=51-step=1000000.ckpt from the authors' release"),
+                io.Combo.Input("weights", options=["ema", "model"], default="ema",
+                               tooltip="ema_model.* (what the authors' inference uses) or the training copy model.*"),
+                io.Combo.Input("encoders", options=["checkpoint", "pretrained_models files"], default="checkpoint",
+                               tooltip="the frozen encoders inside the checkpoint, or model_ir_se50.pth, the "
+                                       "MobileNet .pth.tar and 79999_iter.pth from models/dva/pretrained_models/"),
+            ],
+            outputs=[DVAModelType.Output(display_name="dva_model")],
+        )
+
+    @classmethod
+    def execute(cls, checkpoint, weights, encoders) -> io.NodeOutput:
+        path = folder_paths.get_full_path("dva", checkpoint) or resolve_model("dva/" + checkpoint)
+        aux = {k: str(resolve_model(v)) for k, v in AUX_FILES.items()} if encoders != "checkpoint" else None
+        unet, encoder = dva.load_dva_networks(str(path), weights, aux)
+        log.info("Load DVA: %s (%s weights, %d base channels)", path, weights, unet.model_channels)
+        return io.NodeOutput(DVAModel(_patcher(unet), _patcher(encoder), unet.model_channels, str(path)))
+
+
+class DVAEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FaceControlDVAEncode",
+            display_name="DVA Encode",
+            category="FaceControl/dva",
+            description="Per frame: identity code (IR-SE50) and its video average, landmark code, face mask, and "
+                        "x_T by deterministic DDIM inversion with the average identity.",
+            inputs=[
+                DVAModelType.Input("dva_model"),
+                io.Image.Input("crops", tooltip="256x256 FFHQ crops of every frame (Align and Crop Faces, smooth on)"),
+                FaceCrop.Input("face_crop", optional=True, tooltip="kept in the latent for paste-back"),
+                io.Int.Input("steps", default=20, min=1, max=1000, tooltip="DDIM steps (paper: 100 for reconstruction; "
+                                                                          "authors' default 1000)"),
+                io.Combo.Input("respacing", options=["auto", "ddim", "even"], default="auto",
+                               tooltip="ddim: the authors' integer-stride rule (5, 20, 100, 1000 ...); even: any count; "
+                                       "auto: ddim when it fits"),
+                io.Int.Input("chunk_size", default=0, min=0, max=256, tooltip="frames per UNet call; 0 = from free memory"),
+            ],
+            outputs=[DVALatentType.Output(display_name="dva_latent"), io.Mask.Output(display_name="face_masks")],
+        )
+
+    @classmethod
+    def execute(cls, dva_model: DVAModel, crops, steps, respacing, chunk_size, face_crop=None) -> io.NodeOutput:
+        frames = crops_to_model_input(crops, "crops")
+        if face_crop is not None:
+            check_batch(len(frames), len(face_crop), "crops", "face_crop")
+            if face_crop.crop_size != 256:
+                raise ValueError(f"'face_crop' makes {face_crop.crop_size}px crops but 'crops' are 256px")
+        schedule = make_schedule(steps, respacing)
+        device = dva_model.load()
+        chunk = chunk_frames(dva_model, device, chunk_size)
+        latent = dva.encode_video(dva_model.unet.model, dva_model.encoder.model, frames, schedule, chunk, device,
+                                  step_callback(len(schedule)))
+        latent.crops = crops.detach().float().cpu()
+        latent.face_crop = face_crop
+        log.info("DVA Encode: %d frames, %d steps, %d frames per chunk", len(latent), len(schedule), chunk)
+        return io.NodeOutput(latent, latent.masks[:, 0].clone())
+
+
+def classifier_state() -> DVAClassifierState:
+    path = str(resolve_model(CLASSIFIER))
+    if path not in _CLASSIFIERS:
+        _CLASSIFIERS[path] = read_dva_classifier(path)
+    return _CLASSIFIERS[path]
+
+
+class DVAEditClassifier(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FaceControlDVAEditClassifier",
+            display_name="DVA Edit (attribute)",
+            category="FaceControl/dva",
+            description="Moves the video's identity code along a CelebA attribute direction of the authors' linear "
+                        "classifier: l2norm(denorm(norm(z) + scale*sqrt(512)*unit(w))). A negative scale removes "
+                        "the attribute (No_Beard with a negative scale adds a beard).",
+            inputs=[
+                DVALatentType.Input("dva_latent"),
+                io.Combo.Input("attribute", options=list(dva.CELEBA_ATTRIBUTES), default="Mustache"),
+                io.Float.Input("scale", default=0.25, min=-5.0, max=5.0, step=0.01),
+                io.Boolean.Input("normalize", default=True, tooltip="the authors' normalised edit (always on in their script)"),
+            ],
+            outputs=[DVALatentType.Output(display_name="dva_latent")],
+        )
+
+    @classmethod
+    def execute(cls, dva_latent: dva.DVALatent, attribute, scale, normalize) -> io.NodeOutput:
+        state = classifier_state()
+        edited = dva.classifier_edit(dva_latent.z_id_avg, state.weight, attribute, scale, state.conds_mean,
+                                     state.conds_std, normalize)
+        return io.NodeOutput(dva_latent.with_edit(edited, f"{attribute} {scale:+g}"))
+
+
+class DVADecode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FaceControlDVADecode",
+            display_name="DVA Decode",
+            category="FaceControl/dva",
+            description="Generates every frame's crop from its x_T with the (edited) identity code and the frame's "
+                        "landmark code. Feed the crops and face masks to Paste Faces Back.",
+            inputs=[
+                DVAModelType.Input("dva_model"),
+                DVALatentType.Input("dva_latent"),
+                io.Combo.Input("solver", options=list(SOLVERS), default="ddim",
+                               tooltip="ddim: the authors' sampler; dpm++2m: second-order multistep on the same model"),
+                io.Int.Input("chunk_size", default=0, min=0, max=256, tooltip="frames per UNet call; 0 = from free memory"),
+            ],
+            outputs=[io.Image.Output(display_name="crops"), io.Mask.Output(display_name="face_masks"),
+                     FaceCrop.Output(display_name="face_crop")],
+        )
+
+    @classmethod
+    def execute(cls, dva_model: DVAModel, dva_latent: dva.DVALatent, solver, chunk_size) -> io.NodeOutput:
+        schedule = dva.DDIMSchedule.from_timesteps(list(dva_latent.timestep_map))
+        device = dva_model.load()
+        chunk = chunk_frames(dva_model, device, chunk_size)
+        out = decode_with(solver, dva_model, dva_latent, schedule, chunk, device)
+        if dva_latent.face_crop is None:
+            log.info("DVA Decode: the latent has no face_crop (Encode got none); paste-back needs one")
+        return io.NodeOutput(out.permute(0, 2, 3, 1).clamp(0, 1).cpu(), dva_latent.masks[:, 0].clone(), dva_latent.face_crop)
+
+
+def decode_with(solver: str, dva_model: DVAModel, latent: dva.DVALatent, schedule, chunk: int, device) -> torch.Tensor:
+    callback = step_callback(len(schedule))
+    if solver == "ddim":
+        return dva.decode_video(dva_model.unet.model, dva_model.encoder.model, latent, schedule, latent.z_id_edit,
+                                chunk, device, callback)
+    if solver == "dpm++2m":
+        from ..pipelines import dva_solvers
+
+        return dva_solvers.decode_video_dpmpp(dva_model.unet.model, dva_model.encoder.model, latent, schedule,
+                                              latent.z_id_edit, chunk, device, callback)
+    raise ValueError(f"unknown solver {solver!r}; choose one of {SOLVERS}")
+
+
+NODES = [LoadDVA, DVAEncode, DVAEditClassifier, DVADecode]

@@ -1,0 +1,83 @@
+"""DVA workflows in a real ComfyUI server with filled weights in the released layouts."""
+from __future__ import annotations
+
+import copy
+import io
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from comfy_client import WorkflowError, load_workflow
+
+pytestmark = pytest.mark.integration
+
+
+def png(data: bytes) -> np.ndarray:
+    return np.array(Image.open(io.BytesIO(data)))
+
+
+def saved_images(comfy, entry, node_id) -> list[np.ndarray]:
+    files = comfy.output_files(entry).get(node_id, [])
+    assert files, f"node {node_id} saved nothing: {entry.get('outputs')}"
+    return [png(comfy.view(item)) for item in files]
+
+
+def with_probes(prompt: dict, frames: str, pasted: str, mask: str) -> dict:
+    """Adds lossless saves of the input frames, the pasted frames and the frame-space paste mask."""
+    prompt = copy.deepcopy(prompt)
+    prompt["p1"] = {"class_type": "SaveImage", "inputs": {"images": [frames, 0], "filename_prefix": "probe/frames"}}
+    prompt["p2"] = {"class_type": "SaveImage", "inputs": {"images": [pasted, 0], "filename_prefix": "probe/pasted"}}
+    prompt["p3"] = {"class_type": "MaskToImage", "inputs": {"mask": [mask, 1]}}
+    prompt["p4"] = {"class_type": "SaveImage", "inputs": {"images": ["p3", 0], "filename_prefix": "probe/mask"}}
+    return prompt
+
+
+def test_classifier_edit_workflow_changes_only_the_face(comfy):
+    prompt = load_workflow("dva_video_edit")
+    entry = comfy.run(with_probes(prompt, "3", "10", "10"))
+    frames = saved_images(comfy, entry, "p1")
+    pasted = saved_images(comfy, entry, "p2")
+    masks = saved_images(comfy, entry, "p4")
+    crops = saved_images(comfy, entry, "13")
+    n = prompt["3"]["inputs"]["length"]
+    assert len(frames) == len(pasted) == len(masks) == len(crops) == n
+    assert comfy.output_files(entry).get("12"), "no video saved"
+    for frame, out, mask, crop in zip(frames, pasted, masks, crops):
+        assert out.shape == frame.shape == (144, 176, 3)
+        assert crop.shape == (256, 256, 3)
+        outside = mask[..., 0] == 0
+        inside = mask[..., 0] > 128
+        assert outside.any() and inside.any()
+        # the 8-bit mask reads 0 where the paste weight is below 1/510: at most one level off there
+        assert np.abs(out[outside].astype(int) - frame[outside]).max() <= 1
+        assert (out[outside] == frame[outside]).mean() > 0.99
+        assert np.abs(out[inside].astype(int) - frame[inside]).mean() > 1  # the face was regenerated
+
+
+def test_decode_steps_follow_the_encoding_and_dpm_solver_runs(comfy):
+    prompt = load_workflow("dva_video_edit")
+    prompt["3"]["inputs"]["length"] = 1
+    prompt["7"]["inputs"]["steps"] = 3  # no integer DDIM stride gives 3: evenly spaced
+    prompt["9"]["inputs"]["solver"] = "dpm++2m"
+    entry = comfy.run(prompt)
+    assert len(saved_images(comfy, entry, "13")) == 1
+
+
+def test_wrong_crop_size_is_an_error_naming_the_input(comfy):
+    prompt = load_workflow("dva_video_edit")
+    prompt["3"]["inputs"]["length"] = 1
+    prompt["5"]["inputs"]["size"] = 128
+    with pytest.raises(WorkflowError) as err:
+        comfy.run(prompt)
+    assert re.search(r"'crops' are 128x128 .*256x256", str(err.value)), str(err.value)
+
+
+def test_strict_ddim_rule_rejects_an_impossible_step_count(comfy):
+    prompt = load_workflow("dva_video_edit")
+    prompt["3"]["inputs"]["length"] = 1
+    prompt["7"]["inputs"].update(steps=45, respacing="ddim")
+    with pytest.raises(WorkflowError) as err:
+        comfy.run(prompt)
+    assert "'steps' = 45" in str(err.value)
