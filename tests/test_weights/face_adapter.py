@@ -1,0 +1,156 @@
+"""Face-Adapter test weights in the released layouts, filled by the golden fill rule.
+
+- face_adapter/: net_id2token.pth (bfloat16, as released), net_image2token.pth (float32), controlnet/ (diffusers
+  folder), vision_encoder/ (transformers folder), third_party/insightface_glint360k.pth. The four files of the
+  spatial nodes (seg UNet, d3dfr, BFM, BiSeNet) come from spatial.py.
+- checkpoints/fa_test_sd15.safetensors: an SD1.5-shaped single-file checkpoint that CheckpointLoaderSimple detects
+  as SD1.5: the UNet keeps SD1.5's 320 base channels, 768-wide context and 8 heads but has two levels of one
+  block (attention only at the lower one) so 25 CPU steps take seconds; the VAE and the CLIP-L text encoder are
+  full size because ComfyUI builds those from fixed configs.
+- vae/fa_test_vae.safetensors: the same VAE on its own, for VAELoader.
+
+The ControlNet and the UNet share one block layout, as a real Face-Adapter ControlNet shares SD1.5's. Files are
+generated once into a cache folder (FACECONTROL_TEST_WEIGHTS_CACHE, default ~/.cache/facecontrol/test_weights)
+and linked into each test session's model folder.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from golden_fixtures import _fill_module
+
+VERSION = "fa1"
+SEED = 4
+CKPT_NAME = "fa_test_sd15.safetensors"
+VAE_NAME = "fa_test_vae.safetensors"
+
+UNET_CONFIG = dict(
+    sample_size=64, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(320, 320),
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32,
+)
+# The same UNet in ComfyUI's (ldm) terms, for the key conversion.
+LDM_UNET_CONFIG = {"num_res_blocks": [1, 1], "channel_mult": [1, 1], "transformer_depth": [0, 1],
+                   "transformer_depth_output": [0, 0, 1, 1], "transformer_depth_middle": 1}
+CLIP_TEXT_CONFIG = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                        num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu")
+VISION_CONFIG = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=1, num_attention_heads=16,
+                     image_size=224, patch_size=14, hidden_act="gelu", projection_dim=1024)
+
+
+def cache_dir() -> Path:
+    default = Path.home() / ".cache" / "facecontrol" / "test_weights"
+    return Path(os.environ.get("FACECONTROL_TEST_WEIGHTS_CACHE", default)) / f"face_adapter_{VERSION}"
+
+
+def filled(module: torch.nn.Module, seed: int = SEED) -> dict[str, torch.Tensor]:
+    shapes = {k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
+              for k, v in module.state_dict().items()}
+    return _fill_module().fill_state_dict(shapes, seed)
+
+
+def filled_module(module: torch.nn.Module, seed: int = SEED) -> torch.nn.Module:
+    module.load_state_dict(filled(module, seed), strict=True)
+    return module.eval()
+
+
+def diffusers_unet():
+    from diffusers import UNet2DConditionModel
+
+    return filled_module(UNet2DConditionModel(**UNET_CONFIG), SEED)
+
+
+def diffusers_controlnet():
+    from diffusers import ControlNetModel
+
+    from diffusers import UNet2DConditionModel
+
+    shell = UNet2DConditionModel(**UNET_CONFIG)
+    return filled_module(ControlNetModel.from_unet(shell, conditioning_embedding_out_channels=(16, 32, 96, 256)), SEED + 1)
+
+
+def diffusers_vae():
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, sample_size=512,
+                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                        block_out_channels=(128, 256, 512, 512), layers_per_block=2)
+    return filled_module(vae, SEED + 2)
+
+
+def clip_text_model():
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return filled_module(CLIPTextModel(CLIPTextConfig(**CLIP_TEXT_CONFIG)), SEED + 3)
+
+
+def unet_to_ldm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    import comfy.utils
+
+    key_map = comfy.utils.unet_to_diffusers(LDM_UNET_CONFIG)
+    missing = sorted(set(state) - set(key_map))
+    if missing:
+        raise RuntimeError(f"unmapped UNet keys: {missing[:5]}")
+    return {key_map[k]: v for k, v in state.items()}
+
+
+def _comfy_importable() -> None:
+    from comfy_client import comfyui_dir
+
+    if str(comfyui_dir()) not in sys.path:
+        sys.path.insert(0, str(comfyui_dir()))
+
+
+def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+
+
+def build_cache(root: Path) -> None:
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    from facecontrol.models.iresnet import iresnet100
+    from facecontrol.models.token_mappers import ID2Token, Image2Token
+
+    _comfy_importable()
+    tmp = root.with_name(root.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    fa = tmp / "face_adapter"
+    (fa / "third_party").mkdir(parents=True)
+    torch.save({k: v.bfloat16() for k, v in filled(ID2Token(), SEED + 10).items()}, fa / "net_id2token.pth")
+    torch.save(filled(Image2Token(), SEED + 11), fa / "net_image2token.pth")
+    torch.save(filled(iresnet100(), SEED + 12), fa / "third_party" / "insightface_glint360k.pth")
+    diffusers_controlnet().save_pretrained(fa / "controlnet")
+    filled_module(CLIPVisionModel(CLIPVisionConfig(**VISION_CONFIG)), SEED + 13).save_pretrained(fa / "vision_encoder")
+
+    vae = diffusers_vae().state_dict()
+    (tmp / "vae").mkdir()
+    save_file(_half(vae), tmp / "vae" / VAE_NAME)
+    checkpoint = {f"model.diffusion_model.{k}": v for k, v in unet_to_ldm(diffusers_unet().state_dict()).items()}
+    checkpoint.update({f"first_stage_model.{k}": v for k, v in vae.items()})
+    checkpoint.update({f"cond_stage_model.transformer.{k}": v for k, v in clip_text_model().state_dict().items()})
+    (tmp / "checkpoints").mkdir()
+    save_file(_half(checkpoint), tmp / "checkpoints" / CKPT_NAME)
+    shutil.rmtree(root, ignore_errors=True)
+    tmp.rename(root)
+
+
+def install(model_root: Path) -> None:
+    root = cache_dir()
+    if not (root / "checkpoints" / CKPT_NAME).is_file():
+        root.parent.mkdir(parents=True, exist_ok=True)
+        build_cache(root)
+    for src in sorted(p for p in root.rglob("*") if p.is_file()):
+        dst = model_root / src.relative_to(root)
+        if dst.exists():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
