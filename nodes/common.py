@@ -89,6 +89,15 @@ def check_batch(n: int, m: int, name_n: str, name_m: str) -> None:
         raise ValueError(f"'{name_m}' has {m} items but '{name_n}' has {n}: give one per frame, or a single one")
 
 
+def check_same_frames(frames: np.ndarray, items, image_name: str, items_name: str, what: str = "detected") -> None:
+    """FACES or FACE_CROP made on these frames: one per frame (or a single one) and the same frame size."""
+    check_batch(len(frames), len(items), image_name, items_name)
+    height, width = items.image_size
+    if (height, width) != tuple(frames.shape[1:3]):
+        raise ValueError(f"'{items_name}' were {what} on {width}x{height} frames but '{image_name}' is "
+                         f"{frames.shape[2]}x{frames.shape[1]}")
+
+
 def progress(total: int) -> Callable[[int], None]:
     """A per-item progress callback; each update is also where ComfyUI's cancel takes effect."""
     bar = comfy.utils.ProgressBar(total)

@@ -13,7 +13,7 @@ from ..face.preview import draw_face, draw_no_face
 from ..face.select import ORDERS, Selection, detect_face_set, fill_missing
 from ..face.types import FaceCrop as FaceCropData
 from ..face.types import FaceSet
-from .common import check_batch, image_to_uint8, mask_batch, progress, resolve_model, uint8_to_image
+from .common import check_batch, check_same_frames, image_to_uint8, mask_batch, progress, resolve_model, uint8_to_image
 from .types import FaceCrop, Faces
 
 log = logging.getLogger("facecontrol")
@@ -111,10 +111,7 @@ class AlignFaces(io.ComfyNode):
     @classmethod
     def execute(cls, image, faces: FaceSet, convention, size, smooth, sigma_center, sigma_size, crop_ratio, border) -> io.NodeOutput:
         frames = image_to_uint8(image, "image")
-        check_batch(len(frames), len(faces), "image", "faces")
-        if tuple(faces.image_size) != tuple(frames.shape[1:3]):
-            raise ValueError(f"'faces' were detected on {faces.image_size[1]}x{faces.image_size[0]} frames but 'image' is "
-                             f"{frames.shape[2]}x{frames.shape[1]}")
+        check_same_frames(frames, faces, "image", "faces")
         faces = _broadcast_faces(faces, len(frames))
         crop = make_face_crop(faces, convention, size, smooth, sigma_center, sigma_size, crop_ratio)
         tick = progress(len(frames))

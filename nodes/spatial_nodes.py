@@ -15,8 +15,8 @@ from ..face.align import warp_one
 from ..face.types import FaceCrop as FaceCropData
 from ..face.types import FaceSet, apply_affine
 from ..model_files import ModelFileNotFound
-from .common import (cached_patcher, check_batch, check_image, image_to_uint8, loaded_model, mask_batch, progress,
-                     resolve_model)
+from .common import (cached_patcher, check_batch, check_image, check_same_frames, image_to_uint8, loaded_model,
+                     mask_batch, progress, resolve_model)
 from .types import Face3DMM, FaceCrop, FaceLandmarks, Faces
 
 log = logging.getLogger("facecontrol")
@@ -38,10 +38,7 @@ def _cached(path: Path, build):
 
 
 def _check_faces_match(frames: np.ndarray, faces: FaceSet, image_name: str, faces_name: str) -> None:
-    check_batch(len(frames), len(faces), image_name, faces_name)
-    if tuple(faces.image_size) != tuple(frames.shape[1:3]):
-        raise ValueError(f"'{faces_name}' were detected on {faces.image_size[1]}x{faces.image_size[0]} frames but "
-                         f"'{image_name}' is {frames.shape[2]}x{frames.shape[1]}")
+    check_same_frames(frames, faces, image_name, faces_name)
     if len(faces) == 1 and len(frames) > 1:
         raise ValueError(f"'{faces_name}' holds one face for {len(frames)} frames of '{image_name}': "
                          "detect faces on the same frames")
