@@ -246,3 +246,68 @@ def decode_with(solver: str, dva_model: DVAModel, latent: dva.DVALatent, schedul
 
 
 NODES = [LoadDVA, DVAEncode, DVAEditClassifier, DVADecode]
+
+
+CLIP_FILE = "dva/clip/ViT-B-16.pt"
+_CLIP_MODELS: dict[str, comfy.model_patcher.ModelPatcher] = {}
+
+
+def clip_patcher() -> comfy.model_patcher.ModelPatcher:
+    from ..pipelines.dva_clip import load_clip
+
+    path = str(resolve_model(CLIP_FILE))
+    if path not in _CLIP_MODELS:
+        with torch.inference_mode(False):
+            _CLIP_MODELS[path] = _patcher(load_clip(path))
+    return _CLIP_MODELS[path]
+
+
+class DVAEditCLIP(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FaceControlDVAEditCLIP",
+            display_name="DVA Edit (text)",
+            category="FaceControl/dva",
+            description="Optimises the identity code on the first frame so a few-step reconstruction moves along "
+                        "the CLIP (ViT-B/16) direction from the source to the target text, keeping identity and the "
+                        "face outside the edit (the authors' reduced-step CLIP edit), then applies it to the video.",
+            inputs=[
+                DVAModelType.Input("dva_model"),
+                DVALatentType.Input("dva_latent"),
+                io.String.Input("target_text", default="face with beard"),
+                io.String.Input("source_text", default="face"),
+                io.Int.Input("iterations", default=2000, min=1, max=10000, tooltip="Adam steps (authors: 2000)"),
+                io.Float.Input("lr", default=0.002, min=1e-5, max=1.0, step=0.0001),
+                io.Int.Input("steps", default=5, min=1, max=100, tooltip="DDIM steps of the optimised reconstruction (authors: 5)"),
+                io.Float.Input("scale", default=0.5, min=-5.0, max=5.0, step=0.01, tooltip="how far the video code moves"),
+                io.Float.Input("clip_weight", default=3.0, min=0.0, max=100.0, step=0.1),
+                io.Float.Input("id_weight", default=1.0, min=0.0, max=100.0, step=0.1),
+                io.Float.Input("l1_weight", default=5.0, min=0.0, max=100.0, step=0.1),
+            ],
+            outputs=[DVALatentType.Output(display_name="dva_latent"), io.String.Output(display_name="report")],
+        )
+
+    @classmethod
+    def execute(cls, dva_model: DVAModel, dva_latent: dva.DVALatent, target_text, source_text, iterations, lr, steps,
+                scale, clip_weight, id_weight, l1_weight) -> io.NodeOutput:
+        from ..pipelines.dva_clip import ClipEditSettings, clip_direction_edit
+
+        if not target_text.strip():
+            raise ValueError("'target_text' is empty: describe the edited face, e.g. 'face with beard'")
+        if dva_latent.crops is None:
+            raise ValueError("'dva_latent' carries no crops; encode it with DVA Encode")
+        settings = ClipEditSettings(target_text, source_text, iterations, lr, steps, scale, clip_weight, id_weight,
+                                    l1_weight)
+        clip = clip_patcher()
+        mm.load_models_gpu([dva_model.unet, dva_model.encoder, clip])
+        device = dva_model.unet.load_device
+        frame0 = crops_to_model_input(dva_latent.crops[:1], "dva_latent crops")
+        with torch.inference_mode(False), torch.enable_grad():
+            edited, losses = clip_direction_edit(dva_model.unet.model, dva_model.encoder.model, clip.model, frame0,
+                                                 dva_latent, settings, device, step_callback(iterations))
+        report = f"'{source_text}' -> '{target_text}': loss {losses[0]:.4f} -> {losses[-1]:.4f} in {iterations} iterations"
+        return io.NodeOutput(dva_latent.with_edit(edited, report), report)
+
+
+NODES.append(DVAEditCLIP)

@@ -81,3 +81,22 @@ def test_strict_ddim_rule_rejects_an_impossible_step_count(comfy):
     with pytest.raises(WorkflowError) as err:
         comfy.run(prompt)
     assert "'steps' = 45" in str(err.value)
+
+
+def test_clip_edit_workflow_runs_and_keeps_the_background(comfy):
+    prompt = load_workflow("dva_video_edit_clip")
+    entry = comfy.run(with_probes(prompt, "3", "10", "10"))
+    frames, pasted, masks = (saved_images(comfy, entry, n) for n in ("p1", "p2", "p4"))
+    assert len(frames) == len(pasted) == prompt["3"]["inputs"]["length"]
+    for frame, out, mask in zip(frames, pasted, masks):
+        assert out.shape == frame.shape
+        outside = mask[..., 0] == 0
+        assert np.abs(out[outside].astype(int) - frame[outside]).max() <= 1
+
+
+def test_empty_text_is_an_error(comfy):
+    prompt = load_workflow("dva_video_edit_clip")
+    prompt["8"]["inputs"]["target_text"] = "  "
+    with pytest.raises(WorkflowError) as err:
+        comfy.run(prompt)
+    assert "'target_text' is empty" in str(err.value)

@@ -8,6 +8,9 @@
   conditions) at 32 instead of 128 base channels: 1/16 of the compute, so CI on two CPU cores can
   run a few frames; the loader reads the width from the tensors.
 - `dva/diffusion_video_autoencoder_cls/last.ckpt`: classifier (40,512) with `conds_mean`/`conds_std`.
+- `dva/clip/ViT-B-16.pt`: a CLIP ViT in OpenAI's key layout (the real file is a TorchScript archive of
+  the same state dict; the loader reads either), at width 64, one layer per tower, patch 32, 224 px,
+  with the real 49408-token vocabulary and 77-token context, so the CLIP edit runs in CI.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import torch
 TEST_UNET = dict(model_channels=32, embed_channels=512, dropout=0.0)
 CKPT = Path("dva/diffusion_video_autoencoder/epoch=51-step=1000000.ckpt")
 CLS = Path("dva/diffusion_video_autoencoder_cls/last.ckpt")
+CLIP = Path("dva/clip/ViT-B-16.pt")
 
 
 def _fill():
@@ -58,15 +62,26 @@ def classifier_state(seed: int = 5) -> dict[str, torch.Tensor]:
     return state
 
 
+def clip_state(seed: int = 5) -> dict[str, torch.Tensor]:
+    from open_clip.model import CLIP as OpenClip, CLIPTextCfg, CLIPVisionCfg
+
+    with torch.device("meta"):
+        model = OpenClip(32, CLIPVisionCfg(layers=1, width=64, patch_size=32, image_size=224),
+                         CLIPTextCfg(context_length=77, vocab_size=49408, width=64, heads=1, layers=1), quick_gelu=True)
+    state = _fill().fill_state_dict(_shapes(model), seed)
+    state["logit_scale"] = torch.tensor(4.6052)
+    return state
+
+
 def _lightning(state: dict) -> dict:
     return {"epoch": 51, "global_step": 1000000, "pytorch-lightning_version": "1.4.5", "state_dict": state,
             "optimizer_states": [], "lr_schedulers": []}
 
 
 def install(model_root: Path) -> None:
-    for rel, make in ((CKPT, dva_state), (CLS, classifier_state)):
+    for rel, make in ((CKPT, dva_state), (CLS, classifier_state), (CLIP, clip_state)):
         path = Path(model_root) / rel
         if path.exists():
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(_lightning(make()), path)
+        torch.save(make() if rel == CLIP else _lightning(make()), path)
