@@ -1,12 +1,9 @@
 """The pack in a real ComfyUI server: loading, /object_info, the shipped face workflows, bad inputs."""
 from __future__ import annotations
 
-import copy
-import io
 import json
 import logging
 import re
-import time
 from pathlib import Path
 
 import cv2
@@ -15,6 +12,7 @@ import pytest
 from PIL import Image
 
 from comfy_client import WorkflowError, load_workflow
+from comfy_test_utils import outputs_of, png, timed_run
 from media import load_rgb
 
 pytestmark = pytest.mark.integration
@@ -27,23 +25,6 @@ def pack_node_ids() -> set[str]:
     for path in (REPO_ROOT / "nodes").glob("*.py"):
         ids |= set(re.findall(r'node_id="(FaceControl\w+)"', path.read_text()))
     return ids
-
-
-def png(data: bytes) -> np.ndarray:
-    return np.array(Image.open(io.BytesIO(data)).convert("RGB"))
-
-
-def outputs_of(comfy, entry, node_id):
-    files = comfy.output_files(entry).get(node_id, [])
-    assert files, f"node {node_id} saved nothing: {entry.get('outputs')}"
-    return files
-
-
-def timed_run(comfy, prompt, label):
-    start = time.time()
-    entry = comfy.run(prompt)
-    log.info("%s took %.1f s", label, time.time() - start)
-    return entry
 
 
 def test_pack_loads_without_import_failure(comfy):

@@ -3,37 +3,19 @@ downloaded weights), Face-Adapter's BFM backend and networks (filled weights in 
 the errors a user sees when wiring it wrong."""
 from __future__ import annotations
 
-import io
-import logging
-import time
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from comfy_client import WorkflowError, load_workflow
+from comfy_test_utils import saved_image, timed_run
 
 pytestmark = pytest.mark.integration
-log = logging.getLogger(__name__)
 WORKFLOW = "face_adapter_spatial_condition"
 
 
-def _image(comfy, entry, node_id: str) -> np.ndarray:
-    files = comfy.output_files(entry).get(node_id, [])
-    assert len(files) == 1, f"node {node_id} saved {len(files)} images"
-    return np.array(Image.open(io.BytesIO(comfy.view(files[0]))).convert("RGB"))
-
-
-def _run(comfy, prompt, label):
-    start = time.time()
-    entry = comfy.run(prompt)
-    log.info("%s: %.1f s", label, time.time() - start)
-    return entry
-
-
 def test_spatial_condition_workflow_open_backend(comfy):
-    entry = _run(comfy, load_workflow(WORKFLOW), "spatial condition, ICT + geometric")
-    control, landmarks, mask = (_image(comfy, entry, n) for n in ("13", "14", "16"))
+    entry = timed_run(comfy, load_workflow(WORKFLOW), "spatial condition, ICT + geometric")
+    control, landmarks, mask = (saved_image(comfy, entry, n) for n in ("13", "14", "16"))
     assert control.shape == landmarks.shape == mask.shape == (512, 512, 3)
     inside = mask[..., 0] > 127
     assert 0.08 < inside.mean() < 0.7, f"mask covers {inside.mean():.2%} of the crop"
@@ -52,13 +34,13 @@ def test_spatial_condition_bfm_backend_and_networks(comfy):
     for node in ("7", "8"):
         prompt[node]["inputs"]["backend"] = "bfm_d3dfr"
     prompt["11"]["inputs"]["method"] = "network"
-    entry = _run(comfy, prompt, "spatial condition, BFM + seg UNet")
-    mask = _image(comfy, entry, "16")
+    entry = timed_run(comfy, prompt, "spatial condition, BFM + seg UNet")
+    mask = saved_image(comfy, entry, "16")
     assert set(np.unique(mask[..., 0])) <= {0, 255}, "the UNet mask is thresholded at 0.5"
 
     prompt["11"]["inputs"]["mode"] = "swap"
-    entry = _run(comfy, prompt, "spatial condition, BFM + BiSeNet swap mask")
-    assert _image(comfy, entry, "13").shape == (512, 512, 3)
+    entry = timed_run(comfy, prompt, "spatial condition, BFM + BiSeNet swap mask")
+    assert saved_image(comfy, entry, "13").shape == (512, 512, 3)
 
 
 def test_crop_of_the_wrong_photo_is_named(comfy):
