@@ -19,6 +19,7 @@ import comfy.model_management as mm
 import comfy.utils
 
 from .. import model_files
+from ..models.face_adapter_vision import load_clip_vision_tower
 from ..models.iresnet import load_iresnet100
 from ..models.token_mappers import load_token_mapper
 from ..pipelines import face_adapter as fa
@@ -217,9 +218,7 @@ def resolve_bundle() -> dict[str, Path]:
 
 
 def _build_vision(config_path: Path) -> torch.nn.Module:
-    from transformers import CLIPVisionModel
-
-    return CLIPVisionModel.from_pretrained(str(config_path.parent), torch_dtype=torch.float32)
+    return load_clip_vision_tower(config_path.parent)
 
 
 def _build_id2token(path: Path) -> torch.nn.Module:
@@ -263,6 +262,18 @@ class LoadFaceAdapter(io.ComfyNode):
             inputs=[],
             outputs=[FaceAdapter.Output(display_name="face_adapter")],
         )
+
+    @classmethod
+    def fingerprint_inputs(cls) -> str:
+        """Run again when a bundle file appears, disappears or changes."""
+        stamps = []
+        for name in BUNDLE_FILES.values():
+            try:
+                path = resolve_model(name)
+                stamps.append(f"{path}:{path.stat().st_mtime}")
+            except model_files.ModelFileNotFound:
+                stamps.append(f"{name}:missing")
+        return "|".join(stamps)
 
     @classmethod
     def execute(cls) -> io.NodeOutput:
@@ -458,4 +469,28 @@ class FaceAdapterBlend(io.ComfyNode):
         return io.NodeOutput(out.clamp(0, 1), weight)
 
 
-NODES = [LoadFaceAdapter, FaceAdapterIdentity, FaceAdapterAttributes, FaceAdapterApplyControlNet, FaceAdapterBlend]
+class FaceAdapterSharedNoiseLatent(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FaceControlFaceAdapterSharedNoiseLatent",
+            display_name="Face-Adapter Video Latent (same noise every frame)",
+            category="FaceControl/face_adapter",
+            description="An empty latent with one item per control frame whose items all draw the same noise from "
+                        "KSampler's seed (every item has batch index 0), so frames differ only by their conditions.",
+            inputs=[io.Image.Input("control_image", tooltip="the per-frame control images; their count sets the batch"),
+                    io.Int.Input("width", default=512, min=64, max=4096, step=8),
+                    io.Int.Input("height", default=512, min=64, max=4096, step=8)],
+            outputs=[io.Latent.Output(display_name="latent")],
+        )
+
+    @classmethod
+    def execute(cls, control_image, width, height) -> io.NodeOutput:
+        check_image(control_image, "control_image")
+        n = len(control_image)
+        samples = torch.zeros(n, 4, height // 8, width // 8, device=mm.intermediate_device())
+        return io.NodeOutput({"samples": samples, "batch_index": [0] * n})
+
+
+NODES = [LoadFaceAdapter, FaceAdapterIdentity, FaceAdapterAttributes, FaceAdapterApplyControlNet, FaceAdapterBlend,
+         FaceAdapterSharedNoiseLatent]

@@ -60,10 +60,10 @@ def attribute_tokens(vision_model: torch.nn.Module, image2token: torch.nn.Module
                      pixel_values: torch.Tensor) -> torch.Tensor:
     """CLIP pixel values (B,3,224,224) -> ControlNet context (B,77,768).
 
-    `vision_model` is a transformers CLIPVisionModel; its last_hidden_state is taken before post_layernorm.
+    `vision_model` returns CLIP's last hidden state, before post_layernorm (models.face_adapter_vision).
     """
     param = next(vision_model.parameters())
-    hidden = vision_model(pixel_values=pixel_values.to(param.device, param.dtype)).last_hidden_state
+    hidden = vision_model(pixel_values.to(param.device, param.dtype))
     mapper_param = next(image2token.parameters())
     return image2token(hidden.to(mapper_param.device, mapper_param.dtype)).float()
 

@@ -3,11 +3,11 @@
 - face_adapter/: net_id2token.pth (bfloat16, as released), net_image2token.pth (float32), controlnet/ (diffusers
   folder), vision_encoder/ (transformers folder), third_party/insightface_glint360k.pth. The four files of the
   spatial nodes (seg UNet, d3dfr, BFM, BiSeNet) come from spatial.py.
-- checkpoints/fa_test_sd15.safetensors: an SD1.5-shaped single-file checkpoint that CheckpointLoaderSimple detects
+- checkpoints/v1-5-pruned-emaonly.safetensors (the real file's name): an SD1.5-shaped single-file checkpoint that CheckpointLoaderSimple detects
   as SD1.5: the UNet keeps SD1.5's 320 base channels, 768-wide context and 8 heads but has two levels of one
   block (attention only at the lower one) so 25 CPU steps take seconds; the VAE and the CLIP-L text encoder are
   full size because ComfyUI builds those from fixed configs.
-- vae/fa_test_vae.safetensors: the same VAE on its own, for VAELoader.
+- vae/vae-ft-mse-840000-ema-pruned.safetensors: the same VAE on its own, for VAELoader.
 
 The ControlNet and the UNet share one block layout, as a real Face-Adapter ControlNet shares SD1.5's. Files are
 generated once into a cache folder (FACECONTROL_TEST_WEIGHTS_CACHE, default ~/.cache/facecontrol/test_weights)
@@ -24,10 +24,11 @@ import torch
 
 from golden_fixtures import _fill_module
 
-VERSION = "fa1"
+VERSION = "fa2"
 SEED = 4
-CKPT_NAME = "fa_test_sd15.safetensors"
-VAE_NAME = "fa_test_vae.safetensors"
+# The real files' names, so the shipped workflows name them; the manifest's sha256 tells the real ones apart.
+CKPT_NAME = "v1-5-pruned-emaonly.safetensors"
+VAE_NAME = "vae-ft-mse-840000-ema-pruned.safetensors"
 
 UNET_CONFIG = dict(
     sample_size=64, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(320, 320),

@@ -1,0 +1,118 @@
+"""The Face-Adapter workflows end to end in a real ComfyUI server on CPU, on the real photos and carphone frames.
+
+Weights are the filled test weights in the released layouts (tests/test_weights/face_adapter.py and spatial.py):
+ComfyUI's own CheckpointLoaderSimple and VAELoader read an SD1.5-shaped checkpoint, the pack's loader reads the
+Face-Adapter bundle. Sampling runs the paper's 25 Euler steps at 512x512. On the 2-core CI machine one photo
+workflow takes about a minute and the two-frame video about two (the times are logged); most of it is the
+sampler and the full-size VAE decode.
+"""
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+import pytest
+from comfy_client import WorkflowError, load_workflow
+from comfy_test_utils import outputs_of, png, saved_image, timed_run
+from media import load_rgb
+
+pytestmark = pytest.mark.integration
+log = logging.getLogger(__name__)
+
+
+def crop_region(detector, rgb: np.ndarray, select: str, index: int) -> np.ndarray:
+    """Where Face-Adapter's 512 crop of the chosen face lies in the photo (bool H,W)."""
+    from facecontrol.face.align import faceadapter512_crop
+    from facecontrol.face.select import Selection, detect_face_set
+
+    faces = detect_face_set(rgb[None], detector, Selection(select, index, "left-right", (0.5, 0.5)), track=False)
+    crop = faceadapter512_crop(faces.boxes(), faces.image_size)
+    ones = np.ones((512, 512), np.float32)
+    h, w = rgb.shape[:2]
+    return cv2.warpAffine(ones, crop.inverse[0], (w, h), flags=cv2.INTER_LINEAR) > 0
+
+
+def assert_changed_only_in(result: np.ndarray, original: np.ndarray, region: np.ndarray) -> None:
+    assert result.shape == original.shape, f"{result.shape} != {original.shape}"
+    diff = np.abs(result.astype(np.int16) - original.astype(np.int16)).max(-1)
+    # SaveImage truncates floats to uint8, so an untouched pixel may read one level lower
+    assert diff[~region].max() <= 1, "pixels outside the pasted face crop changed"
+    assert diff[region].mean() > 2.0, "the face region is unchanged"
+
+
+def test_reenactment_workflow(comfy, detector):
+    entry = timed_run(comfy, load_workflow("face_adapter_reenactment"), "face_adapter_reenactment")
+    original = load_rgb("astronaut.png")
+    result = saved_image(comfy, entry, "32")
+    assert_changed_only_in(result, original, crop_region(detector, original, "largest", 0))
+    crop, control = saved_image(comfy, entry, "33"), saved_image(comfy, entry, "34")
+    assert crop.shape == control.shape == (512, 512, 3)
+
+
+def test_swap_workflow(comfy, detector):
+    entry = timed_run(comfy, load_workflow("face_adapter_swap"), "face_adapter_swap")
+    original = load_rgb("t1.jpg")
+    result = saved_image(comfy, entry, "32")
+    assert_changed_only_in(result, original, crop_region(detector, original, "index", 3))
+
+
+def test_swap_with_the_papers_negative(comfy):
+    prompt = load_workflow("face_adapter_swap")
+    prompt["24"]["inputs"]["negative"] = "target identity (paper, swap)"
+    prompt["28"]["inputs"]["steps"] = 2  # only the wiring is checked here
+    default = load_workflow("face_adapter_swap")
+    default["28"]["inputs"]["steps"] = 2
+    paper = saved_image(comfy, timed_run(comfy, prompt, "swap, paper's negative, 2 steps"), "33")
+    released = saved_image(comfy, timed_run(comfy, default, "swap, empty negative, 2 steps"), "33")
+    assert np.abs(paper.astype(np.int16) - released.astype(np.int16)).mean() > 0.5
+
+
+def test_video_workflow(comfy, detector):
+    prompt = load_workflow("face_adapter_reenact_video")
+    frames = prompt["2"]["inputs"]["length"]
+    entry = timed_run(comfy, prompt, f"face_adapter_reenact_video ({frames} frames)")
+    original = load_rgb("astronaut.png")
+    results = [png(comfy.view(item)) for item in outputs_of(comfy, entry, "32")]
+    assert len(results) == frames
+    region = crop_region(detector, original, "largest", 0)
+    for result in results:
+        assert_changed_only_in(result, original, region)
+    # the same noise for every frame: the frames differ only through their control images
+    crops = [png(comfy.view(item)) for item in outputs_of(comfy, entry, "33")]
+    assert len(crops) == frames
+
+
+def control_flicker(comfy, sigma: float, frames: int) -> float:
+    """Mean frame-to-frame change (0..255) of the video's control images inside the adapting area."""
+    from facecontrol.pipelines.face_adapter import flicker
+    import torch
+
+    prompt = load_workflow("face_adapter_reenact_video")
+    prompt["2"]["inputs"]["length"] = frames
+    prompt["9"]["inputs"]["smooth_sigma"] = sigma
+    spatial_only = {k: v for k, v in prompt.items() if int(k) < 20 or k in ("40", "41")}
+    spatial_only["50"] = {"class_type": "SaveImage", "inputs": {"images": ["13", 0], "filename_prefix": "facecontrol/fa_flicker"}}
+    entry = timed_run(comfy, spatial_only, f"control images, {frames} frames, sigma {sigma}")
+    images = np.stack([png(comfy.view(item)) for item in outputs_of(comfy, entry, "50")])
+    return flicker(torch.from_numpy(images).float() / 255.0)
+
+
+def test_smoothing_reduces_control_flicker(comfy):
+    raw, smooth = control_flicker(comfy, 0.0, 16), control_flicker(comfy, 1.5, 16)
+    log.info("control-image flicker over 16 carphone frames: %.3f without smoothing, %.3f with sigma 1.5", raw, smooth)
+    print(f"control-image flicker (mean |frame t+1 - frame t|, 0..255): raw {raw:.3f}, smoothed {smooth:.3f}")
+    assert smooth < raw
+
+
+def test_missing_bundle_file_is_named(comfy, model_root):
+    path = model_root / "face_adapter" / "net_image2token.pth"
+    moved = path.with_suffix(".moved")
+    path.rename(moved)
+    try:
+        prompt = load_workflow("face_adapter_reenactment")
+        prompt["28"]["inputs"]["steps"] = 1
+        with pytest.raises(WorkflowError, match=r"net_image2token\.pth not found"):
+            comfy.run(prompt)
+    finally:
+        moved.rename(path)
