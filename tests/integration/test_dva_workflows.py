@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import re
 
 import numpy as np
@@ -34,9 +35,18 @@ def with_probes(prompt: dict, frames: str, pasted: str, mask: str) -> dict:
     return prompt
 
 
+def with_metrics(prompt: dict, original: str, result: str) -> dict:
+    prompt["m1"] = {"class_type": "FaceControlVideoMetrics",
+                    "inputs": {"original": [original, 0], "result": [result, 0], "identity": "dlib"}}
+    prompt["m2"] = {"class_type": "PreviewAny", "inputs": {"source": ["m1", 0]}}
+    return prompt
+
+
 def test_classifier_edit_workflow_changes_only_the_face(comfy):
     prompt = load_workflow("dva_video_edit")
-    entry = comfy.run(with_probes(prompt, "3", "10", "10"))
+    entry = comfy.run(with_metrics(with_probes(prompt, "3", "10", "10"), "5", "9"))
+    report = json.dumps(entry["outputs"]["m2"])
+    assert re.search(r"SSIM 0\.\d+.*MS-SSIM .*TL-ID \d\.\d+ TG-ID \d\.\d+ \(dlib\)", report), report
     frames = saved_images(comfy, entry, "p1")
     pasted = saved_images(comfy, entry, "p2")
     masks = saved_images(comfy, entry, "p4")
