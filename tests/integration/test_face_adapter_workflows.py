@@ -2,9 +2,10 @@
 
 Weights are the filled test weights in the released layouts (tests/test_weights/face_adapter.py and spatial.py):
 ComfyUI's own CheckpointLoaderSimple and VAELoader read an SD1.5-shaped checkpoint, the pack's loader reads the
-Face-Adapter bundle. Sampling runs the paper's 25 Euler steps at 512x512. On the 2-core CI machine one photo
-workflow takes about a minute and the two-frame video about two (the times are logged); most of it is the
-sampler and the full-size VAE decode.
+Face-Adapter bundle. The reenactment test runs the shipped workflow as it is (the paper's 25 Euler steps at 512x512): measured here
+386 s on the shared 2-core machine under a load of 6-7 (about 7-20 s a step; an idle machine does a step in
+about 2 s). The swap and video tests check their wiring with FAST_STEPS steps to keep CI inside its limit; the
+browser test queues all three UI workflows with their shipped 25 steps. Times are logged per workflow.
 """
 from __future__ import annotations
 
@@ -19,6 +20,14 @@ from media import load_rgb
 
 pytestmark = pytest.mark.integration
 log = logging.getLogger(__name__)
+FAST_STEPS = 4
+
+
+def fast(name: str) -> dict:
+    prompt = load_workflow(name)
+    assert prompt["28"]["inputs"]["steps"] == 25, "the shipped workflows keep the paper's 25 steps"
+    prompt["28"]["inputs"]["steps"] = FAST_STEPS
+    return prompt
 
 
 def crop_region(detector, rgb: np.ndarray, select: str, index: int) -> np.ndarray:
@@ -51,25 +60,22 @@ def test_reenactment_workflow(comfy, detector):
 
 
 def test_swap_workflow(comfy, detector):
-    entry = timed_run(comfy, load_workflow("face_adapter_swap"), "face_adapter_swap")
+    entry = timed_run(comfy, fast("face_adapter_swap"), f"face_adapter_swap, {FAST_STEPS} steps")
     original = load_rgb("t1.jpg")
     result = saved_image(comfy, entry, "32")
     assert_changed_only_in(result, original, crop_region(detector, original, "index", 3))
 
 
 def test_swap_with_the_papers_negative(comfy):
-    prompt = load_workflow("face_adapter_swap")
+    prompt = fast("face_adapter_swap")
     prompt["24"]["inputs"]["negative"] = "target identity (paper, swap)"
-    prompt["28"]["inputs"]["steps"] = 2  # only the wiring is checked here
-    default = load_workflow("face_adapter_swap")
-    default["28"]["inputs"]["steps"] = 2
-    paper = saved_image(comfy, timed_run(comfy, prompt, "swap, paper's negative, 2 steps"), "33")
-    released = saved_image(comfy, timed_run(comfy, default, "swap, empty negative, 2 steps"), "33")
+    paper = saved_image(comfy, timed_run(comfy, prompt, "swap, paper's negative"), "33")
+    released = saved_image(comfy, timed_run(comfy, fast("face_adapter_swap"), "swap, empty negative"), "33")
     assert np.abs(paper.astype(np.int16) - released.astype(np.int16)).mean() > 0.5
 
 
 def test_video_workflow(comfy, detector):
-    prompt = load_workflow("face_adapter_reenact_video")
+    prompt = fast("face_adapter_reenact_video")
     frames = prompt["2"]["inputs"]["length"]
     entry = timed_run(comfy, prompt, f"face_adapter_reenact_video ({frames} frames)")
     original = load_rgb("astronaut.png")
@@ -110,8 +116,7 @@ def test_missing_bundle_file_is_named(comfy, model_root):
     moved = path.with_suffix(".moved")
     path.rename(moved)
     try:
-        prompt = load_workflow("face_adapter_reenactment")
-        prompt["28"]["inputs"]["steps"] = 1
+        prompt = fast("face_adapter_reenactment")
         with pytest.raises(WorkflowError, match=r"net_image2token\.pth not found"):
             comfy.run(prompt)
     finally:

@@ -90,10 +90,10 @@ def clip_text_model():
     return filled_module(CLIPTextModel(CLIPTextConfig(**CLIP_TEXT_CONFIG)), SEED + 3)
 
 
-def unet_to_ldm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def unet_to_ldm(state: dict[str, torch.Tensor], ldm_config: dict = LDM_UNET_CONFIG) -> dict[str, torch.Tensor]:
     import comfy.utils
 
-    key_map = comfy.utils.unet_to_diffusers(LDM_UNET_CONFIG)
+    key_map = comfy.utils.unet_to_diffusers(ldm_config)
     missing = sorted(set(state) - set(key_map))
     if missing:
         raise RuntimeError(f"unmapped UNet keys: {missing[:5]}")
@@ -111,7 +111,8 @@ def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
 
 
-def build_cache(root: Path) -> None:
+def build_cache(root: Path, full: bool = False) -> None:
+    """Write every file into `root`; full=True uses SD1.5's and ViT-H/14's real sizes (benchmarks)."""
     from safetensors.torch import save_file
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
@@ -126,13 +127,16 @@ def build_cache(root: Path) -> None:
     torch.save({k: v.bfloat16() for k, v in filled(ID2Token(), SEED + 10).items()}, fa / "net_id2token.pth")
     torch.save(filled(Image2Token(), SEED + 11), fa / "net_image2token.pth")
     torch.save(filled(iresnet100(), SEED + 12), fa / "third_party" / "insightface_glint360k.pth")
-    diffusers_controlnet().save_pretrained(fa / "controlnet")
-    filled_module(CLIPVisionModel(CLIPVisionConfig(**VISION_CONFIG)), SEED + 13).save_pretrained(fa / "vision_encoder")
+    unet_config = FULL_UNET_CONFIG if full else UNET_CONFIG
+    diffusers_controlnet(unet_config).save_pretrained(fa / "controlnet")
+    vision_config = FULL_VISION_CONFIG if full else VISION_CONFIG
+    filled_module(CLIPVisionModel(CLIPVisionConfig(**vision_config)), SEED + 13).save_pretrained(fa / "vision_encoder")
 
     vae = diffusers_vae().state_dict()
     (tmp / "vae").mkdir()
     save_file(_half(vae), tmp / "vae" / VAE_NAME)
-    checkpoint = {f"model.diffusion_model.{k}": v for k, v in unet_to_ldm(diffusers_unet().state_dict()).items()}
+    checkpoint = {f"model.diffusion_model.{k}": v for k, v in unet_to_ldm(diffusers_unet(unet_config).state_dict(),
+                                                                                FULL_LDM_UNET_CONFIG if full else LDM_UNET_CONFIG).items()}
     checkpoint.update({f"first_stage_model.{k}": v for k, v in vae.items()})
     checkpoint.update({f"cond_stage_model.transformer.{k}": v for k, v in clip_text_model().state_dict().items()})
     (tmp / "checkpoints").mkdir()
