@@ -51,6 +51,15 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", default=None, help="workflow names (default: all demo workflows)")
     args = parser.parse_args()
     names = args.only or list(DEMO_WORKFLOWS)
+    if args.only is None:  # Face-Adapter reenactment and swap need the real weights (name and sha256 checked)
+        from facecontrol.pipelines.face_adapter import DEMO_WORKFLOWS as FA_WORKFLOWS, missing_real_weights
+
+        fa_missing = missing_real_weights(REPO_ROOT / "comfyui" / "models")
+        if fa_missing:
+            log.warning("Face-Adapter reenactment and swap skipped; fetch these files (scripts/fetch_models.py "
+                        "--models-dir comfyui/models --paper face_adapter):\n  %s", "\n  ".join(fa_missing))
+        else:
+            names += list(FA_WORKFLOWS)
     if args.out.exists():
         shutil.rmtree(args.out)
     failures = {}
