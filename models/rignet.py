@@ -1,0 +1,108 @@
+"""RigNet (StyleRig, Tewari et al. CVPR 2020) as PIE uses it: a W+ latent and target 3DMM parameters of one
+group tau (pose, expression or illumination) -> an edited W+ latent.
+
+For every W+ layer l: an encoder ``Linear(w_dim -> code_dim)`` compresses w_l, the code is joined with the
+target parameters theta^tau, and a decoder ``Linear(code_dim + tau_dim -> w_dim)`` gives the change of that
+layer: ``RigNet(w, theta)_l = w_l + decoder_l([encoder_l(w_l), theta])``. StyleRig trains one RigNet per
+group; :class:`RigNetBundle` holds the trained ones and is what a checkpoint stores.
+
+Checkpoint (``.safetensors`` or a tensors-only ``.pt``): the bundle's state dict with keys
+``<tau>.encoders.<l>.{weight,bias}``, ``<tau>.decoders.<l>.{weight,bias}`` and metadata
+``{"format": "facecontrol-rignet", "config": json}`` giving num_ws, w_dim, code_dim, the groups and their sizes.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .checkpoint import load_state_strict, read_state
+
+FORMAT = "facecontrol-rignet"
+
+
+class RigNet(nn.Module):
+    """One group's RigNet: per-layer encoder to ``code_dim``, joined with theta^tau, per-layer decoder."""
+
+    def __init__(self, num_ws: int, w_dim: int, tau_dim: int, code_dim: int = 32) -> None:
+        super().__init__()
+        self.num_ws, self.w_dim, self.tau_dim, self.code_dim = num_ws, w_dim, tau_dim, code_dim
+        self.encoders = nn.ModuleList(nn.Linear(w_dim, code_dim) for _ in range(num_ws))
+        self.decoders = nn.ModuleList(nn.Linear(code_dim + tau_dim, w_dim) for _ in range(num_ws))
+        for decoder in self.decoders:  # start close to the identity map
+            nn.init.normal_(decoder.weight, std=1e-3)
+            nn.init.zeros_(decoder.bias)
+
+    def forward(self, w_plus: torch.Tensor, theta_tau: torch.Tensor) -> torch.Tensor:
+        """(B,num_ws,w_dim), (B,tau_dim) -> edited (B,num_ws,w_dim)."""
+        if w_plus.ndim != 3 or w_plus.shape[1:] != (self.num_ws, self.w_dim):
+            raise ValueError(f"RigNet expects W+ of shape (B,{self.num_ws},{self.w_dim}), got {tuple(w_plus.shape)}")
+        if theta_tau.shape[-1] != self.tau_dim:
+            raise ValueError(f"RigNet expects {self.tau_dim} target parameters, got {theta_tau.shape[-1]}")
+        theta_tau = theta_tau.to(w_plus).expand(w_plus.shape[0], -1)
+        deltas = []
+        for layer, (encoder, decoder) in enumerate(zip(self.encoders, self.decoders)):
+            code = encoder(w_plus[:, layer])
+            deltas.append(decoder(torch.cat([code, theta_tau], -1)))
+        return w_plus + torch.stack(deltas, 1)
+
+
+class RigNetBundle(nn.Module):
+    """The RigNets of several groups (``pose``, ``expression``, ``illumination``) over one generator's W+."""
+
+    def __init__(self, num_ws: int, w_dim: int, tau_dims: Mapping[str, int], code_dim: int = 32) -> None:
+        super().__init__()
+        self.num_ws, self.w_dim, self.code_dim = num_ws, w_dim, code_dim
+        self.tau_dims = dict(tau_dims)
+        self.nets = nn.ModuleDict({tau: RigNet(num_ws, w_dim, dim, code_dim) for tau, dim in self.tau_dims.items()})
+
+    @property
+    def groups(self) -> list[str]:
+        return list(self.tau_dims)
+
+    def forward(self, tau: str, w_plus: torch.Tensor, theta_tau: torch.Tensor) -> torch.Tensor:
+        if tau not in self.nets:
+            raise KeyError(f"this RigNet has no '{tau}' network; it was trained for {self.groups}")
+        return self.nets[tau](w_plus, theta_tau)
+
+    def config(self) -> dict:
+        return {"num_ws": self.num_ws, "w_dim": self.w_dim, "code_dim": self.code_dim, "tau_dims": self.tau_dims}
+
+    def state_for_file(self) -> dict[str, torch.Tensor]:
+        return {key.replace("nets.", "", 1): value for key, value in self.state_dict().items()}
+
+
+def save_rignet(bundle: RigNetBundle, path: str | Path, extra: Mapping[str, str] | None = None) -> None:
+    """Write a bundle as safetensors with its config in the metadata."""
+    from safetensors.torch import save_file
+
+    metadata = {"format": FORMAT, "config": json.dumps(bundle.config())}
+    metadata.update(extra or {})
+    state = {k: v.detach().cpu().contiguous() for k, v in bundle.state_for_file().items()}
+    save_file(state, str(path), metadata=metadata)
+
+
+def load_rignet(path: str | Path) -> RigNetBundle:
+    """Read a RigNet bundle written by :func:`save_rignet` (safetensors) or a torch file with ``config``."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as handle:
+            metadata = handle.metadata() or {}
+        if metadata.get("format") != FORMAT or "config" not in metadata:
+            raise ValueError(f"{path} is not a FaceControl RigNet file (metadata format={metadata.get('format')!r})")
+        config = json.loads(metadata["config"])
+        state = read_state(path)
+    else:
+        checkpoint = read_state(path)
+        if "config" not in checkpoint or "state" not in checkpoint:
+            raise ValueError(f"{path}: expected {{'config', 'state'}} in a RigNet torch file")
+        config, state = checkpoint["config"], checkpoint["state"]
+    bundle = RigNetBundle(int(config["num_ws"]), int(config["w_dim"]), config["tau_dims"], int(config["code_dim"]))
+    prefixed = {f"nets.{key}": value for key, value in state.items()}
+    load_state_strict(bundle, prefixed, str(path))
+    return bundle.eval().requires_grad_(False)

@@ -1,0 +1,397 @@
+"""PIE nodes: load StyleGAN2 and RigNet, embed a portrait crop (PIE energies, W then W+), edit pose /
+expression / illumination (RigNet or direct mode), decode. Paste-back is the pack's Paste Faces Back node."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from comfy_api.latest import io
+
+import comfy.model_management as mm
+import comfy.utils
+import folder_paths
+
+from ..models.checkpoint import load_state_strict, read_state, strip_prefix
+from ..pipelines import pie
+from .common import cached_patcher, check_image, loaded_model, resolve_model
+
+log = logging.getLogger("facecontrol")
+
+StyleGAN = io.Custom("STYLEGAN")
+RigNet = io.Custom("RIGNET")
+PIELatentType = io.Custom("PIE_LATENT")
+
+ICT_FILE = "face_3dmm/ict_facekit/face_model.npz"
+LANDMARK_FILE = "dva/pretrained_models/mobilenet_224_model_best_gdconv_external.pth.tar"
+RECOGNITION_FILE = "dva/pretrained_models/model_ir_se50.pth"
+VGG_FILE = "stylegan2/vgg16-397923af.pth"
+REFERENCE_GROUPS = {"none": (), "expression": ("expression",), "illumination": ("illumination",),
+                    "expression+illumination": ("expression", "illumination"),
+                    "pose+expression+illumination": ("pose", "expression", "illumination")}
+
+
+@dataclass
+class StyleGANHandle:
+    patcher: object
+    info: dict
+
+
+@dataclass
+class RigNetHandle:
+    patcher: object
+    path: str
+
+
+@dataclass
+class PIELatent:
+    """Embedded portraits (the ComfyUI type PIE_LATENT): W+ per frame, the 3DMM parameters regressed from the
+    input crops, the crop size to decode back to, and the embedding log."""
+
+    w_plus: torch.Tensor  # (B,num_ws,w_dim), CPU
+    theta: dict[str, torch.Tensor]  # CPU
+    crop_size: int
+    generator_key: str
+    history: list[dict]
+
+    def __len__(self) -> int:
+        return self.w_plus.shape[0]
+
+
+# ----------------------------------------------------------------------------- model builders
+
+
+def build_stylegan2(path: Path) -> torch.nn.Module:
+    from ..models.stylegan2 import load_stylegan2
+
+    generator, info = load_stylegan2(path)
+    generator.pie_info = info
+    return generator
+
+
+def build_rignet(path: Path) -> torch.nn.Module:
+    from ..models.rignet import load_rignet
+
+    return load_rignet(path)
+
+
+def build_formation(path: Path) -> pie.ICTFaceFormation:
+    """ICT-FaceKit dense mesh + the MobileNetV2-GDConv landmark network (``path``)."""
+    from ..face.ict_model import load_ict_model
+    from ..models.dva_face_encoder import LandmarkNet
+
+    landmark_net = LandmarkNet()
+    state = read_state(path)
+    state = state.get("state_dict", state)
+    load_state_strict(landmark_net.backbone, strip_prefix(state), str(path))
+    return pie.ICTFaceFormation(load_ict_model(resolve_model(ICT_FILE)), landmark_net)
+
+
+def build_recognition(path: Path) -> torch.nn.Module:
+    from ..models.dva_face_encoder import IdentityNet
+
+    net = IdentityNet()
+    load_state_strict(net.backbone, strip_prefix(read_state(path)), str(path))
+    return net
+
+
+def build_perceptual(path: Path) -> torch.nn.Module:
+    return pie.load_vgg_perceptual(read_state(path))
+
+
+def pie_models(stylegan: StyleGANHandle, recognition: bool, perceptual: bool) -> pie.PIEModels:
+    """Bring every network the energies need onto the compute device through ComfyUI's memory manager."""
+    patchers = [stylegan.patcher, cached_patcher(resolve_model(LANDMARK_FILE), build_formation)]
+    if recognition:
+        patchers.append(cached_patcher(resolve_model(RECOGNITION_FILE), build_recognition))
+    if perceptual:
+        patchers.append(cached_patcher(resolve_model(VGG_FILE), build_perceptual))
+    mm.load_models_gpu(patchers)
+    modules = [p.model for p in patchers]
+    generator, formation = modules[0], modules[1]
+    rest = modules[2:]
+    recognition_net = rest.pop(0) if recognition else None
+    perceptual_net = rest.pop(0) if perceptual else None
+    return pie.PIEModels(generator, formation, recognition_net, perceptual_net)
+
+
+def _device(models: pie.PIEModels) -> torch.device:
+    return models.generator.w_avg.device
+
+
+def _to_generator_input(image: torch.Tensor, input_name: str, device: torch.device) -> torch.Tensor:
+    """ComfyUI IMAGE (B,H,W,3) [0,1] square crops -> (B,3,H,W) [-1,1]."""
+    check_image(image, input_name)
+    if image.shape[1] != image.shape[2]:
+        raise ValueError(f"'{input_name}' must be square face crops (Align and Crop Faces, ffhq); got "
+                         f"{image.shape[2]}x{image.shape[1]}")
+    return image.permute(0, 3, 1, 2).to(device, torch.float32) * 2 - 1
+
+
+def _to_comfy_image(images: torch.Tensor, size: int | None = None) -> torch.Tensor:
+    if size and images.shape[-1] != size:
+        images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False)
+    return ((images.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).float().cpu()
+
+
+class _Progress:
+    """Progress bar, cancel point and a JPEG preview of the current generated face every ``preview_every`` steps."""
+
+    def __init__(self, preview_every: int) -> None:
+        self.bar = None
+        self.preview_every = preview_every
+
+    def __call__(self, step: int, total: int, record: dict, preview) -> None:
+        mm.throw_exception_if_processing_interrupted()
+        if self.bar is None:
+            self.bar = comfy.utils.ProgressBar(total)
+        shown = None
+        if self.preview_every and (step % self.preview_every == 0 or step + 1 == total):
+            from PIL import Image
+
+            first = _to_comfy_image(preview()[:1])[0].numpy()
+            shown = ("JPEG", Image.fromarray((first * 255 + 0.5).astype(np.uint8)), 512)
+        self.bar.update_absolute(step + 1, total, shown)
+
+
+def _check_generator(latent: PIELatent, stylegan: StyleGANHandle) -> None:
+    key = stylegan.info.get("path", "")
+    if latent.generator_key != key:
+        raise ValueError(f"'pie_latent' was embedded with {Path(latent.generator_key).name} but 'stylegan' is "
+                         f"{Path(key).name}; use the same generator for embedding, editing and decoding")
+
+
+# ----------------------------------------------------------------------------- nodes
+
+
+class LoadStyleGAN2(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FaceControlLoadStyleGAN2",
+            display_name="Load StyleGAN2",
+            category="FaceControl/PIE",
+            description="A StyleGAN2 generator from models/stylegan2: rosinality .pt or NVlabs .pkl "
+                        "(read without running the pickle's code).",
+            inputs=[io.Combo.Input("generator", options=folder_paths.get_filename_list("stylegan2"))],
+            outputs=[StyleGAN.Output(display_name="stylegan")],
+        )
+
+    @classmethod
+    def execute(cls, generator) -> io.NodeOutput:
+        path = folder_paths.get_full_path("stylegan2", generator)
+        if path is None:
+            raise ValueError(f"'generator' {generator!r} is not in the stylegan2 model folders "
+                             f"{folder_paths.get_folder_paths('stylegan2')}")
+        patcher = cached_patcher(Path(path), build_stylegan2)
+        info = dict(patcher.model.pie_info)
+        info["path"] = str(path)
+        return io.NodeOutput(StyleGANHandle(patcher, info))
+
+
+class LoadRigNet(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FaceControlLoadRigNet",
+            display_name="Load RigNet",
+            category="FaceControl/PIE",
+            description="RigNet weights from models/rignet (trained by scripts/train_rignet.py for one generator).",
+            inputs=[io.Combo.Input("rignet", options=folder_paths.get_filename_list("rignet"))],
+            outputs=[RigNet.Output(display_name="rignet")],
+        )
+
+    @classmethod
+    def execute(cls, rignet) -> io.NodeOutput:
+        path = folder_paths.get_full_path("rignet", rignet)
+        if path is None:
+            raise ValueError(f"'rignet' {rignet!r} is not in the rignet model folders {folder_paths.get_folder_paths('rignet')}")
+        return io.NodeOutput(RigNetHandle(cached_patcher(Path(path), build_rignet), str(path)))
+
+
+def _rignet_module(handle: RigNetHandle | None, generator: torch.nn.Module):
+    if handle is None:
+        return None
+    rignet = loaded_model(handle.patcher)
+    if (rignet.num_ws, rignet.w_dim) != (generator.num_ws, generator.w_dim):
+        raise ValueError(f"'rignet' was trained for W+ of {rignet.num_ws}x{rignet.w_dim} but the generator has "
+                         f"{generator.num_ws}x{generator.w_dim}")
+    return rignet
+
+
+WEIGHT_INPUTS = [
+    ("l2", 1.0, "E_synth: pixel L2 weight"), ("perceptual", 1.0, "E_synth: VGG-16 perceptual weight"),
+    ("identity", 1.0, "E_identity: w = RigNet(w, theta_w)"), ("edit", 1.0, "E_edit: RigNet edits take v's parameters"),
+    ("invariance", 1.0, "E_invariance: RigNet edits keep the other parameters"),
+    ("recognition", 0.1, "E_recognition: IR-SE50 identity of I_w"),
+    ("recognition_edit", 0.1, "E_recognition: IR-SE50 identity of the RigNet edits"),
+    ("photo", 1.0, "l(I, theta): photometric weight"), ("landmark", 10.0, "l(I, theta): landmark weight"),
+]
+
+
+class PIEEmbed(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FaceControlPIEEmbed",
+            display_name="PIE Embed",
+            category="FaceControl/PIE",
+            description="Finds the StyleGAN2 latent of each face crop by minimising PIE's energy, first in W, then "
+                        "in W+. Without a RigNet only E_synth and E_recognition apply. Shows the current face as preview.",
+            inputs=[
+                StyleGAN.Input("stylegan"),
+                io.Image.Input("crops", tooltip="FFHQ face crops (Align and Crop Faces, convention ffhq)"),
+                RigNet.Input("rignet", optional=True),
+                io.Int.Input("steps_w", default=2000, min=0, max=100000, tooltip="Adam steps in W (PIE: 2000)"),
+                io.Int.Input("steps_wplus", default=1000, min=0, max=100000, tooltip="Adam steps in W+ (PIE: 1000)"),
+                io.Float.Input("lr", default=0.01, min=1e-5, max=1.0, step=0.001),
+                *[io.Float.Input(name, default=value, min=0.0, max=1000.0, step=0.01, tooltip=tip)
+                  for name, value, tip in WEIGHT_INPUTS],
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="draws the random v of E_edit"),
+                io.Int.Input("preview_every", default=25, min=0, max=10000, tooltip="steps between previews (0: none)"),
+            ],
+            outputs=[PIELatentType.Output(display_name="pie_latent"), io.Image.Output(display_name="reconstruction"),
+                     io.String.Output(display_name="log")],
+        )
+
+    @classmethod
+    def execute(cls, stylegan, crops, steps_w, steps_wplus, lr, seed, preview_every, rignet=None, **weights) -> io.NodeOutput:
+        if steps_w + steps_wplus <= 0:
+            raise ValueError("'steps_w' + 'steps_wplus' must be at least 1")
+        models = pie_models(stylegan, recognition=weights["recognition"] > 0 or weights["recognition_edit"] > 0,
+                            perceptual=weights["perceptual"] > 0)
+        image = _to_generator_input(crops, "crops", _device(models))
+        config = pie.EmbedConfig(steps_w=steps_w, steps_wplus=steps_wplus, lr=lr, seed=seed,
+                                 weights=pie.config_from_kwargs(pie.PIEWeights, **weights))
+        result = pie.embed(models, image, config, rignet=_rignet_module(rignet, models.generator),
+                           on_step=_Progress(preview_every))
+        first, last = result.history[0], result.history[-1]
+        terms = [k for k in first if k not in ("stage", "tau", "total")]
+        text = "; ".join(f"E_{k} {first[k]:.4g} -> {last[k]:.4g}" for k in terms)
+        log.info("PIE Embed (%d frames): %s", image.shape[0], text)
+        with torch.no_grad():
+            reconstruction = pie.synthesize(models.generator, result.w_plus)
+        latent = PIELatent(result.w_plus.cpu(), {k: v.cpu() for k, v in result.theta.items()}, crops.shape[1],
+                           stylegan.info.get("path", ""), result.history)
+        return io.NodeOutput(latent, _to_comfy_image(reconstruction, crops.shape[1]), text)
+
+
+class PIEEdit(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        slider = dict(min=-1.0, max=1.0, step=0.05, default=0.0)
+        return io.Schema(
+            node_id="FaceControlPIEEdit",
+            display_name="PIE Edit",
+            category="FaceControl/PIE",
+            description="Changes head pose (degrees), expression and illumination of embedded portraits, or copies "
+                        "them from a reference face, through RigNet or, without one, by optimising the latent "
+                        "directly until the regressed 3DMM parameters of the generated face match (direct mode).",
+            inputs=[
+                StyleGAN.Input("stylegan"),
+                PIELatentType.Input("pie_latent"),
+                io.Combo.Input("mode", options=["direct", "rignet"], default="direct"),
+                RigNet.Input("rignet", optional=True),
+                io.Float.Input("yaw", default=0.0, min=-45.0, max=45.0, step=1.0, tooltip="degrees; + turns the nose to image right"),
+                io.Float.Input("pitch", default=0.0, min=-45.0, max=45.0, step=1.0, tooltip="degrees; + tilts the nose down"),
+                io.Float.Input("roll", default=0.0, min=-45.0, max=45.0, step=1.0, tooltip="degrees; + counter-clockwise in the image"),
+                *[io.Float.Input(name, **slider) for name in pie.EXPRESSION_SLIDERS],
+                io.Float.Input("light_intensity", **slider), io.Float.Input("light_from_top", **slider),
+                io.Float.Input("light_from_right", **slider), io.Float.Input("light_from_front", **slider),
+                io.Image.Input("reference", optional=True, tooltip="FFHQ crop of a reference face"),
+                io.Combo.Input("reference_groups", options=list(REFERENCE_GROUPS), default="none",
+                               tooltip="which parameters to take from 'reference'"),
+                io.Int.Input("steps", default=100, min=1, max=10000, tooltip="direct mode: Adam steps"),
+                io.Float.Input("lr", default=0.01, min=1e-5, max=1.0, step=0.001),
+                io.Float.Input("tau_weight", default=10.0, min=0.0, max=1000.0, step=0.1),
+                io.Float.Input("keep_weight", default=1.0, min=0.0, max=1000.0, step=0.1),
+                io.Float.Input("image_weight", default=1.0, min=0.0, max=1000.0, step=0.1),
+                io.Float.Input("recognition_weight", default=0.1, min=0.0, max=1000.0, step=0.01),
+                io.Float.Input("latent_weight", default=0.1, min=0.0, max=1000.0, step=0.01),
+                io.Int.Input("preview_every", default=10, min=0, max=10000),
+            ],
+            outputs=[PIELatentType.Output(display_name="pie_latent"), io.String.Output(display_name="report")],
+        )
+
+    @classmethod
+    def execute(cls, stylegan, pie_latent: PIELatent, mode, yaw, pitch, roll, light_intensity, light_from_top,
+                light_from_right, light_from_front, reference_groups, steps, lr, preview_every, rignet=None,
+                reference=None, **rest) -> io.NodeOutput:
+        _check_generator(pie_latent, stylegan)
+        expression = {name: rest.pop(name) for name in pie.EXPRESSION_SLIDERS}
+        light = {"intensity": light_intensity, "from_top": light_from_top, "from_right": light_from_right,
+                 "from_front": light_from_front}
+        groups = REFERENCE_GROUPS[reference_groups]
+        if groups and reference is None:
+            raise ValueError(f"'reference_groups' is {reference_groups!r} but no 'reference' image is connected")
+        taus = pie.edited_taus(yaw, pitch, roll, expression, light, groups)
+        if mode == "rignet" and rignet is None:
+            raise ValueError("'mode' is rignet but no 'rignet' is connected; load one or use mode direct")
+        models = pie_models(stylegan, recognition=mode == "direct" and rest["recognition_weight"] > 0, perceptual=False)
+        device = _device(models)
+        w_plus = pie_latent.w_plus.to(device)
+        before = pie.regress_generated(models, w_plus)
+        reference_theta = None
+        if groups:
+            with torch.no_grad():
+                ref = _to_generator_input(reference, "reference", device)
+                ref = F.interpolate(ref, size=(models.generator.resolution,) * 2, mode="bilinear", antialias=True)
+                reference_theta = pie.detach_theta(models.formation.regress(ref))
+            if reference_theta["angles"].shape[0] not in (1, w_plus.shape[0]):
+                raise ValueError(f"'reference' has {reference_theta['angles'].shape[0]} frames but 'pie_latent' has "
+                                 f"{w_plus.shape[0]}: give one or one per frame")
+        target = pie.edited_theta(before, models.formation.model.exp_names, yaw, pitch, roll, expression, light,
+                                  reference_theta, groups)
+        if not taus:
+            edited = w_plus
+        elif mode == "rignet":
+            edited = pie.edit_rignet(_rignet_module(rignet, models.generator), w_plus, target, taus)
+        else:
+            config = pie.config_from_kwargs(pie.DirectEditConfig, steps=steps, lr=lr, **rest)
+            edited, _ = pie.edit_direct(models, w_plus, target, taus, config, on_step=_Progress(preview_every))
+        after = pie.regress_generated(models, edited)
+        report = _pose_report(before, target, after, taus, mode)
+        log.info("PIE Edit: %s", report)
+        return io.NodeOutput(replace(pie_latent, w_plus=edited.detach().cpu()), report)
+
+
+def _pose_report(before, target, after, taus, mode) -> str:
+    deg = 180 / np.pi
+    lines = [f"mode {mode}; edited groups: {', '.join(taus) or 'none'}"]
+    for i in range(before["angles"].shape[0]):
+        b, t, a = (x["angles"][i].cpu().numpy() * deg for x in (before, target, after))
+        lines.append(f"frame {i}: regressed yaw/pitch/roll {b[0]:.1f}/{b[1]:.1f}/{b[2]:.1f} -> target "
+                     f"{t[0]:.1f}/{t[1]:.1f}/{t[2]:.1f} -> edited {a[0]:.1f}/{a[1]:.1f}/{a[2]:.1f} deg")
+    return "\n".join(lines)
+
+
+class PIEDecode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FaceControlPIEDecode",
+            display_name="PIE Decode",
+            category="FaceControl/PIE",
+            description="Generates the faces of a PIE_LATENT, resized to the embedded crops' size for Paste Faces Back.",
+            inputs=[StyleGAN.Input("stylegan"), PIELatentType.Input("pie_latent"),
+                    io.Int.Input("size", default=0, min=0, max=4096, tooltip="output size; 0 = the embedded crops' size")],
+            outputs=[io.Image.Output(display_name="image")],
+        )
+
+    @classmethod
+    def execute(cls, stylegan, pie_latent: PIELatent, size) -> io.NodeOutput:
+        _check_generator(pie_latent, stylegan)
+        generator = loaded_model(stylegan.patcher)
+        device = generator.w_avg.device
+        out = []
+        with torch.no_grad():
+            for i in range(len(pie_latent)):
+                mm.throw_exception_if_processing_interrupted()
+                out.append(pie.synthesize(generator, pie_latent.w_plus[i:i + 1].to(device)))
+        return io.NodeOutput(_to_comfy_image(torch.cat(out), size or pie_latent.crop_size))
+
+
+NODES = [LoadStyleGAN2, LoadRigNet, PIEEmbed, PIEEdit, PIEDecode]

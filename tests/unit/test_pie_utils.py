@@ -1,0 +1,92 @@
+"""Small stand-in networks and the small test generator for the PIE unit tests (CPU, seconds).
+
+The landmark stand-in maps an image to the ICT mean face's 68 landmarks (a plausible face layout in the
+centre of an FFHQ crop) plus image-dependent offsets from a small convolutional network, so the 3DMM fit
+is well posed while every term still depends on the image. The recognition stand-in is a small CNN with
+unit-length embeddings, like IR-SE50's.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from facecontrol.face.ict_model import load_ict_model
+from facecontrol.pipelines import pie
+
+ICT_DIR = Path(os.environ.get("FACE_ICT_DIR", "/work/shared/data/ict_facekit"))
+
+
+def small_generator():
+    """The 64 px StyleGAN2-ADA test generator (the one tests/test_weights/pie.py ships to the server)."""
+    from test_weights.pie import tiny_generator
+
+    return tiny_generator()
+
+
+class TinyLandmarkNet(nn.Module):
+    def __init__(self, mean_landmarks_unit: torch.Tensor, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.register_buffer("base", mean_landmarks_unit.reshape(1, 136))
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 8, 8), nn.Tanh(), nn.Conv2d(8, 16, 4, 4), nn.Tanh(),
+                                      nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(64, 136))
+
+    def raw(self, x: torch.Tensor) -> torch.Tensor:
+        crop = x[:, :, 16:240, 16:240]
+        return self.base + 0.15 * torch.tanh(self.features(crop))
+
+
+class TinyRecognition(nn.Module):
+    def __init__(self, seed: int = 1) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.net = nn.Sequential(nn.Conv2d(3, 16, 4, 4), nn.ReLU(), nn.Conv2d(16, 32, 4, 4), nn.ReLU(),
+                                 nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(128, 64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.net(x), dim=-1)
+
+
+def mean_face_landmarks_unit(model) -> torch.Tensor:
+    """The ICT mean face's landmarks placed like a face in an FFHQ crop, in the landmark net's 224 units."""
+    points = model.lmk_mean[:, :2]
+    iod = (points[36] - points[45]).norm()
+    centre = points.mean(0)
+    unit_per_cm = 0.3 / iod  # inter-ocular distance about 0.3 of the crop, as FFHQ crops have
+    xy = (points - centre) * unit_per_cm
+    return torch.stack([0.5 + xy[:, 0], 0.52 - xy[:, 1]], -1)
+
+
+def small_models(with_recognition: bool = True, with_perceptual: bool = True) -> pie.PIEModels:
+    """Small 64 px generator, ICT formation with the stand-in landmark net, VGG-16 up to relu2_2."""
+    model = load_ict_model(ICT_DIR / "face_model.npz")
+    landmark_net = TinyLandmarkNet(mean_face_landmarks_unit(model))
+    formation = pie.ICTFaceFormation(model, landmark_net).eval().requires_grad_(False)
+    recognition = TinyRecognition().eval().requires_grad_(False) if with_recognition else None
+    perceptual = pie.VGGPerceptual(layers=(3, 8)).eval().requires_grad_(False) if with_perceptual else None
+    return pie.PIEModels(small_generator(), formation, recognition, perceptual)
+
+
+def astronaut_crop(size: int = 64) -> torch.Tensor:
+    """The astronaut's FFHQ crop (mediapipe landmarks) as a (1,3,size,size) tensor in [-1,1]."""
+    import numpy as np
+
+    from media import load_rgb
+
+    from facecontrol.face.align import ffhq_crop, warp_one
+    from facecontrol.face.detect_mediapipe import MediaPipeFaceDetector
+    from face_test_utils import mediapipe_model_path
+
+    image = load_rgb("astronaut.png")
+    detector = MediaPipeFaceDetector(mediapipe_model_path())
+    try:
+        face = detector.detect(image)[0]
+    finally:
+        detector.close()
+    crop = ffhq_crop(face.lm68[None], image.shape[:2], 256)
+    pixels = warp_one(image, crop.forward[0], 256)
+    tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    return nn.functional.interpolate(tensor, size=(size, size), mode="area")
