@@ -102,6 +102,17 @@ def build_perceptual(path: Path) -> torch.nn.Module:
     return pie.load_vgg_perceptual(read_state(path))
 
 
+def _autograd_mode():
+    """ComfyUI runs nodes under torch.inference_mode(); PIE optimises latents, so it needs autograd back.
+    Models are also built and moved inside this mode: inference tensors cannot be saved for backward."""
+    from contextlib import ExitStack
+
+    stack = ExitStack()
+    stack.enter_context(torch.inference_mode(False))
+    stack.enter_context(torch.enable_grad())
+    return stack
+
+
 def pie_models(stylegan: StyleGANHandle, recognition: bool, perceptual: bool) -> pie.PIEModels:
     """Bring every network the energies need onto the compute device through ComfyUI's memory manager."""
     patchers = [stylegan.patcher, cached_patcher(resolve_model(LANDMARK_FILE), build_formation)]
@@ -186,7 +197,8 @@ class LoadStyleGAN2(io.ComfyNode):
         if path is None:
             raise ValueError(f"'generator' {generator!r} is not in the stylegan2 model folders "
                              f"{folder_paths.get_folder_paths('stylegan2')}")
-        patcher = cached_patcher(Path(path), build_stylegan2)
+        with _autograd_mode():
+            patcher = cached_patcher(Path(path), build_stylegan2)
         info = dict(patcher.model.pie_info)
         info["path"] = str(path)
         return io.NodeOutput(StyleGANHandle(patcher, info))
@@ -209,7 +221,8 @@ class LoadRigNet(io.ComfyNode):
         path = folder_paths.get_full_path("rignet", rignet)
         if path is None:
             raise ValueError(f"'rignet' {rignet!r} is not in the rignet model folders {folder_paths.get_folder_paths('rignet')}")
-        return io.NodeOutput(RigNetHandle(cached_patcher(Path(path), build_rignet), str(path)))
+        with _autograd_mode():
+            return io.NodeOutput(RigNetHandle(cached_patcher(Path(path), build_rignet), str(path)))
 
 
 def _rignet_module(handle: RigNetHandle | None, generator: torch.nn.Module):
@@ -259,6 +272,11 @@ class PIEEmbed(io.ComfyNode):
 
     @classmethod
     def execute(cls, stylegan, crops, steps_w, steps_wplus, lr, seed, preview_every, rignet=None, **weights) -> io.NodeOutput:
+        with _autograd_mode():
+            return cls._embed(stylegan, crops.clone(), steps_w, steps_wplus, lr, seed, preview_every, rignet, weights)
+
+    @classmethod
+    def _embed(cls, stylegan, crops, steps_w, steps_wplus, lr, seed, preview_every, rignet, weights) -> io.NodeOutput:
         if steps_w + steps_wplus <= 0:
             raise ValueError("'steps_w' + 'steps_wplus' must be at least 1")
         models = pie_models(stylegan, recognition=weights["recognition"] > 0 or weights["recognition_edit"] > 0,
@@ -320,6 +338,14 @@ class PIEEdit(io.ComfyNode):
     def execute(cls, stylegan, pie_latent: PIELatent, mode, yaw, pitch, roll, light_intensity, light_from_top,
                 light_from_right, light_from_front, reference_groups, steps, lr, preview_every, rignet=None,
                 reference=None, **rest) -> io.NodeOutput:
+        with _autograd_mode():
+            return cls._edit(stylegan, pie_latent, mode, yaw, pitch, roll, light_intensity, light_from_top,
+                             light_from_right, light_from_front, reference_groups, steps, lr, preview_every, rignet,
+                             None if reference is None else reference.clone(), rest)
+
+    @classmethod
+    def _edit(cls, stylegan, pie_latent, mode, yaw, pitch, roll, light_intensity, light_from_top, light_from_right,
+              light_from_front, reference_groups, steps, lr, preview_every, rignet, reference, rest) -> io.NodeOutput:
         _check_generator(pie_latent, stylegan)
         expression = {name: rest.pop(name) for name in pie.EXPRESSION_SLIDERS}
         light = {"intensity": light_intensity, "from_top": light_from_top, "from_right": light_from_right,
@@ -332,7 +358,7 @@ class PIEEdit(io.ComfyNode):
             raise ValueError("'mode' is rignet but no 'rignet' is connected; load one or use mode direct")
         models = pie_models(stylegan, recognition=mode == "direct" and rest["recognition_weight"] > 0, perceptual=False)
         device = _device(models)
-        w_plus = pie_latent.w_plus.to(device)
+        w_plus = pie_latent.w_plus.clone().to(device)
         before = pie.regress_generated(models, w_plus)
         reference_theta = None
         if groups:
@@ -384,10 +410,11 @@ class PIEDecode(io.ComfyNode):
     @classmethod
     def execute(cls, stylegan, pie_latent: PIELatent, size) -> io.NodeOutput:
         _check_generator(pie_latent, stylegan)
-        generator = loaded_model(stylegan.patcher)
+        with _autograd_mode():
+            generator = loaded_model(stylegan.patcher)
         device = generator.w_avg.device
         out = []
-        with torch.no_grad():
+        with torch.inference_mode(False), torch.no_grad():
             for i in range(len(pie_latent)):
                 mm.throw_exception_if_processing_interrupted()
                 out.append(pie.synthesize(generator, pie_latent.w_plus[i:i + 1].to(device)))

@@ -8,7 +8,10 @@
   with unit spread that change with w. ``w_avg`` is the mean of 512 mapped z, as training tracks it.
 - ``stylegan2/vgg16-397923af.pth``: torchvision's VGG-16 ``features.*`` keys, filled by the fill rule.
 - ``dva/pretrained_models/mobilenet_224_model_best_gdconv_external.pth.tar``: the landmark network in
-  cunjian's ``{'state_dict': {'module.' + key}}`` layout, filled by the fill rule (skipped if present).
+  cunjian's ``{'state_dict': {'module.' + key}}`` layout, filled by the fill rule except its last
+  BatchNorm, which is set so the 68 outputs are the ICT mean face laid out like an FFHQ crop plus
+  image-dependent offsets of about 0.05 crop widths: fill-rule outputs scatter the 68 points over several
+  crop widths, a "face" whose fitted yaw sits at the +-90 degree singularity.
 - ``face_3dmm/ict_facekit/face_model.npz``: copied from FACE_ICT_DIR (the open ICT-FaceKit export).
 - ``rignet/ffhq_rignet.safetensors``: an untrained RigNet bundle for that generator (pose,
   expression, illumination), written by the pack's own ``save_rignet``.
@@ -50,6 +53,35 @@ def tiny_generator(seed: int = 0):
     z = torch.randn(512, generator.z_dim, generator=torch.Generator().manual_seed(seed + 1))
     generator.mapping.w_avg.copy_(generator.mapping(z, None)[:, 0].mean(0))
     return generator
+
+
+def mean_face_landmarks_unit(model) -> torch.Tensor:
+    """The ICT mean face's 68 landmarks placed like a face in an FFHQ crop, in the landmark net's [0,1] units."""
+    points = model.lmk_mean[:, :2]
+    iod = (points[36] - points[45]).norm()
+    unit_per_cm = 0.3 / iod  # FFHQ crops: inter-ocular distance about 0.3 of the crop
+    xy = (points - points.mean(0)) * unit_per_cm
+    return torch.stack([0.5 + xy[:, 0], 0.52 - xy[:, 1]], -1)
+
+
+@torch.no_grad()
+def landmark_state(seed: int = 8) -> dict[str, torch.Tensor]:
+    from facecontrol.face.ict_model import load_ict_model
+    from facecontrol.models.mobilenet_gdconv import MobileNetGDConv
+
+    net = MobileNetGDConv(136)
+    net.load_state_dict(_fill(net, seed))
+    net.eval()
+    probe = torch.randn(4, 3, 224, 224, generator=torch.Generator().manual_seed(seed))
+    spread = net(probe).std(0).mean()
+    bn = net.linear1.bn
+    scale = 0.05 / float(spread) * bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    base = mean_face_landmarks_unit(load_ict_model(ict_dir() / "landmarks_model.npz")).reshape(136)
+    bn.running_mean.zero_()
+    bn.running_var.fill_(1.0 - bn.eps)
+    bn.weight.copy_(scale)
+    bn.bias.copy_(base - scale * net.linear1.conv(net.linear7(net.base_net(probe))).flatten(1).mean(0))
+    return {f"module.{k}": v for k, v in net.state_dict().items()}
 
 
 def _fill(module: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
@@ -131,15 +163,13 @@ def _write(path: Path, make) -> None:
 
 
 def install(model_root: Path) -> None:
-    from facecontrol.models.mobilenet_gdconv import MobileNetGDConv
     from facecontrol.models.rignet import RigNetBundle, save_rignet
     from facecontrol.pipelines.pie import VGGPerceptual
 
     root = Path(model_root)
     _write(root / GENERATOR_FILE, lambda p: write_generator_pickle(p, tiny_generator()))
     _write(root / VGG_FILE, lambda p: torch.save({f"features.{k}": v for k, v in _fill(VGGPerceptual().features, 7).items()}, p))
-    _write(root / LANDMARK_FILE, lambda p: torch.save(
-        {"state_dict": {f"module.{k}": v for k, v in _fill(MobileNetGDConv(136), 8).items()}}, p))
+    _write(root / LANDMARK_FILE, lambda p: torch.save({"state_dict": landmark_state()}, p))
     _write(root / ICT_FILE, lambda p: shutil.copyfile(ict_dir() / "face_model.npz", p))
     generator = tiny_generator()
     torch.manual_seed(9)

@@ -50,19 +50,11 @@ class TinyRecognition(nn.Module):
         return nn.functional.normalize(self.net(x), dim=-1)
 
 
-def mean_face_landmarks_unit(model) -> torch.Tensor:
-    """The ICT mean face's landmarks placed like a face in an FFHQ crop, in the landmark net's 224 units."""
-    points = model.lmk_mean[:, :2]
-    iod = (points[36] - points[45]).norm()
-    centre = points.mean(0)
-    unit_per_cm = 0.3 / iod  # inter-ocular distance about 0.3 of the crop, as FFHQ crops have
-    xy = (points - centre) * unit_per_cm
-    return torch.stack([0.5 + xy[:, 0], 0.52 - xy[:, 1]], -1)
-
-
 def small_models(with_recognition: bool = True, with_perceptual: bool = True) -> pie.PIEModels:
     """Small 64 px generator, ICT formation with the stand-in landmark net, VGG-16 up to relu2_2."""
     model = load_ict_model(ICT_DIR / "face_model.npz")
+    from test_weights.pie import mean_face_landmarks_unit
+
     landmark_net = TinyLandmarkNet(mean_face_landmarks_unit(model))
     formation = pie.ICTFaceFormation(model, landmark_net).eval().requires_grad_(False)
     recognition = TinyRecognition().eval().requires_grad_(False) if with_recognition else None

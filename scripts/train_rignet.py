@@ -1,0 +1,122 @@
+"""Train RigNet (StyleRig) self-supervised for one StyleGAN2 generator and the ICT-FaceKit 3DMM backend.
+
+    .venv/bin/python scripts/train_rignet.py --generator comfyui/models/stylegan2/ffhq.pkl \
+        --out comfyui/models/rignet/ffhq_rignet.safetensors --steps 20000
+
+Each step draws latents w and v from the generator (truncated mapping) and, for each group tau (pose,
+expression, illumination, cycled), minimises reconstruction (RigNet(w, theta_w^tau) = w), edit (the image of
+RigNet(w, theta_v^tau) regresses to v's tau) and consistency (and keeps w's other parameters). Losses are
+logged every ``--log-every`` steps; the bundle is saved (safetensors, loadable by the Load RigNet node) and a
+``<out>.state.pt`` with the optimiser state lets ``--resume`` continue. Uses the GPU when there is one.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from facecontrol.models.rignet import RigNetBundle, load_rignet, save_rignet
+from facecontrol.pipelines import pie
+
+log = logging.getLogger("train_rignet")
+
+
+def train(models: pie.PIEModels, bundle: RigNetBundle, steps: int, batch: int = 4, lr: float = 1e-4,
+          taus: tuple[str, ...] = ("pose", "expression", "illumination"), seed: int = 0,
+          weights: pie.RigNetLossWeights | None = None, optimizer: torch.optim.Optimizer | None = None,
+          start_step: int = 0, on_log: Callable[[int, dict[str, float]], None] | None = None,
+          log_every: int = 50) -> tuple[list[dict[str, float]], torch.optim.Optimizer]:
+    """Run ``steps`` optimisation steps; returns the per-step losses and the optimiser (for saving)."""
+    weights = weights or pie.RigNetLossWeights()
+    bundle.train().requires_grad_(True)
+    optimizer = optimizer or torch.optim.Adam(bundle.parameters(), lr=lr)
+    rng = torch.Generator().manual_seed(seed + start_step)
+    history = []
+    for step in range(start_step, start_step + steps):
+        tau = taus[step % len(taus)]
+        w_plus = pie.sample_w_plus(models.generator, batch, rng)
+        v_plus = pie.sample_w_plus(models.generator, batch, rng)
+        losses = pie.rignet_losses(models, bundle, tau, w_plus, v_plus, weights)
+        optimizer.zero_grad(set_to_none=True)
+        sum(losses.values()).backward()
+        optimizer.step()
+        record = {name: float(value.detach()) for name, value in losses.items()}
+        record["tau"] = tau
+        history.append(record)
+        if on_log is not None and (step + 1) % log_every == 0:
+            on_log(step + 1, record)
+    bundle.eval().requires_grad_(False)
+    return history, optimizer
+
+
+def build_models(args: argparse.Namespace, device: torch.device) -> pie.PIEModels:
+    from facecontrol.face.ict_model import load_ict_model
+    from facecontrol.models.checkpoint import load_state_strict, read_state, strip_prefix
+    from facecontrol.models.dva_face_encoder import LandmarkNet
+    from facecontrol.models.stylegan2 import load_stylegan2
+
+    generator, info = load_stylegan2(args.generator)
+    log.info("generator %s: %d px, %d W+ layers", args.generator, info["resolution"], info["num_ws"])
+    landmark_net = LandmarkNet()
+    state = read_state(args.landmark_net)
+    load_state_strict(landmark_net.backbone, strip_prefix(state.get("state_dict", state)), str(args.landmark_net))
+    formation = pie.ICTFaceFormation(load_ict_model(args.ict), landmark_net).eval().requires_grad_(False)
+    return pie.PIEModels(generator.to(device), formation.to(device))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--generator", type=Path, required=True, help="rosinality .pt or NVlabs .pkl")
+    parser.add_argument("--ict", type=Path, default=Path("comfyui/models/face_3dmm/ict_facekit/face_model.npz"))
+    parser.add_argument("--landmark-net", type=Path,
+                        default=Path("comfyui/models/dva/pretrained_models/mobilenet_224_model_best_gdconv_external.pth.tar"))
+    parser.add_argument("--out", type=Path, required=True, help="RigNet .safetensors to write")
+    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--code-dim", type=int, default=32)
+    parser.add_argument("--taus", default="pose,expression,illumination")
+    parser.add_argument("--image-weight", type=float, default=0.0, help="StyleRig's rendered-image loss weight")
+    parser.add_argument("--log-every", type=int, default=50)
+    parser.add_argument("--save-every", type=int, default=1000)
+    parser.add_argument("--resume", action="store_true", help="continue from <out> and <out>.state.pt")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    device = torch.device(args.device)
+    models = build_models(args, device)
+    taus = tuple(t.strip() for t in args.taus.split(",") if t.strip())
+    state_path = args.out.with_name(args.out.name + ".state.pt")
+    start = 0
+    if args.resume and args.out.is_file():
+        bundle = load_rignet(args.out).to(device)
+        start = int(torch.load(state_path, map_location="cpu", weights_only=True)["step"]) if state_path.is_file() else 0
+        log.info("resuming %s at step %d", args.out, start)
+    else:
+        dims = {tau: models.formation.tau_dims[tau] for tau in taus}
+        bundle = RigNetBundle(models.generator.num_ws, models.generator.w_dim, dims, args.code_dim).to(device)
+    optimizer = torch.optim.Adam(bundle.parameters(), lr=args.lr)
+    if args.resume and state_path.is_file():
+        optimizer.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=True)["optimizer"])
+    weights = pie.RigNetLossWeights(image=args.image_weight)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    step = start
+    while step < args.steps:
+        chunk = min(args.save_every, args.steps - step)
+        _, optimizer = train(models, bundle, chunk, args.batch, args.lr, taus, args.seed, weights, optimizer, step,
+                             on_log=lambda s, r: log.info("step %d %s (%.1f steps/s)", s, r, (s - start) / (time.time() - started)),
+                             log_every=args.log_every)
+        step += chunk
+        save_rignet(bundle, args.out, {"generator": str(args.generator), "steps": str(step)})
+        torch.save({"step": step, "optimizer": optimizer.state_dict()}, state_path)
+        log.info("saved %s at step %d", args.out, step)
+
+
+if __name__ == "__main__":
+    main()

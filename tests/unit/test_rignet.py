@@ -1,0 +1,86 @@
+"""RigNet: the StyleRig layout, its file, and self-supervised training whose losses go down."""
+from __future__ import annotations
+
+import torch
+
+from test_pie_utils import small_models
+
+from facecontrol.models.rignet import RigNet, RigNetBundle, load_rignet, save_rignet
+
+
+def test_rignet_is_per_layer_encoder_code_joined_with_theta_then_decoder():
+    net = RigNet(num_ws=4, w_dim=16, tau_dim=3, code_dim=5)
+    assert len(net.encoders) == len(net.decoders) == 4
+    assert net.encoders[0].weight.shape == (5, 16) and net.decoders[0].weight.shape == (16, 8)
+    w = torch.randn(2, 4, 16)
+    theta = torch.randn(2, 3)
+    out = net(w, theta)
+    # layer 2 only depends on w's layer 2
+    w2 = w.clone()
+    w2[:, 1] += 1.0
+    changed = (net(w2, theta) - out).abs().amax((0, 2))
+    assert changed[1] > 0 and changed[[0, 2, 3]].max() == 0
+    assert not torch.allclose(net(w, theta + 1.0), out)
+
+
+def test_bundle_file_round_trip(tmp_path):
+    bundle = RigNetBundle(num_ws=4, w_dim=16, tau_dims={"pose": 3, "illumination": 27}, code_dim=5)
+    for p in bundle.parameters():
+        torch.nn.init.normal_(p)
+    path = tmp_path / "rig.safetensors"
+    save_rignet(bundle, path)
+    loaded = load_rignet(path)
+    assert loaded.groups == ["pose", "illumination"]
+    w, theta = torch.randn(1, 4, 16), torch.randn(1, 27)
+    assert torch.equal(loaded("illumination", w, theta), bundle("illumination", w, theta))
+
+
+def _mean(history, key, part):
+    values = [h[key] for h in part(history)]
+    return sum(values) / len(values)
+
+
+def test_training_a_few_hundred_steps_lowers_every_loss():
+    import train_rignet
+
+    from facecontrol.pipelines import pie
+
+    models = small_models(with_recognition=False, with_perceptual=False)
+    torch.manual_seed(0)
+    bundle = RigNetBundle(models.generator.num_ws, models.generator.w_dim, {"pose": 3}, code_dim=16)
+    logged = []
+    history, _ = train_rignet.train(models, bundle, steps=200, batch=2, lr=1e-3, taus=("pose",),
+                                    weights=pie.RigNetLossWeights(reconstruction=100.0),
+                                    on_log=lambda step, record: logged.append(step), log_every=50)
+    assert logged == [50, 100, 150, 200]
+    for key in ("reconstruction", "edit", "consistency"):
+        first = _mean(history, key, lambda h: h[:25])
+        last = _mean(history, key, lambda h: h[-25:])
+        assert last < 0.9 * first, f"{key}: first 25 steps {first:.4g}, last 25 {last:.4g}"
+
+
+def test_script_saves_logs_and_resumes(tmp_path):
+    import train_rignet
+    from test_weights import pie as weights
+
+    from facecontrol.models.checkpoint import read_state
+
+    generator_path = tmp_path / "g.pkl"
+    weights.write_generator_pickle(generator_path, weights.tiny_generator())
+    landmark_path = tmp_path / "lm.pth.tar"
+    from facecontrol.models.mobilenet_gdconv import MobileNetGDConv
+
+    torch.save({"state_dict": {f"module.{k}": v for k, v in MobileNetGDConv(136).state_dict().items()}}, landmark_path)
+    out = tmp_path / "rig.safetensors"
+    common = ["--generator", str(generator_path), "--ict", str(weights.ict_dir() / "face_model.npz"),
+              "--landmark-net", str(landmark_path), "--out", str(out), "--batch", "1", "--taus", "pose",
+              "--save-every", "2", "--log-every", "1", "--device", "cpu"]
+    train_rignet.main(common + ["--steps", "2"])
+    first = {k: v.clone() for k, v in read_state(out).items()}
+    state = torch.load(str(out) + ".state.pt", weights_only=True)
+    assert state["step"] == 2
+    train_rignet.main(common + ["--steps", "3", "--resume"])
+    assert torch.load(str(out) + ".state.pt", weights_only=True)["step"] == 3
+    second = read_state(out)
+    assert any(not torch.equal(first[k], second[k]) for k in first)
+    assert load_rignet(out).groups == ["pose"]
