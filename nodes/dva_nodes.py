@@ -145,12 +145,14 @@ class DVAEncode(io.ComfyNode):
                                tooltip="ddim: the authors' integer-stride rule (5, 20, 100, 1000 ...); even: any count; "
                                        "auto: ddim when it fits"),
                 io.Int.Input("chunk_size", default=0, min=0, max=256, tooltip="frames per UNet call; 0 = from free memory"),
+                io.Combo.Input("solver", options=list(SOLVERS), default="ddim", optional=True,
+                               tooltip="ddim: the authors' inversion; dpm++2m: second-order multistep, same cost"),
             ],
             outputs=[DVALatentType.Output(display_name="dva_latent"), io.Mask.Output(display_name="face_masks")],
         )
 
     @classmethod
-    def execute(cls, dva_model: DVAModel, crops, steps, respacing, chunk_size, face_crop=None) -> io.NodeOutput:
+    def execute(cls, dva_model: DVAModel, crops, steps, respacing, chunk_size, face_crop=None, solver="ddim") -> io.NodeOutput:
         frames = crops_to_model_input(crops, "crops")
         if face_crop is not None:
             check_batch(len(frames), len(face_crop), "crops", "face_crop")
@@ -159,12 +161,22 @@ class DVAEncode(io.ComfyNode):
         schedule = make_schedule(steps, respacing)
         device = dva_model.load()
         chunk = chunk_frames(dva_model, device, chunk_size)
-        latent = dva.encode_video(dva_model.unet.model, dva_model.encoder.model, frames, schedule, chunk, device,
-                                  step_callback(len(schedule)))
+        latent = encode_with(solver, dva_model, frames, schedule, chunk, device)
         latent.crops = crops.detach().float().cpu()
         latent.face_crop = face_crop
-        log.info("DVA Encode: %d frames, %d steps, %d frames per chunk", len(latent), len(schedule), chunk)
+        log.info("DVA Encode: %d frames, %d steps (%s), %d frames per chunk", len(latent), len(schedule), solver, chunk)
         return io.NodeOutput(latent, latent.masks[:, 0].clone())
+
+
+def encode_with(solver: str, dva_model: DVAModel, frames, schedule, chunk: int, device) -> dva.DVALatent:
+    unet, encoder = dva_model.unet.model, dva_model.encoder.model
+    if solver == "ddim":
+        return dva.encode_video(unet, encoder, frames, schedule, chunk, device, step_callback(len(schedule)))
+    if solver != "dpm++2m":
+        raise ValueError(f"unknown solver {solver!r}; choose one of {SOLVERS}")
+    from ..pipelines import dva_solvers
+
+    return dva_solvers.encode_video_dpmpp(unet, encoder, frames, schedule, chunk, device, step_callback(len(schedule)))
 
 
 def classifier_state() -> DVAClassifierState:
@@ -213,8 +225,9 @@ class DVADecode(io.ComfyNode):
             inputs=[
                 DVAModelType.Input("dva_model"),
                 DVALatentType.Input("dva_latent"),
-                io.Combo.Input("solver", options=list(SOLVERS), default="ddim",
-                               tooltip="ddim: the authors' sampler; dpm++2m: second-order multistep on the same model"),
+                io.Combo.Input("solver", options=["as encoded", *SOLVERS], default="as encoded",
+                               tooltip="ddim: the authors' sampler; dpm++2m: second-order multistep on the same model; "
+                                       "the solver that inverted x_T reconstructs best"),
                 io.Int.Input("chunk_size", default=0, min=0, max=256, tooltip="frames per UNet call; 0 = from free memory"),
             ],
             outputs=[io.Image.Output(display_name="crops"), io.Mask.Output(display_name="face_masks"),
@@ -226,7 +239,8 @@ class DVADecode(io.ComfyNode):
         schedule = dva.DDIMSchedule.from_timesteps(list(dva_latent.timestep_map))
         device = dva_model.load()
         chunk = chunk_frames(dva_model, device, chunk_size)
-        out = decode_with(solver, dva_model, dva_latent, schedule, chunk, device)
+        out = decode_with(dva_latent.solver if solver == "as encoded" else solver, dva_model, dva_latent, schedule, chunk,
+                          device)
         if dva_latent.face_crop is None:
             log.info("DVA Decode: the latent has no face_crop (Encode got none); paste-back needs one")
         return io.NodeOutput(out.permute(0, 2, 3, 1).clamp(0, 1).cpu(), dva_latent.masks[:, 0].clone(), dva_latent.face_crop)

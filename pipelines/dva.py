@@ -362,6 +362,7 @@ class DVALatent:
     face_crop: object | None = None  # face.types.FaceCrop of those crops, for paste-back
     z_id_edit: torch.Tensor | None = None  # (1,512) edited identity; None = no edit (decode the average)
     edit_note: str = ""  # what edit produced z_id_edit, for reports
+    solver: str = "ddim"  # the solver that inverted x_T; decoding with the same one reconstructs best
 
     def __len__(self) -> int:
         return int(self.x_T.shape[0])

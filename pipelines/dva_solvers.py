@@ -14,13 +14,15 @@ DDIM inversion's T-1 calls; generation makes T calls and lands on abar = 1 as DD
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
-import numpy as np
 import torch
 
-from .dva import DDIMSchedule, DVALatent, NoisePredictor, ProgressCallback, _face_codes, _chunked, _denoise
+from .dva import (DDIMSchedule, DVALatent, NoisePredictor, ProgressCallback, _chunked, _denoise, _face_codes,
+                  encode_video)
 
-__all__ = ["dpmpp_2m", "dpmpp_invert", "dpmpp_generate", "decode_video_dpmpp", "invert_frames_dpmpp"]
+__all__ = ["dpmpp_2m", "dpmpp_invert", "dpmpp_generate", "decode_video_dpmpp", "invert_frames_dpmpp",
+           "encode_video_dpmpp"]
 
 
 def _lambda(abar: float) -> float:
@@ -96,3 +98,14 @@ def decode_video_dpmpp(
     z_face = _face_codes(encoder, identity, latent.z_lnd, device)
     out = _chunked(dpmpp_generate, len(schedule), unet, latent.x_T, z_face, schedule, chunk_size, device, callback)
     return (out + 1) / 2
+
+
+@torch.no_grad()
+def encode_video_dpmpp(unet, encoder, frames, schedule: DDIMSchedule, chunk_size: int = 4, device=None,
+                       callback: ProgressCallback | None = None) -> DVALatent:
+    """dva.encode_video with x_T inverted by DPM-Solver++(2M) (the codes and masks are the same)."""
+    codes = encode_video(unet, encoder, frames, DDIMSchedule.from_timesteps([0]), chunk_size, device)
+    device = frames.device if device is None else torch.device(device)
+    z_face = _face_codes(encoder, codes.z_id_avg, codes.z_lnd, device)
+    x_T = invert_frames_dpmpp(unet, frames, z_face, schedule, chunk_size, device, callback)
+    return replace(codes, x_T=x_T, timestep_map=schedule.timestep_map, solver="dpm++2m")

@@ -70,7 +70,7 @@ def test_decode_steps_follow_the_encoding_and_dpm_solver_runs(comfy):
     prompt = load_workflow("dva_video_edit")
     prompt["3"]["inputs"]["length"] = 1
     prompt["7"]["inputs"]["steps"] = 3  # no integer DDIM stride gives 3: evenly spaced
-    prompt["9"]["inputs"]["solver"] = "dpm++2m"
+    prompt["7"]["inputs"]["solver"] = "dpm++2m"  # Decode follows it ("as encoded")
     entry = comfy.run(prompt)
     assert len(saved_images(comfy, entry, "13")) == 1
 

@@ -121,6 +121,18 @@ def test_dpmpp_makes_the_same_number_of_calls_and_reconstructs():
     assert (recon - x0).abs().max() < 0.05
 
 
+def test_dpmpp_encode_keeps_the_codes_and_inverts_with_dpmpp():
+    frames = torch.rand(3, 3, 8, 8) * 2 - 1
+    schedule = dva.DDIMSchedule.from_steps(5)
+    encoder = ToyEncoder()
+    ddim = dva.encode_video(_toy_model, encoder, frames, schedule, chunk_size=2)
+    dpm = dva_solvers.encode_video_dpmpp(_toy_model, encoder, frames, schedule, chunk_size=2)
+    assert dpm.solver == "dpm++2m" and dpm.timestep_map == schedule.timestep_map
+    assert torch.equal(dpm.z_id, ddim.z_id) and torch.equal(dpm.z_lnd, ddim.z_lnd) and torch.equal(dpm.masks, ddim.masks)
+    z_face = encoder.face_code(dpm.z_id_avg.expand(3, -1), dpm.z_lnd)
+    assert torch.allclose(dpm.x_T, dva_solvers.dpmpp_invert(_toy_model, frames, z_face, schedule), atol=1e-6)
+
+
 # ---------------------------------------------------------------- streaming equals the batch path
 
 
