@@ -135,7 +135,12 @@ def make_face_crop(faces: FaceSet, convention: str, size: int, smooth: bool, sig
     if convention == "arcface256":
         return face_align.arcface_crop(faces.lm5(), faces.image_size, 256)
     if convention == "faceadapter512":
-        return face_align.faceadapter512_crop(faces.boxes(), faces.image_size, crop_ratio)
+        boxes = faces.boxes()
+        if smooth and len(faces) > 1:  # video: the same Gaussian smoothing as ffhq, on the box centre and size
+            c, x, y = face_align.smooth_quad_params((boxes[:, :2] + boxes[:, 2:4]) / 2, (boxes[:, 2:3] - boxes[:, 0:1]) / 2,
+                                                    (boxes[:, 3:4] - boxes[:, 1:2]) / 2, sigma_center, sigma_size)
+            boxes = np.concatenate([c[:, :1] - x, c[:, 1:] - y, c[:, :1] + x, c[:, 1:] + y], axis=1)
+        return face_align.faceadapter512_crop(boxes, faces.image_size, crop_ratio)
     raise ValueError(f"unknown crop convention {convention!r}; choose one of {CONVENTIONS}")
 
 
