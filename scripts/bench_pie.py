@@ -1,0 +1,120 @@
+"""Benchmark PIE embedding: iterations per second (E_synth only, and all five energies with a RigNet) and the
+time to bring E_synth below a target, on the astronaut's FFHQ crop.
+
+    .venv/bin/python scripts/bench_pie.py                       # CPU, the 64 px test generator
+    .venv/bin/python scripts/bench_pie.py --generator comfyui/models/stylegan2/ffhq.pkl \
+        --landmark-net comfyui/models/dva/pretrained_models/mobilenet_224_model_best_gdconv_external.pth.tar \
+        --vgg comfyui/models/stylegan2/vgg16-397923af.pth --device cuda
+
+Without files it uses the CI test weights of tests/test_weights/pie.py (64 px StyleGAN2-ADA, face-layout
+landmark net) and random VGG weights: speed is what is measured, not quality.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def astronaut_crop(size: int) -> torch.Tensor:
+    from facecontrol.face.align import ffhq_crop, warp_one
+    from facecontrol.face.detect_mediapipe import MediaPipeFaceDetector
+    from facecontrol.model_files import resolve
+
+    from skimage import data
+
+    image = data.astronaut()
+    detector = MediaPipeFaceDetector(resolve("mediapipe/face_landmarker.task", {}))
+    try:
+        face = detector.detect(image)[0]
+    finally:
+        detector.close()
+    crop = ffhq_crop(face.lm68[None], image.shape[:2], 256)
+    pixels = warp_one(image, crop.forward[0], 256)
+    tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    return F.interpolate(tensor, size=(size, size), mode="bilinear", antialias=True)
+
+
+def build_models(args) -> "pie.PIEModels":
+    from facecontrol.face.ict_model import load_ict_model
+    from facecontrol.models.checkpoint import read_state, strip_prefix
+    from facecontrol.models.dva_face_encoder import LandmarkNet
+    from facecontrol.models.stylegan2 import load_stylegan2
+    from facecontrol.pipelines import pie
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_weights import pie as test_weights
+
+    generator = load_stylegan2(args.generator)[0] if args.generator else test_weights.tiny_generator()
+    landmark_net = LandmarkNet()
+    state = read_state(args.landmark_net)["state_dict"] if args.landmark_net else test_weights.landmark_state()
+    landmark_net.backbone.load_state_dict(strip_prefix(state))
+    formation = pie.ICTFaceFormation(load_ict_model(args.ict or test_weights.ict_dir() / "face_model.npz"), landmark_net)
+    perceptual = pie.load_vgg_perceptual(read_state(args.vgg)) if args.vgg else pie.VGGPerceptual()
+    models = pie.PIEModels(generator, formation.eval().requires_grad_(False), None, perceptual.eval().requires_grad_(False))
+    for module in (models.generator, models.formation, models.perceptual):
+        module.to(args.device)
+    return models
+
+
+def run(models, image, config, rignet=None, target=None) -> dict:
+    times = []
+    reached = []
+    start = time.perf_counter()
+
+    def on_step(step, total, record, preview):
+        if models.generator.w_avg.is_cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+        if target is not None and not reached and record["synth"] <= target:
+            reached.append(times[-1])
+
+    result = pie.embed(models, image, config, rignet=rignet, on_step=on_step)
+    steady = np.diff(times[2:]) if len(times) > 3 else np.diff(times)
+    return {"it_per_s": 1.0 / float(np.median(steady)), "first_synth": result.history[0]["synth"],
+            "last_synth": result.history[-1]["synth"], "time_to_target_s": reached[0] if reached else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--generator", type=Path)
+    parser.add_argument("--landmark-net", type=Path)
+    parser.add_argument("--vgg", type=Path)
+    parser.add_argument("--ict", type=Path)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--target-synth", type=float, default=None,
+                        help="E_synth to reach (default: 90%% of the first step's value)")
+    args = parser.parse_args()
+    global pie
+    from facecontrol.models.rignet import RigNetBundle
+    from facecontrol.pipelines import pie
+
+    torch.manual_seed(0)
+    models = build_models(args)
+    generator = models.generator
+    image = astronaut_crop(generator.resolution).to(args.device)
+    print(f"device {args.device} ({torch.get_num_threads()} CPU threads), generator {generator.resolution} px, "
+          f"{generator.num_ws} W+ layers")
+    synth_only = pie.EmbedConfig(steps_w=args.steps, steps_wplus=args.steps)
+    first = pie.embed(models, image, pie.EmbedConfig(steps_w=1, steps_wplus=0)).history[0]["synth"]
+    target = args.target_synth if args.target_synth is not None else 0.9 * first
+    numbers = run(models, image, synth_only, target=target)
+    print(f"E_synth only (W then W+, {2 * args.steps} steps): {numbers['it_per_s']:.2f} it/s; "
+          f"E_synth {numbers['first_synth']:.4g} -> {numbers['last_synth']:.4g}; "
+          f"time to E_synth <= {target:.4g}: "
+          + (f"{numbers['time_to_target_s']:.1f} s" if numbers["time_to_target_s"] is not None else "not reached"))
+    rignet = RigNetBundle(generator.num_ws, generator.w_dim, models.formation.tau_dims).to(args.device).eval()
+    full = run(models, image, pie.EmbedConfig(steps_w=args.steps // 2, steps_wplus=args.steps // 2), rignet=rignet)
+    print(f"all five energies with a RigNet ({args.steps} steps): {full['it_per_s']:.2f} it/s")
+
+
+if __name__ == "__main__":
+    main()
