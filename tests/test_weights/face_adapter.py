@@ -60,18 +60,25 @@ def filled_module(module: torch.nn.Module, seed: int = SEED) -> torch.nn.Module:
     return module.eval()
 
 
-def diffusers_unet():
+# Full SD1.5 and ViT-H/14 sizes, for benchmarks (scripts/bench_face_adapter.py --size full).
+FULL_UNET_CONFIG = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+                        block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, attention_head_dim=8)
+FULL_LDM_UNET_CONFIG = {"num_res_blocks": [2, 2, 2, 2], "channel_mult": [1, 2, 4, 4],
+                        "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
+                        "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0], "transformer_depth_middle": 1}
+FULL_VISION_CONFIG = dict(VISION_CONFIG, num_hidden_layers=32)
+
+
+def diffusers_unet(config: dict = UNET_CONFIG):
     from diffusers import UNet2DConditionModel
 
-    return filled_module(UNet2DConditionModel(**UNET_CONFIG), SEED)
+    return filled_module(UNet2DConditionModel(**config), SEED)
 
 
-def diffusers_controlnet():
-    from diffusers import ControlNetModel
+def diffusers_controlnet(config: dict = UNET_CONFIG):
+    from diffusers import ControlNetModel, UNet2DConditionModel
 
-    from diffusers import UNet2DConditionModel
-
-    shell = UNet2DConditionModel(**UNET_CONFIG)
+    shell = UNet2DConditionModel(**config)
     return filled_module(ControlNetModel.from_unet(shell, conditioning_embedding_out_channels=(16, 32, 96, 256)), SEED + 1)
 
 
