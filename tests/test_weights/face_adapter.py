@@ -7,7 +7,9 @@
   as SD1.5: the UNet keeps SD1.5's 320 base channels, 768-wide context and 8 heads but has two levels of one
   block (attention only at the lower one) so 25 CPU steps take seconds; the VAE and the CLIP-L text encoder are
   full size because ComfyUI builds those from fixed configs.
-- vae/vae-ft-mse-840000-ema-pruned.safetensors: the same VAE on its own, for VAELoader.
+- vae/vae-ft-mse-840000-ema-pruned.safetensors: a TAESD-shaped VAE under the real file's name, which VAELoader
+  accepts (ComfyUI tells the kind from the keys): decoding 512x512 with the full SD VAE costs over a minute on the
+  shared CI CPU for each workflow run, the tiny one about a second. The checkpoint keeps the full VAE.
 
 The ControlNet and the UNet share one block layout, as a real Face-Adapter ControlNet shares SD1.5's. Files are
 generated once into a cache folder (FACECONTROL_TEST_WEIGHTS_CACHE, default ~/.cache/facecontrol/test_weights)
@@ -24,7 +26,7 @@ import torch
 
 from golden_fixtures import _fill_module
 
-VERSION = "fa2"
+VERSION = "fa3"
 SEED = 4
 # The real files' names, so the shipped workflows name them; the manifest's sha256 tells the real ones apart.
 CKPT_NAME = "v1-5-pruned-emaonly.safetensors"
@@ -91,6 +93,16 @@ def diffusers_vae():
     return filled_module(vae, SEED + 2)
 
 
+def tiny_vae_state() -> dict[str, torch.Tensor]:
+    """ComfyUI's TAESD layout, filled; its latent scale and shift stay at TAESD's SD1 values (1, 0)."""
+    import comfy.taesd.taesd
+
+    state = filled(comfy.taesd.taesd.TAESD(latent_channels=4), SEED + 5)
+    state["vae_scale"] = torch.tensor(1.0)
+    state["vae_shift"] = torch.tensor(0.0)
+    return state
+
+
 def clip_text_model():
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -112,6 +124,10 @@ def _comfy_importable() -> None:
 
     if str(comfyui_dir()) not in sys.path:
         sys.path.insert(0, str(comfyui_dir()))
+    import comfy.cli_args
+
+    if not torch.cuda.is_available():
+        comfy.cli_args.args.cpu = True  # read when comfy.model_management is first imported
 
 
 def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -141,7 +157,7 @@ def build_cache(root: Path, full: bool = False) -> None:
 
     vae = diffusers_vae().state_dict()
     (tmp / "vae").mkdir()
-    save_file(_half(vae), tmp / "vae" / VAE_NAME)
+    save_file(_half(vae if full else tiny_vae_state()), tmp / "vae" / VAE_NAME)
     checkpoint = {f"model.diffusion_model.{k}": v for k, v in unet_to_ldm(diffusers_unet(unet_config).state_dict(),
                                                                                 FULL_LDM_UNET_CONFIG if full else LDM_UNET_CONFIG).items()}
     checkpoint.update({f"first_stage_model.{k}": v for k, v in vae.items()})
