@@ -254,11 +254,11 @@ def perceptual_distance(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.T
 def load_vgg_perceptual(state: dict[str, torch.Tensor]) -> VGGPerceptual:
     """From torchvision's ``vgg16-397923af.pth`` (only the convolutional ``features.*`` used here)."""
     module = VGGPerceptual()
-    wanted = {k: v for k, v in state.items() if k.startswith("features.") and f"{k}" in {f"features.{n}" for n in module.features.state_dict()}}
-    missing = set(f"features.{n}" for n in module.features.state_dict()) - set(wanted)
+    needed = [f"features.{name}" for name in module.features.state_dict()]
+    missing = [key for key in needed if key not in state]
     if missing:
-        raise ValueError(f"VGG-16 state lacks {sorted(missing)}; expected torchvision's vgg16 weights")
-    module.features.load_state_dict({k.removeprefix("features."): v for k, v in wanted.items()})
+        raise ValueError(f"VGG-16 state lacks {missing}; expected torchvision's vgg16 weights")
+    module.features.load_state_dict({key.removeprefix("features."): state[key] for key in needed})
     return module.eval().requires_grad_(False)
 
 
