@@ -66,6 +66,8 @@ def api_to_ui(api: dict, object_info: dict, note: str) -> dict:
                 widgets.append(default if linked or value is None else value)
                 if spec[1].get("image_upload") or spec[1].get("video_upload") if len(spec) > 1 and isinstance(spec[1], dict) else False:
                     widgets.append("image")
+                if len(spec) > 1 and isinstance(spec[1], dict) and spec[1].get("control_after_generate"):
+                    widgets.append("fixed")  # the frontend's seed control widget follows the seed
                 if not linked:
                     continue
             kind = "COMBO" if isinstance(spec[0], list) else spec[0]
