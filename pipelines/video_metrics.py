@@ -11,7 +11,9 @@ the edit kept the video's own identity consistency.
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -19,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["ssim", "ms_ssim", "mse", "tl_id", "tg_id", "identity_consistency", "dlib_identity",
-           "irse50_identity", "lpips_distance", "MS_SSIM_WEIGHTS"]
+           "dlib_descriptor_file", "irse50_identity", "lpips_distance", "MS_SSIM_WEIGHTS"]
 
 logger = logging.getLogger(__name__)
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -102,10 +104,9 @@ def lpips_distance(x: torch.Tensor, y: torch.Tensor, net: str = "alex") -> torch
 
 def _lpips_model(net: str):
     import lpips
-    import torch.hub
 
-    hub = torch.hub.get_dir()
-    cached = list((__import__("pathlib").Path(hub) / "checkpoints").glob(f"{net}*.pth"))
+    hub = Path(torch.hub.get_dir())
+    cached = list((hub / "checkpoints").glob(f"{net}*.pth"))
     if not cached:
         raise FileNotFoundError(f"no cached {net} backbone in {hub}/checkpoints")
     return lpips.LPIPS(net=net, verbose=False).eval()
@@ -172,9 +173,6 @@ def dlib_identity(model_path: str) -> Embedder:
 
 def dlib_descriptor_file() -> str | None:
     """dlib_face_recognition_resnet_model_v1.dat from the face_recognition_models package, if installed."""
-    import importlib.util
-    from pathlib import Path
-
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
         return None

@@ -11,7 +11,6 @@ import torch
 
 from golden_fixtures import golden_dir, load_fixture
 
-from facecontrol.models.dva_face_encoder import DVAFaceEncoder
 from facecontrol.models.dva_unet import DVAUNet
 from facecontrol.pipelines import dva, dva_solvers
 from facecontrol.pipelines import video_metrics as vm
