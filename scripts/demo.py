@@ -60,6 +60,8 @@ def main() -> int:
                         "--models-dir comfyui/models --paper face_adapter):\n  %s", "\n  ".join(fa_missing))
         else:
             names += list(FA_WORKFLOWS)
+        log.info("DVA and PIE workflows need their papers' weights (scripts/fetch_models.py --paper dva | pie); "
+                 "then: scripts/demo.py --only dva_video_edit dva_video_edit_clip pie_portrait_edit")
     if args.out.exists():
         shutil.rmtree(args.out)
     failures = {}
