@@ -98,6 +98,26 @@ def check_same_frames(frames: np.ndarray, items, image_name: str, items_name: st
                          f"{frames.shape[2]}x{frames.shape[1]}")
 
 
+def images_with_mask(images: dict[str, torch.Tensor], mask: torch.Tensor, mask_name: str = "mask",
+                     hint: str = "") -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Check IMAGE batches and a MASK that are combined pixel by pixel; repeat single items to the batch size.
+
+    Returns the images and the (N,H,W) mask, all with N items and the same H, W.
+    """
+    masks = torch.from_numpy(mask_batch(mask, mask_name))
+    for name, image in images.items():
+        check_image(image, name)
+    n = max([len(masks)] + [len(image) for image in images.values()])
+    sizes = {name: tuple(image.shape[1:3]) for name, image in images.items()} | {mask_name: tuple(masks.shape[1:3])}
+    for name, item in list(images.items()) + [(mask_name, masks)]:
+        check_batch(n, len(item), "the batch", name)
+    if len(set(sizes.values())) > 1:
+        listed = ", ".join(f"'{name}' {w}x{h}" for name, (h, w) in sizes.items())
+        raise ValueError(f"sizes differ: {listed}{hint}")
+    repeat = lambda t: t.expand(n, *t.shape[1:]) if len(t) == 1 and n > 1 else t
+    return {name: repeat(image.float()) for name, image in images.items()}, repeat(masks)
+
+
 def progress(total: int) -> Callable[[int], None]:
     """A per-item progress callback; each update is also where ComfyUI's cancel takes effect."""
     bar = comfy.utils.ProgressBar(total)

@@ -23,7 +23,7 @@ from ..models.face_adapter_vision import load_clip_vision_tower
 from ..models.iresnet import load_iresnet100
 from ..models.token_mappers import load_token_mapper
 from ..pipelines import face_adapter as fa
-from .common import cached_patcher, check_batch, check_image, image_to_uint8, mask_batch, progress, resolve_model
+from .common import cached_patcher, check_batch, check_image, image_to_uint8, images_with_mask, progress, resolve_model
 
 log = logging.getLogger("facecontrol")
 
@@ -452,20 +452,10 @@ class FaceAdapterBlend(io.ComfyNode):
 
     @classmethod
     def execute(cls, generated, base, mask) -> io.NodeOutput:
-        check_image(generated, "generated")
-        check_image(base, "base")
-        masks = torch.from_numpy(mask_batch(mask, "mask"))
-        n = max(len(generated), len(base), len(masks))
-        for name, item in (("generated", generated), ("base", base), ("mask", masks)):
-            check_batch(n, len(item), "the batch", name)
-        size = tuple(base.shape[1:3])
-        for name, item in (("generated", generated.shape[1:3]), ("mask", masks.shape[1:3])):
-            if tuple(item) != size:
-                raise ValueError(f"'{name}' is {item[1]}x{item[0]} but 'base' is {size[1]}x{size[0]}; "
-                                 "sample at the crop size (512x512)")
-        weight = fa.feather_mask(comfy.utils.repeat_to_batch_size(masks, n))
-        out = fa.blend(comfy.utils.repeat_to_batch_size(generated.float(), n),
-                       comfy.utils.repeat_to_batch_size(base.float(), n), weight)
+        images, masks = images_with_mask({"generated": generated, "base": base}, mask,
+                                         hint="; sample at the crop size (512x512)")
+        weight = fa.feather_mask(masks)
+        out = fa.blend(images["generated"], images["base"], weight)
         return io.NodeOutput(out.clamp(0, 1), weight)
 
 

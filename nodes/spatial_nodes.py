@@ -15,8 +15,8 @@ from ..face.align import warp_one
 from ..face.types import FaceCrop as FaceCropData
 from ..face.types import FaceSet, apply_affine
 from ..model_files import ModelFileNotFound
-from .common import (cached_patcher, check_batch, check_image, check_same_frames, image_to_uint8, loaded_model,
-                     mask_batch, progress, resolve_model)
+from .common import (cached_patcher, check_batch, check_image, check_same_frames, image_to_uint8, images_with_mask,
+                     loaded_model, progress, resolve_model)
 from .types import Face3DMM, FaceCrop, FaceLandmarks, Faces
 
 log = logging.getLogger("facecontrol")
@@ -313,16 +313,8 @@ class SpatialControl(io.ComfyNode):
 
     @classmethod
     def execute(cls, landmark_image, base_image, mask) -> io.NodeOutput:
-        check_image(landmark_image, "landmark_image")
-        check_image(base_image, "base_image")
-        masks = torch.from_numpy(mask_batch(mask, "mask"))
-        n = max(len(landmark_image), len(base_image), len(masks))
-        for name, batch in (("landmark_image", landmark_image), ("base_image", base_image), ("mask", masks)):
-            check_batch(n, len(batch), "frames", name)
-        if not (landmark_image.shape[1:3] == base_image.shape[1:3] == masks.shape[1:3]):
-            raise ValueError(f"sizes differ: 'landmark_image' {tuple(landmark_image.shape[1:3])}, 'base_image' "
-                             f"{tuple(base_image.shape[1:3])}, 'mask' {tuple(masks.shape[1:3])}")
-        control = adapting_mask.spatial_control(_repeat(landmark_image, n), _repeat(base_image, n), _repeat(masks, n))
+        images, masks = images_with_mask({"landmark_image": landmark_image, "base_image": base_image}, mask)
+        control = adapting_mask.spatial_control(images["landmark_image"], images["base_image"], masks)
         return io.NodeOutput(control.clamp(0, 1))
 
 

@@ -43,3 +43,32 @@ def test_paste_back_refuses_a_crop_of_the_wrong_size(face_nodes):
     crop = ffhq_crop(lm68, (64, 64), 32)
     with pytest.raises(ValueError, match=r"'crops' are 16x16 but 'face_crop' makes 32x32 crops"):
         face_nodes.PasteBack.execute(torch.rand(1, 64, 64, 3), torch.rand(1, 16, 16, 3), crop, 4)
+
+
+@pytest.fixture(scope="module")
+def combine_nodes():
+    sys.path.insert(0, str(comfyui_dir()))
+    from comfy.cli_args import args
+
+    args.cpu = args.cpu or not torch.cuda.is_available()  # as the server is started without a GPU
+    from facecontrol.nodes import face_adapter_nodes, spatial_nodes
+
+    return spatial_nodes.SpatialControl, face_adapter_nodes.FaceAdapterBlend
+
+
+def test_spatial_control_and_blend_broadcast_and_name_size_mismatches(combine_nodes):
+    control_node, blend_node = combine_nodes
+    base = torch.rand(3, 64, 64, 3)
+    landmarks = torch.zeros(1, 64, 64, 3)
+    mask = torch.zeros(1, 64, 64)
+    mask[:, 24:40, 24:40] = 1  # feathering (max-pool 17, avg-pool 17) stays 16 px inside the crop
+    control = control_node.execute(landmarks, base, mask).result[0]
+    assert control.shape == (3, 64, 64, 3)
+    assert torch.equal(control[:, :24], base[:, :24]) and control[:, 24:40, 24:40].max() == 0
+    out, weight = blend_node.execute(torch.ones(3, 64, 64, 3), base, mask).result
+    assert out.shape == (3, 64, 64, 3) and weight.shape == (3, 64, 64)
+    assert torch.allclose(out[:, 32, 32], torch.ones(3, 3)) and torch.equal(out[:, 0, 0], base[:, 0, 0])
+    with pytest.raises(ValueError, match=r"sizes differ: 'landmark_image' 32x32, 'base_image' 64x64"):
+        control_node.execute(torch.zeros(1, 32, 32, 3), base, mask)
+    with pytest.raises(ValueError, match=r"'mask' has 2 items but 'the batch' has 3|'mask' has 2 items"):
+        blend_node.execute(torch.ones(3, 64, 64, 3), base, mask.repeat(2, 1, 1))
