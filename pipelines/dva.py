@@ -418,15 +418,17 @@ def decode_video(
     chunk_size: int = 4,
     device: torch.device | str | None = None,
     callback: ProgressCallback | None = None,
+    generate: Callable[..., torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Generate frames (N,3,H,W) in [0,1] from latent.x_T with identity z_id (default: the average).
 
-    Use the same schedule as the inversion for a faithful reconstruction.
+    Use the same schedule as the inversion for a faithful reconstruction. ``generate`` is the chunked
+    sampler (default DDIM, :func:`generate_frames`; same arguments).
     """
     device = latent.x_T.device if device is None else torch.device(device)
     identity = latent.z_id_avg if z_id is None else z_id
     z_face = _face_codes(encoder, identity, latent.z_lnd, device)
-    frames = generate_frames(unet, latent.x_T, z_face, schedule, chunk_size, device, callback)
+    frames = (generate or generate_frames)(unet, latent.x_T, z_face, schedule, chunk_size, device, callback)
     return (frames + 1) / 2
 
 

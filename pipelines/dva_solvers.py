@@ -19,7 +19,7 @@ from dataclasses import replace
 import torch
 
 from .dva import (DDIMSchedule, DVALatent, NoisePredictor, ProgressCallback, _chunked, _denoise, _face_codes,
-                  encode_video)
+                  decode_video, encode_video)
 
 __all__ = ["dpmpp_2m", "dpmpp_invert", "dpmpp_generate", "decode_video_dpmpp", "invert_frames_dpmpp",
            "encode_video_dpmpp"]
@@ -81,23 +81,15 @@ def invert_frames_dpmpp(model, frames, z_face, schedule, chunk_size=4, device=No
     return _chunked(dpmpp_invert, len(schedule) - 1, model, frames, z_face, schedule, chunk_size, device, callback)
 
 
-@torch.no_grad()
-def decode_video_dpmpp(
-    unet: NoisePredictor,
-    encoder,
-    latent: DVALatent,
-    schedule: DDIMSchedule,
-    z_id: torch.Tensor | None = None,
-    chunk_size: int = 4,
-    device: torch.device | str | None = None,
-    callback: ProgressCallback | None = None,
-) -> torch.Tensor:
+def generate_frames_dpmpp(model, x_T, z_face, schedule, chunk_size=4, device=None, callback=None) -> torch.Tensor:
+    return _chunked(dpmpp_generate, len(schedule), model, x_T, z_face, schedule, chunk_size, device, callback)
+
+
+def decode_video_dpmpp(unet: NoisePredictor, encoder, latent: DVALatent, schedule: DDIMSchedule, z_id=None,
+                       chunk_size: int = 4, device=None, callback: ProgressCallback | None = None) -> torch.Tensor:
     """Like dva.decode_video with DPM-Solver++(2M): frames (N,3,H,W) in [0,1]."""
-    device = latent.x_T.device if device is None else torch.device(device)
-    identity = latent.z_id_avg if z_id is None else z_id
-    z_face = _face_codes(encoder, identity, latent.z_lnd, device)
-    out = _chunked(dpmpp_generate, len(schedule), unet, latent.x_T, z_face, schedule, chunk_size, device, callback)
-    return (out + 1) / 2
+    return decode_video(unet, encoder, latent, schedule, z_id, chunk_size, device, callback,
+                        generate=generate_frames_dpmpp)
 
 
 @torch.no_grad()
