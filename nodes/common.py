@@ -46,6 +46,14 @@ def resolve_model(name: str) -> Path:
     return model_files.resolve(name, search_folders())
 
 
+def folder_file(key: str, name: str, input_name: str) -> Path:
+    """A file chosen from a model folder's list; a name that is gone names the folders searched."""
+    path = folder_paths.get_full_path(key, name)
+    if path is None:
+        raise ValueError(f"'{input_name}' {name!r} is not in the {key} model folders {folder_paths.get_folder_paths(key)}")
+    return Path(path)
+
+
 # ---------------------------------------------------------------- IMAGE / MASK checks
 
 

@@ -17,7 +17,7 @@ import folder_paths
 
 from ..models.checkpoint import load_state_strict, read_state, strip_prefix
 from ..pipelines import pie
-from .common import cached_patcher, check_image, loaded_model, resolve_model
+from .common import cached_patcher, check_image, folder_file, loaded_model, resolve_model
 
 log = logging.getLogger("facecontrol")
 
@@ -193,12 +193,9 @@ class LoadStyleGAN2(io.ComfyNode):
 
     @classmethod
     def execute(cls, generator) -> io.NodeOutput:
-        path = folder_paths.get_full_path("stylegan2", generator)
-        if path is None:
-            raise ValueError(f"'generator' {generator!r} is not in the stylegan2 model folders "
-                             f"{folder_paths.get_folder_paths('stylegan2')}")
+        path = folder_file("stylegan2", generator, "generator")
         with _autograd_mode():
-            patcher = cached_patcher(Path(path), build_stylegan2)
+            patcher = cached_patcher(path, build_stylegan2)
         info = dict(patcher.model.pie_info)
         info["path"] = str(path)
         return io.NodeOutput(StyleGANHandle(patcher, info))
@@ -218,11 +215,9 @@ class LoadRigNet(io.ComfyNode):
 
     @classmethod
     def execute(cls, rignet) -> io.NodeOutput:
-        path = folder_paths.get_full_path("rignet", rignet)
-        if path is None:
-            raise ValueError(f"'rignet' {rignet!r} is not in the rignet model folders {folder_paths.get_folder_paths('rignet')}")
+        path = folder_file("rignet", rignet, "rignet")
         with _autograd_mode():
-            return io.NodeOutput(RigNetHandle(cached_patcher(Path(path), build_rignet), str(path)))
+            return io.NodeOutput(RigNetHandle(cached_patcher(path, build_rignet), str(path)))
 
 
 def _rignet_module(handle: RigNetHandle | None, generator: torch.nn.Module):
