@@ -3,13 +3,14 @@ import hashlib
 import json
 import re
 import zipfile
+import os
 from pathlib import Path
 
 import pytest
 
 from facecontrol import model_files as mf
 
-ICT_DATA = Path("/work/shared/data/ict_facekit")
+ICT_DATA = Path(os.environ.get("FACE_ICT_DIR", Path(__file__).resolve().parents[3] / "shared" / "data" / "ict_facekit"))
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 

@@ -16,7 +16,7 @@ from torch import nn
 from facecontrol.face.ict_model import load_ict_model
 from facecontrol.pipelines import pie
 
-ICT_DIR = Path(os.environ.get("FACE_ICT_DIR", "/work/shared/data/ict_facekit"))
+ICT_DIR = Path(os.environ.get("FACE_ICT_DIR", Path(__file__).resolve().parents[3] / "shared" / "data" / "ict_facekit"))
 
 
 def small_generator():

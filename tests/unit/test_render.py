@@ -18,7 +18,7 @@ from facecontrol.face.render import (
     vertex_normals,
 )
 
-ICT_DIR = Path(os.environ.get("FACE_ICT_DIR", "/work/shared/data/ict_facekit"))
+ICT_DIR = Path(os.environ.get("FACE_ICT_DIR", Path(__file__).resolve().parents[3] / "shared" / "data" / "ict_facekit"))
 
 
 def _two_layer_scene(dtype=torch.float64):
