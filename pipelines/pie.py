@@ -18,10 +18,12 @@ Images are (B,3,H,W) in [-1,1] (the generator's range) unless a name says ``01``
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import math
 from dataclasses import dataclass, field, fields
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -388,6 +390,31 @@ class EmbedResult:
     history: list[dict[str, float]]
 
 
+@contextlib.contextmanager
+def deterministic_backward() -> Iterator[None]:
+    """Deterministic scatter-adds while optimising.
+
+    The rasteriser's gathers accumulate their gradients with index_put, which on CPU adds in thread order;
+    over many Adam steps that makes two runs with the same seed end apart (an untrained generator's edit
+    even changes direction). Restored on exit.
+    """
+    previous, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous, warn_only=warn_only)
+
+
+def _deterministic(function: Callable) -> Callable:
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with deterministic_backward():
+            return function(*args, **kwargs)
+    return wrapper
+
+
+@_deterministic
 def embed(models: PIEModels, image: torch.Tensor, config: EmbedConfig, rignet: nn.Module | None = None,
           on_step: StepCallback | None = None) -> EmbedResult:
     """Find w minimising E(w): ``steps_w`` Adam steps in W (one w for all layers), then ``steps_wplus`` in W+.
@@ -451,6 +478,7 @@ def regress_generated(models: PIEModels, w_plus: torch.Tensor) -> Theta:
         return detach_theta(models.formation.regress(synthesize(models.generator, w_plus)))
 
 
+@_deterministic
 def edit_direct(models: PIEModels, w_plus: torch.Tensor, target_theta: Theta, taus: tuple[str, ...],
                 config: DirectEditConfig, on_step: StepCallback | None = None) -> tuple[torch.Tensor, list[dict[str, float]]]:
     """Optimise W+ from ``w_plus`` so that the regressed theta of the generated image has ``target_theta``'s
