@@ -3,6 +3,8 @@ illumination through a 3DMM, with RigNet or directly. Plain PyTorch; no ComfyUI 
 
 Pieces:
 
+- :class:`FaceFormation`: what a 3DMM backend gives PIE. :class:`ICTFaceFormation` here (the open default);
+  :class:`facecontrol.pipelines.pie_bfm.BFMFaceFormation` for the BFM with Deep3DFaceRecon's regressor.
 - :class:`ICTFaceFormation`: the differentiable 3DMM image formation on the open ICT-FaceKit model.
   ``regress`` turns images into parameters theta (differentiably): 68 landmarks from a landmark network
   (MobileNetV2-GDConv), a closed-form weak-perspective pose and a ridge solve for identity and expression,
@@ -37,38 +39,38 @@ logger = logging.getLogger(__name__)
 
 Theta = dict[str, torch.Tensor]
 TAU_KEYS: dict[str, tuple[str, ...]] = {"pose": ("angles",), "expression": ("expression",), "illumination": ("light",)}
-GEOMETRY_KEYS = ("identity", "expression", "angles", "scale", "translation")
-# Typical spread of each parameter block, so distances between parameters weigh blocks alike.
-PARAM_SCALE = {"angles": 0.2, "expression": 0.3, "light": 0.2, "identity": 1.0, "scale": 0.1, "translation": 0.05}
 LANDMARK_CROP = (16 / 256, 240 / 256)  # the landmark network sees the centre 224 of a 256 view
 
 
-# ----------------------------------------------------------------------------- 3DMM image formation (ICT)
+# ----------------------------------------------------------------------------- 3DMM image formation
 
 
-class ICTFaceFormation(nn.Module):
-    """Differentiable regressor, renderer and landmark projection over the dense ICT-FaceKit mesh.
+class FaceFormation(nn.Module):
+    """What PIE needs from a 3DMM backend: ``regress`` images to theta (differentiably), ``render`` theta and
+    project its 68 ``landmarks``, in the pixels of the image being analysed.
 
-    Camera: weak perspective as in :mod:`facecontrol.face.fit_3dmm` (u = s X + tx, v = ty - s Y after
-    rotation), in pixels of the image being analysed. ``scale`` and ``translation`` in theta are stored
-    relative to the image size so theta means the same at any resolution.
+    theta always holds ``angles`` as (yaw, pitch, roll) radians with R = Rz(roll) Ry(yaw) Rx(pitch) (+yaw turns
+    the nose to image right, +pitch down, +roll counter-clockwise), ``expression`` and ``light`` (27 SH offsets
+    from Deep3DFaceRecon's 0.8 ambient). ``image_landmarks`` (L(I') of the loss) comes from the 68-point
+    landmark network whatever the backend.
     """
 
-    def __init__(self, model: ICTFaceModel, landmark_net: nn.Module, identity_ridge: float = 0.05,
-                 expression_ridge: float = 0.2, light_ridge: float = 1e-3) -> None:
+    name = "base"
+    #: identity, camera and appearance blocks an edit of other groups must keep
+    kept_keys: tuple[str, ...] = ()
+    #: typical spread of each parameter block, so distances between parameters weigh blocks alike
+    param_scale: dict[str, float] = {}
+    #: names of the expression coefficients the named sliders act on (empty: no named sliders)
+    exp_names: list[str] = []
+
+    def __init__(self, landmark_net: nn.Module) -> None:
         super().__init__()
-        if model.triangles is None:
-            raise ValueError("the ICT model has no triangles: load face_model.npz (the dense mesh), not landmarks_model.npz")
-        self.model = model
         self.landmark_net = landmark_net
-        self.identity_ridge, self.expression_ridge, self.light_ridge = identity_ridge, expression_ridge, light_ridge
-        self.register_buffer("faces", model.triangles_skin if model.triangles_skin is not None else model.triangles)
 
     @property
     def tau_dims(self) -> dict[str, int]:
-        return {"pose": 3, "expression": self.model.exp_basis.shape[0], "illumination": 27}
+        raise NotImplementedError
 
-    # -- landmarks of an image
     def image_landmarks(self, images: torch.Tensor) -> torch.Tensor:
         """(B,3,H,W) [-1,1] -> (B,68,2) pixels, from the landmark network (differentiable)."""
         size = images.shape[-1]
@@ -77,6 +79,48 @@ class ICTFaceFormation(nn.Module):
         unit = self.landmark_net.raw(view).view(images.shape[0], 68, 2)
         lo, hi = LANDMARK_CROP
         return (lo + (hi - lo) * unit) * size - 0.5
+
+    def regress(self, images: torch.Tensor) -> Theta:
+        raise NotImplementedError
+
+    def render(self, theta: Theta, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """theta -> image in [0,1] (B,3,S,S) and face mask (B,1,S,S)."""
+        raise NotImplementedError
+
+    def landmarks(self, theta: Theta, size: int) -> torch.Tensor:
+        """(B,68,2) projected landmark vertices in pixels."""
+        raise NotImplementedError
+
+    def other_keys(self, edited_keys) -> list[str]:
+        """The blocks of theta outside ``edited_keys`` that an edit keeps."""
+        return [key for key in self.kept_keys if key not in edited_keys]
+
+
+class ICTFaceFormation(FaceFormation):
+    """Differentiable regressor, renderer and landmark projection over the dense ICT-FaceKit mesh.
+
+    Camera: weak perspective as in :mod:`facecontrol.face.fit_3dmm` (u = s X + tx, v = ty - s Y after
+    rotation), in pixels of the image being analysed. ``scale`` and ``translation`` in theta are stored
+    relative to the image size so theta means the same at any resolution.
+    """
+
+    name = "ict_facekit"
+    kept_keys = ("identity", "expression", "angles", "scale", "translation", "light")
+    param_scale = {"angles": 0.2, "expression": 0.3, "light": 0.2, "identity": 1.0, "scale": 0.1, "translation": 0.05}
+
+    def __init__(self, model: ICTFaceModel, landmark_net: nn.Module, identity_ridge: float = 0.05,
+                 expression_ridge: float = 0.2, light_ridge: float = 1e-3) -> None:
+        super().__init__(landmark_net)
+        if model.triangles is None:
+            raise ValueError("the ICT model has no triangles: load face_model.npz (the dense mesh), not landmarks_model.npz")
+        self.model = model
+        self.exp_names = list(model.exp_names)
+        self.identity_ridge, self.expression_ridge, self.light_ridge = identity_ridge, expression_ridge, light_ridge
+        self.register_buffer("faces", model.triangles_skin if model.triangles_skin is not None else model.triangles)
+
+    @property
+    def tau_dims(self) -> dict[str, int]:
+        return {"pose": 3, "expression": self.model.exp_basis.shape[0], "illumination": 27}
 
     # -- geometry
     def fit_geometry(self, landmarks: torch.Tensor, size: int) -> Theta:
@@ -125,7 +169,6 @@ class ICTFaceFormation(nn.Module):
         return torch.stack([u, v, -rotated[..., 2]], -1), vertex_normals(rotated, self.faces)
 
     def landmarks(self, theta: Theta, size: int) -> torch.Tensor:
-        """(B,68,2) projected landmark vertices in pixels."""
         shape = self.model.landmarks3d(theta["identity"], theta["expression"])
         rotated = shape @ rotation_matrix(theta["angles"]).transpose(1, 2)
         u = theta["scale"] * size * rotated[..., 0] + theta["translation"][:, :1] * size
@@ -161,7 +204,6 @@ class ICTFaceFormation(nn.Module):
         return self.fit_appearance(images, geometry)
 
     def render(self, theta: Theta, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """theta -> image in [0,1] (B,3,S,S) and face mask (B,1,S,S)."""
         screen, normals = self.posed(theta, size)
         colours = theta["albedo"] * sh_irradiance(normals, theta["light"])
         image, mask, _ = render_colors(screen, self.faces, colours, (size, size))
@@ -198,11 +240,11 @@ def with_tau(base: Theta, source: Theta, tau: str) -> Theta:
     return {**base, **{key: source[key] for key in TAU_KEYS[tau]}}
 
 
-def theta_distance(a: Theta, b: Theta, keys) -> torch.Tensor:
-    """(B,) sum over keys of the mean squared difference in units of each block's typical spread."""
+def theta_distance(a: Theta, b: Theta, keys, scale: dict[str, float]) -> torch.Tensor:
+    """(B,) sum over keys of the mean squared difference in units of each block's typical spread ``scale``."""
     total = 0.0
     for key in keys:
-        total = total + ((a[key] - b[key]) / PARAM_SCALE[key]).square().flatten(1).mean(1)
+        total = total + ((a[key] - b[key]) / scale[key]).square().flatten(1).mean(1)
     return total
 
 
@@ -213,7 +255,7 @@ def detach_theta(theta: Theta) -> Theta:
 # ----------------------------------------------------------------------------- losses and networks
 
 
-def image_loss(formation: ICTFaceFormation, image: torch.Tensor, theta: Theta, photo: float, landmark: float) -> torch.Tensor:
+def image_loss(formation: FaceFormation, image: torch.Tensor, theta: Theta, photo: float, landmark: float) -> torch.Tensor:
     """l(I', theta): masked photometric error against the render plus landmark error (in image widths), (B,)."""
     size = image.shape[-1]
     rendered, mask = formation.render(theta, size)
@@ -318,7 +360,7 @@ class PIEModels:
     """Everything the energies need; ``recognition`` maps [-1,1] images to embeddings (Psi)."""
 
     generator: nn.Module
-    formation: ICTFaceFormation
+    formation: FaceFormation
     recognition: nn.Module | None = None
     perceptual: nn.Module | None = None
 
@@ -491,7 +533,7 @@ def edit_direct(models: PIEModels, w_plus: torch.Tensor, target_theta: Theta, ta
         theta_start = detach_theta(formation.regress(original))
         psi_start = models.recognition(original) if models.recognition is not None else None
     edited_keys = [key for tau in taus for key in TAU_KEYS[tau]]
-    keep_keys = [key for key in GEOMETRY_KEYS + ("light",) if key not in edited_keys]
+    keep_keys = formation.other_keys(edited_keys)
     target = {**theta_start, **{key: target_theta[key].to(start) for key in edited_keys}}
     w = start.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([w], lr=config.lr)
@@ -500,8 +542,8 @@ def edit_direct(models: PIEModels, w_plus: torch.Tensor, target_theta: Theta, ta
         image = synthesize(generator, w)
         theta = formation.regress(image)
         terms = {
-            "tau": config.tau_weight * theta_distance(theta, target, edited_keys),
-            "keep": config.keep_weight * theta_distance(theta, theta_start, keep_keys),
+            "tau": config.tau_weight * theta_distance(theta, target, edited_keys, formation.param_scale),
+            "keep": config.keep_weight * theta_distance(theta, theta_start, keep_keys, formation.param_scale),
             "image": config.image_weight * image_loss(formation, image, target, config.photo, config.landmark),
             "latent": config.latent_weight * (w - start).square().flatten(1).mean(1),
         }
@@ -549,6 +591,10 @@ def edited_theta(theta: Theta, exp_names: list[str], yaw: float = 0.0, pitch: fl
     out["angles"] = out["angles"] + torch.tensor([yaw, pitch, roll], dtype=out["angles"].dtype,
                                                  device=out["angles"].device) * (math.pi / 180)
     for name, offset in (expression_offsets or {}).items():
+        if offset and not any(shape_name in exp_names for shape_name in EXPRESSION_SLIDERS[name]):
+            raise ValueError(f"the expression slider '{name}' needs a face model with named expressions "
+                             "(ict_facekit); the BFM's expressions are unnamed PCA components: copy the expression "
+                             "from a reference face instead")
         for shape_name in EXPRESSION_SLIDERS[name]:
             if shape_name in exp_names and offset:
                 index = exp_names.index(shape_name)
@@ -609,12 +655,12 @@ def rignet_losses(models: PIEModels, rignet: nn.Module, tau: str, w_plus: torch.
         theta_w = detach_theta(formation.regress(synthesize(generator, w_plus)))
         theta_v = detach_theta(formation.regress(synthesize(generator, v_plus)))
     tau_keys = TAU_KEYS[tau]
-    other_keys = [key for key in GEOMETRY_KEYS + ("light",) if key not in tau_keys]
+    other_keys = formation.other_keys(tau_keys)
     losses = {"reconstruction": weights.reconstruction * (rignet(tau, w_plus, tau_vector(theta_w, tau)) - w_plus).square().mean()}
     edited_image = synthesize(generator, rignet(tau, w_plus, tau_vector(theta_v, tau)))
     theta_edit = formation.regress(edited_image)
-    losses["edit"] = weights.edit * theta_distance(theta_edit, theta_v, tau_keys).mean()
-    losses["consistency"] = weights.consistency * theta_distance(theta_edit, theta_w, other_keys).mean()
+    losses["edit"] = weights.edit * theta_distance(theta_edit, theta_v, tau_keys, formation.param_scale).mean()
+    losses["consistency"] = weights.consistency * theta_distance(theta_edit, theta_w, other_keys, formation.param_scale).mean()
     if weights.image > 0:
         wanted = with_tau(theta_w, theta_v, tau)
         losses["image"] = weights.image * image_loss(formation, edited_image, wanted, weights.photo, weights.landmark).mean()

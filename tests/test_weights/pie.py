@@ -15,6 +15,15 @@
 - ``face_3dmm/ict_facekit/face_model.npz``: copied from FACE_ICT_DIR (the open ICT-FaceKit export).
 - ``rignet/ffhq_rignet.safetensors``: an untrained RigNet bundle for that generator (pose,
   expression, illumination), written by the pack's own ``save_rignet``.
+- ``face_3dmm/BFM/BFM_model_front.mat``: the BFM (licence-restricted, not downloadable) cannot ship, so this
+  file has Deep3DFaceRecon's layout (meanshape, idBase 80, exBase 64, meantex, texBase 80, 1-based tri,
+  point_buf, keypoints, skinmask) filled with the open ICT-FaceKit mesh in BFM units (decimetres): its
+  100 identity shapes give the first 80 columns of idBase, its 53 expressions the first 53 of exBase (the
+  other 11 are zero), a skin-coloured meantex, and texBase colour patterns shaped like the identity offsets.
+  A face-shaped mesh, so renders and landmarks of the BFM path look like faces.
+- ``face_3dmm/deep3dfacerecon/epoch_20.pth``: ``{'net_recon': state}`` of the ResNet-50 ReconNet, filled by the
+  fill rule except the seven 1x1 heads, rescaled so that on the test generator's faces each coefficient
+  has mean 0 and a small spread (about 5 degrees of pose): fill-rule heads give angles of hundreds of radians.
 """
 from __future__ import annotations
 
@@ -34,6 +43,11 @@ VGG_FILE = Path("stylegan2/vgg16-397923af.pth")
 LANDMARK_FILE = Path("dva/pretrained_models/mobilenet_224_model_best_gdconv_external.pth.tar")
 ICT_FILE = Path("face_3dmm/ict_facekit/face_model.npz")
 RIGNET_FILE = Path("rignet/ffhq_rignet.safetensors")
+BFM_FILE = Path("face_3dmm/BFM/BFM_model_front.mat")
+D3DFR_FILE = Path("face_3dmm/deep3dfacerecon/epoch_20.pth")
+# spread of each Deep3DFaceRecon head's outputs on the test generator's faces: id, exp, tex, angle, gamma, txy, tz
+HEAD_SPREAD = (0.3, 0.2, 0.3, 0.08, 0.05, 0.03, 0.05)
+CM_TO_BFM = 0.1  # the BFM front model is in decimetres
 GENERATOR_KWARGS = {"z_dim": 512, "c_dim": 0, "w_dim": 512, "img_resolution": 64, "img_channels": 3,
                     "mapping_kwargs": {"num_layers": 8, "layer_features": 64},
                     "synthesis_kwargs": {"channel_base": 4096, "channel_max": 64, "num_fp16_res": 0, "conv_clamp": None}}
@@ -90,6 +104,80 @@ def _fill(module: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
     shapes = {k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
               for k, v in module.state_dict().items()}
     return _fill_module().fill_state_dict(shapes, seed)
+
+
+# ----------------------------------------------------------------------------- BFM layout and Deep3DFaceRecon
+
+
+def ict_bfm_arrays() -> dict:
+    """The arrays of a ``BFM_model_front.mat`` built from the ICT-FaceKit mesh (see the module docstring)."""
+    import numpy as np
+
+    with np.load(ict_dir() / "face_model.npz") as data:
+        mean, id_basis, exp_basis = data["mean"], data["id_basis"], data["exp_basis"]
+        faces, landmarks = data["triangles_skin"].astype(np.int64), data["lmk68"].astype(np.int64)
+    num_vertices = mean.shape[0]
+    flat = lambda basis: (basis.reshape(basis.shape[0], -1).T * CM_TO_BFM).astype(np.float32)  # (3V, K)
+    ex_base = np.zeros((3 * num_vertices, 64), np.float32)
+    ex_base[:, : exp_basis.shape[0]] = flat(exp_basis)
+    patterns = flat(id_basis[:80])
+    tex_base = patterns / np.abs(patterns).max(0, keepdims=True) * 20.0
+    skin = np.array([200.0, 150.0, 130.0], np.float32)
+    return {
+        "meanshape": (mean.reshape(1, -1) * CM_TO_BFM).astype(np.float32),
+        "idBase": flat(id_basis[:80]),
+        "exBase": ex_base,
+        "meantex": np.tile(skin, num_vertices).reshape(1, -1),
+        "texBase": tex_base.astype(np.float32),
+        "tri": (faces + 1).astype(np.float32),
+        "point_buf": _point_buf(faces, num_vertices).astype(np.float32),
+        "keypoints": (landmarks + 1).reshape(1, 68).astype(np.float32),
+        "skinmask": np.ones((1, num_vertices), np.float32),
+    }
+
+
+def _point_buf(faces, num_vertices: int):
+    """1-based adjacent faces per vertex, padded with F + 1 (Deep3DFaceRecon's layout)."""
+    import numpy as np
+
+    adjacent = [[] for _ in range(num_vertices)]
+    for index, face in enumerate(faces):
+        for vertex in face:
+            adjacent[vertex].append(index + 1)
+    width = max(len(a) for a in adjacent)
+    return np.array([a + [len(faces) + 1] * (width - len(a)) for a in adjacent])
+
+
+def write_ict_bfm(path: Path) -> None:
+    from scipy.io import savemat
+
+    savemat(str(path), ict_bfm_arrays())
+
+
+@torch.no_grad()
+def regressor_probes(count: int = 8) -> torch.Tensor:
+    """What the test regressor is calibrated on: the test generator's faces at 224, in [0,1]."""
+    generator = tiny_generator()
+    z = torch.randn(count, generator.z_dim, generator=torch.Generator().manual_seed(21))
+    images = generator(z, None, truncation_psi=0.7, noise_mode="const")
+    return ((torch.nn.functional.interpolate(images, size=(224, 224), mode="bilinear") + 1) / 2).clamp(0, 1)
+
+
+@torch.no_grad()
+def calibrated_regressor(net_recon: str = "resnet50", seed: int = 11):
+    """A fill-rule Deep3DFaceRecon ReconNet whose heads give small, image-dependent, zero-mean coefficients."""
+    from facecontrol.models.d3dfr import Deep3DFaceReconRegressor, _pooled_features
+
+    net = Deep3DFaceReconRegressor(net_recon)
+    net.load_state_dict(_fill(net, seed))
+    net.eval()
+    features = _pooled_features(net.backbone, regressor_probes())
+    for head, spread in zip(net.final_layers, HEAD_SPREAD):
+        raw = torch.nn.functional.conv2d(features, head.weight).flatten(1)  # (N, n)
+        gain = spread / raw.std(0).clamp_min(1e-12)
+        head.weight.mul_(gain.view(-1, 1, 1, 1))
+        head.bias.copy_(-(raw * gain).mean(0))
+    return net
 
 
 # ----------------------------------------------------------------------------- NVlabs snapshot writer
@@ -175,3 +263,5 @@ def install(model_root: Path) -> None:
     torch.manual_seed(9)
     bundle = RigNetBundle(generator.num_ws, generator.w_dim, {"pose": 3, "expression": 53, "illumination": 27})
     _write(root / RIGNET_FILE, lambda p: save_rignet(bundle, p, {"note": "untrained test weights"}))
+    _write(root / BFM_FILE, write_ict_bfm)
+    _write(root / D3DFR_FILE, lambda p: torch.save({"net_recon": calibrated_regressor().state_dict()}, p))

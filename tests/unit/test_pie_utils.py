@@ -7,7 +7,9 @@ unit-length embeddings, like IR-SE50's.
 """
 from __future__ import annotations
 
+import functools
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -50,16 +52,42 @@ class TinyRecognition(nn.Module):
         return nn.functional.normalize(self.net(x), dim=-1)
 
 
-def small_models(with_recognition: bool = True, with_perceptual: bool = True) -> pie.PIEModels:
-    """Small 64 px generator, ICT formation with the stand-in landmark net, VGG-16 up to relu2_2."""
+def small_models(with_recognition: bool = True, with_perceptual: bool = True,
+                 face_model: str = "ict_facekit") -> pie.PIEModels:
+    """Small 64 px generator, the face model's formation with the stand-in landmark net, VGG-16 up to relu2_2.
+
+    ``bfm_deep3dfacerecon``: the ICT-filled BFM layout of the test weights and a calibrated ResNet-18 ReconNet
+    (the released ResNet-50 works the same, four times slower)."""
     model = load_ict_model(ICT_DIR / "face_model.npz")
     from test_weights.pie import mean_face_landmarks_unit
 
     landmark_net = TinyLandmarkNet(mean_face_landmarks_unit(model))
-    formation = pie.ICTFaceFormation(model, landmark_net).eval().requires_grad_(False)
+    if face_model == "bfm_deep3dfacerecon":
+        formation = small_bfm_formation(landmark_net)
+    else:
+        formation = pie.ICTFaceFormation(model, landmark_net)
+    formation = formation.eval().requires_grad_(False)
     recognition = TinyRecognition().eval().requires_grad_(False) if with_recognition else None
     perceptual = pie.VGGPerceptual(layers=(3, 8)).eval().requires_grad_(False) if with_perceptual else None
     return pie.PIEModels(small_generator(), formation, recognition, perceptual)
+
+
+@functools.cache
+def bfm_test_file() -> Path:
+    """The test weights' BFM_model_front.mat (ICT mesh in the BFM layout), written once per session."""
+    from test_weights.pie import write_ict_bfm
+
+    path = Path(tempfile.mkdtemp(prefix="facecontrol_bfm_")) / "BFM_model_front.mat"
+    write_ict_bfm(path)
+    return path
+
+
+def small_bfm_formation(landmark_net: nn.Module, standard=None):
+    from facecontrol.face.bfm import BFMProjector
+    from facecontrol.pipelines.pie_bfm import BFMFaceFormation
+    from test_weights.pie import calibrated_regressor
+
+    return BFMFaceFormation(BFMProjector(bfm_test_file()), calibrated_regressor("resnet18"), landmark_net, standard)
 
 
 def astronaut_crop(size: int = 64) -> torch.Tensor:
