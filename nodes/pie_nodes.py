@@ -29,6 +29,10 @@ ICT_FILE = "face_3dmm/ict_facekit/face_model.npz"
 LANDMARK_FILE = "dva/pretrained_models/mobilenet_224_model_best_gdconv_external.pth.tar"
 RECOGNITION_FILE = "dva/pretrained_models/model_ir_se50.pth"
 VGG_FILE = "stylegan2/vgg16-397923af.pth"
+D3DFR_FILE = "face_3dmm/deep3dfacerecon/epoch_20.pth"
+BFM_FILE = "face_3dmm/BFM/BFM_model_front.mat"
+STANDARD_LANDMARKS_FILE = "face_3dmm/BFM/similarity_Lm3D_all.mat"
+FACE_MODELS = ("ict_facekit", "bfm_deep3dfacerecon")
 REFERENCE_GROUPS = {"none": (), "expression": ("expression",), "illumination": ("illumination",),
                     "expression+illumination": ("expression", "illumination"),
                     "pose+expression+illumination": ("pose", "expression", "illumination")}
@@ -56,6 +60,7 @@ class PIELatent:
     crop_size: int
     generator_key: str
     history: list[dict]
+    face_model: str = "ict_facekit"
 
     def __len__(self) -> int:
         return self.w_plus.shape[0]
@@ -78,16 +83,46 @@ def build_rignet(path: Path) -> torch.nn.Module:
     return load_rignet(path)
 
 
-def build_formation(path: Path) -> pie.ICTFaceFormation:
-    """ICT-FaceKit dense mesh + the MobileNetV2-GDConv landmark network (``path``)."""
-    from ..face.ict_model import load_ict_model
+def build_landmark_net(path: Path) -> torch.nn.Module:
+    """The MobileNetV2-GDConv 68-point landmark network (L(I') of the image loss)."""
     from ..models.dva_face_encoder import LandmarkNet
 
     landmark_net = LandmarkNet()
     state = read_state(path)
     state = state.get("state_dict", state)
     load_state_strict(landmark_net.backbone, strip_prefix(state), str(path))
-    return pie.ICTFaceFormation(load_ict_model(resolve_model(ICT_FILE)), landmark_net)
+    return landmark_net
+
+
+def build_formation(path: Path) -> pie.ICTFaceFormation:
+    """ICT-FaceKit dense mesh + the landmark network (``path``)."""
+    from ..face.ict_model import load_ict_model
+
+    return pie.ICTFaceFormation(load_ict_model(resolve_model(ICT_FILE)), build_landmark_net(path))
+
+
+def build_bfm_formation(path: Path) -> torch.nn.Module:
+    """Deep3DFaceRecon's regressor (``path``, epoch_20.pth) + BFM_model_front.mat + the landmark network;
+    similarity_Lm3D_all.mat for the alignment when it is there."""
+    from ..face.bfm import BFMProjector
+    from ..models.d3dfr import load_deep3dfacerecon_state
+    from ..pipelines.pie_bfm import BFMFaceFormation, read_standard_landmarks
+
+    try:
+        standard = read_standard_landmarks(resolve_model(STANDARD_LANDMARKS_FILE))
+    except FileNotFoundError:
+        standard = None
+    return BFMFaceFormation(BFMProjector(resolve_model(BFM_FILE)), load_deep3dfacerecon_state(path),
+                            build_landmark_net(resolve_model(LANDMARK_FILE)), standard)
+
+
+def formation_patcher(face_model: str):
+    """The 3DMM image formation of ``face_model`` (one of FACE_MODELS) in a ModelPatcher."""
+    if face_model == "ict_facekit":
+        return cached_patcher(resolve_model(LANDMARK_FILE), build_formation)
+    if face_model == "bfm_deep3dfacerecon":
+        return cached_patcher(resolve_model(D3DFR_FILE), build_bfm_formation)
+    raise ValueError(f"'face_model' must be one of {FACE_MODELS}, got {face_model!r}")
 
 
 def build_recognition(path: Path) -> torch.nn.Module:
@@ -113,9 +148,10 @@ def _autograd_mode():
     return stack
 
 
-def pie_models(stylegan: StyleGANHandle, recognition: bool, perceptual: bool) -> pie.PIEModels:
+def pie_models(stylegan: StyleGANHandle, recognition: bool, perceptual: bool,
+               face_model: str = "ict_facekit") -> pie.PIEModels:
     """Bring every network the energies need onto the compute device through ComfyUI's memory manager."""
-    patchers = [stylegan.patcher, cached_patcher(resolve_model(LANDMARK_FILE), build_formation)]
+    patchers = [stylegan.patcher, formation_patcher(face_model)]
     if recognition:
         patchers.append(cached_patcher(resolve_model(RECOGNITION_FILE), build_recognition))
     if perceptual:
@@ -220,13 +256,19 @@ class LoadRigNet(io.ComfyNode):
             return io.NodeOutput(RigNetHandle(cached_patcher(path, build_rignet), str(path)))
 
 
-def _rignet_module(handle: RigNetHandle | None, generator: torch.nn.Module):
+def _rignet_module(handle: RigNetHandle | None, models: pie.PIEModels):
     if handle is None:
         return None
     rignet = loaded_model(handle.patcher)
+    generator, formation = models.generator, models.formation
     if (rignet.num_ws, rignet.w_dim) != (generator.num_ws, generator.w_dim):
         raise ValueError(f"'rignet' was trained for W+ of {rignet.num_ws}x{rignet.w_dim} but the generator has "
                          f"{generator.num_ws}x{generator.w_dim}")
+    wrong = {tau: dim for tau, dim in rignet.tau_dims.items() if formation.tau_dims.get(tau) != dim}
+    if wrong:
+        raise ValueError(f"'rignet' was trained with parameter sizes {rignet.tau_dims}, but the face model "
+                         f"{formation.name} has {formation.tau_dims}; train a RigNet for this face model "
+                         f"(scripts/train_rignet.py --face-model {formation.name})")
     return rignet
 
 
@@ -253,6 +295,10 @@ class PIEEmbed(io.ComfyNode):
                 StyleGAN.Input("stylegan"),
                 io.Image.Input("crops", tooltip="FFHQ face crops (Align and Crop Faces, convention ffhq)"),
                 RigNet.Input("rignet", optional=True),
+                io.Combo.Input("face_model", options=list(FACE_MODELS), default="ict_facekit", optional=True,
+                               tooltip="3DMM of the image loss: the open ICT-FaceKit (default) or the BFM with "
+                                       "Deep3DFaceRecon's regressor (epoch_20.pth, BFM_model_front.mat). "
+                                       "PIE Edit uses the same one."),
                 io.Int.Input("steps_w", default=2000, min=0, max=100000, tooltip="Adam steps in W (PIE: 2000)"),
                 io.Int.Input("steps_wplus", default=1000, min=0, max=100000, tooltip="Adam steps in W+ (PIE: 1000)"),
                 io.Float.Input("lr", default=0.01, min=1e-5, max=1.0, step=0.001),
@@ -266,20 +312,23 @@ class PIEEmbed(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, stylegan, crops, steps_w, steps_wplus, lr, seed, preview_every, rignet=None, **weights) -> io.NodeOutput:
+    def execute(cls, stylegan, crops, steps_w, steps_wplus, lr, seed, preview_every, rignet=None,
+                face_model="ict_facekit", **weights) -> io.NodeOutput:
         with _autograd_mode():
-            return cls._embed(stylegan, crops.clone(), steps_w, steps_wplus, lr, seed, preview_every, rignet, weights)
+            return cls._embed(stylegan, crops.clone(), steps_w, steps_wplus, lr, seed, preview_every, rignet,
+                              face_model, weights)
 
     @classmethod
-    def _embed(cls, stylegan, crops, steps_w, steps_wplus, lr, seed, preview_every, rignet, weights) -> io.NodeOutput:
+    def _embed(cls, stylegan, crops, steps_w, steps_wplus, lr, seed, preview_every, rignet, face_model,
+               weights) -> io.NodeOutput:
         if steps_w + steps_wplus <= 0:
             raise ValueError("'steps_w' + 'steps_wplus' must be at least 1")
         models = pie_models(stylegan, recognition=weights["recognition"] > 0 or weights["recognition_edit"] > 0,
-                            perceptual=weights["perceptual"] > 0)
+                            perceptual=weights["perceptual"] > 0, face_model=face_model)
         image = _to_generator_input(crops, "crops", _device(models))
         config = pie.EmbedConfig(steps_w=steps_w, steps_wplus=steps_wplus, lr=lr, seed=seed,
                                  weights=pie.config_from_kwargs(pie.PIEWeights, **weights))
-        result = pie.embed(models, image, config, rignet=_rignet_module(rignet, models.generator),
+        result = pie.embed(models, image, config, rignet=_rignet_module(rignet, models),
                            on_step=_Progress(preview_every))
         first, last = result.history[0], result.history[-1]
         terms = [k for k in first if k not in ("stage", "tau", "total")]
@@ -288,7 +337,7 @@ class PIEEmbed(io.ComfyNode):
         with torch.no_grad():
             reconstruction = pie.synthesize(models.generator, result.w_plus)
         latent = PIELatent(result.w_plus.cpu(), {k: v.cpu() for k, v in result.theta.items()}, crops.shape[1],
-                           stylegan.info.get("path", ""), result.history)
+                           stylegan.info.get("path", ""), result.history, face_model)
         return io.NodeOutput(latent, _to_comfy_image(reconstruction, crops.shape[1]), text)
 
 
@@ -351,7 +400,8 @@ class PIEEdit(io.ComfyNode):
         taus = pie.edited_taus(yaw, pitch, roll, expression, light, groups)
         if mode == "rignet" and rignet is None:
             raise ValueError("'mode' is rignet but no 'rignet' is connected; load one or use mode direct")
-        models = pie_models(stylegan, recognition=mode == "direct" and rest["recognition_weight"] > 0, perceptual=False)
+        models = pie_models(stylegan, recognition=mode == "direct" and rest["recognition_weight"] > 0, perceptual=False,
+                            face_model=pie_latent.face_model)
         device = _device(models)
         w_plus = pie_latent.w_plus.clone().to(device)
         before = pie.regress_generated(models, w_plus)
@@ -364,12 +414,12 @@ class PIEEdit(io.ComfyNode):
             if reference_theta["angles"].shape[0] not in (1, w_plus.shape[0]):
                 raise ValueError(f"'reference' has {reference_theta['angles'].shape[0]} frames but 'pie_latent' has "
                                  f"{w_plus.shape[0]}: give one or one per frame")
-        target = pie.edited_theta(before, models.formation.model.exp_names, yaw, pitch, roll, expression, light,
+        target = pie.edited_theta(before, models.formation.exp_names, yaw, pitch, roll, expression, light,
                                   reference_theta, groups)
         if not taus:
             edited = w_plus
         elif mode == "rignet":
-            edited = pie.edit_rignet(_rignet_module(rignet, models.generator), w_plus, target, taus)
+            edited = pie.edit_rignet(_rignet_module(rignet, models), w_plus, target, taus)
         else:
             config = pie.config_from_kwargs(pie.DirectEditConfig, steps=steps, lr=lr, **rest)
             edited, _ = pie.edit_direct(models, w_plus, target, taus, config, on_step=_Progress(preview_every))

@@ -1,7 +1,11 @@
-"""Train RigNet (StyleRig) self-supervised for one StyleGAN2 generator and the ICT-FaceKit 3DMM backend.
+"""Train RigNet (StyleRig) self-supervised for one StyleGAN2 generator and one 3DMM backend.
 
     .venv/bin/python scripts/train_rignet.py --generator comfyui/models/stylegan2/ffhq.pkl \
         --out comfyui/models/rignet/ffhq_rignet.safetensors --steps 20000
+
+``--face-model ict_facekit`` (default) uses the open ICT-FaceKit mesh; ``--face-model bfm_deep3dfacerecon`` the
+BFM (``--bfm``) with Deep3DFaceRecon's regressor (``--d3dfr``, epoch_20.pth) and, when given,
+``--standard-landmarks`` (similarity_Lm3D_all.mat). A RigNet only works with the face model it was trained for.
 
 Each step draws latents w and v from the generator (truncated mapping) and, for each group tau (pose,
 expression, illumination, cycled), minimises reconstruction (RigNet(w, theta_w^tau) = w), edit (the image of
@@ -64,14 +68,31 @@ def build_models(args: argparse.Namespace, device: torch.device) -> pie.PIEModel
     landmark_net = LandmarkNet()
     state = read_state(args.landmark_net)
     load_state_strict(landmark_net.backbone, strip_prefix(state.get("state_dict", state)), str(args.landmark_net))
-    formation = pie.ICTFaceFormation(load_ict_model(args.ict), landmark_net).eval().requires_grad_(False)
-    return pie.PIEModels(generator.to(device), formation.to(device))
+    if args.face_model == "bfm_deep3dfacerecon":
+        formation = bfm_formation(args, landmark_net)
+    else:
+        formation = pie.ICTFaceFormation(load_ict_model(args.ict), landmark_net)
+    log.info("face model %s: parameter sizes %s", formation.name, formation.tau_dims)
+    return pie.PIEModels(generator.to(device), formation.eval().requires_grad_(False).to(device))
+
+
+def bfm_formation(args: argparse.Namespace, landmark_net: torch.nn.Module) -> pie.FaceFormation:
+    from facecontrol.face.bfm import BFMProjector
+    from facecontrol.models.d3dfr import load_deep3dfacerecon_state
+    from facecontrol.pipelines.pie_bfm import BFMFaceFormation, read_standard_landmarks
+
+    standard = read_standard_landmarks(args.standard_landmarks) if args.standard_landmarks else None
+    return BFMFaceFormation(BFMProjector(args.bfm), load_deep3dfacerecon_state(args.d3dfr), landmark_net, standard)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", type=Path, required=True, help="rosinality .pt or NVlabs .pkl")
+    parser.add_argument("--face-model", choices=("ict_facekit", "bfm_deep3dfacerecon"), default="ict_facekit")
     parser.add_argument("--ict", type=Path, default=Path("comfyui/models/face_3dmm/ict_facekit/face_model.npz"))
+    parser.add_argument("--bfm", type=Path, default=Path("comfyui/models/face_3dmm/BFM/BFM_model_front.mat"))
+    parser.add_argument("--d3dfr", type=Path, default=Path("comfyui/models/face_3dmm/deep3dfacerecon/epoch_20.pth"))
+    parser.add_argument("--standard-landmarks", type=Path, default=None, help="similarity_Lm3D_all.mat (optional)")
     parser.add_argument("--landmark-net", type=Path,
                         default=Path("comfyui/models/dva/pretrained_models/mobilenet_224_model_best_gdconv_external.pth.tar"))
     parser.add_argument("--out", type=Path, required=True, help="RigNet .safetensors to write")
@@ -113,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
                              on_log=lambda s, r: log.info("step %d %s (%.1f steps/s)", s, r, (s - start) / (time.time() - started)),
                              log_every=args.log_every)
         step += chunk
-        save_rignet(bundle, args.out, {"generator": str(args.generator), "steps": str(step)})
+        save_rignet(bundle, args.out, {"generator": str(args.generator), "steps": str(step), "face_model": args.face_model})
         torch.save({"step": step, "optimizer": optimizer.state_dict()}, state_path)
         log.info("saved %s at step %d", args.out, step)
 

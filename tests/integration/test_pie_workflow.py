@@ -3,7 +3,8 @@ tests/test_weights/pie.py, filled landmark and VGG weights, an untrained RigNet)
 
 The yaw check uses direct mode (no trained RigNet exists in CI): the regressor of the edited face, run here on
 the saved PNGs with the same landmark network and ICT model files, must see the head turned the way the
-+15 degree slider asks (positive yaw: nose towards image right).
++15 degree slider asks (positive yaw: nose towards image right). The same check runs with the BFM face model
+(Deep3DFaceRecon's regressor in the epoch_20.pth layout and a BFM_model_front.mat of the test weights).
 """
 from __future__ import annotations
 
@@ -34,6 +35,18 @@ def _formation(model_root):
     net.backbone.load_state_dict(strip_prefix(read_state(model_root / weights.LANDMARK_FILE)["state_dict"]))
     model = load_ict_model(model_root / weights.ICT_FILE)
     return pie.ICTFaceFormation(model, net).eval().requires_grad_(False)
+
+
+def _bfm_formation(model_root):
+    from test_weights import pie as weights
+
+    from facecontrol.face.bfm import BFMProjector
+    from facecontrol.models.d3dfr import load_deep3dfacerecon_state
+    from facecontrol.pipelines.pie_bfm import BFMFaceFormation
+
+    landmark_net = _formation(model_root).landmark_net
+    return BFMFaceFormation(BFMProjector(model_root / weights.BFM_FILE),
+                            load_deep3dfacerecon_state(model_root / weights.D3DFR_FILE), landmark_net).eval()
 
 
 def _regressed_yaw(formation, rgb: np.ndarray, size: int) -> float:
@@ -84,3 +97,31 @@ def test_rignet_mode_applies_the_loaded_rignet(comfy):
     prompt["7"]["inputs"].update(mode="rignet", rignet=["5", 0])
     entry = comfy.run(prompt)
     assert saved_image(comfy, entry, "11").shape == (256, 256, 3)
+
+
+def _bfm_prompt() -> dict:
+    prompt = copy.deepcopy(load_workflow("pie_portrait_edit"))
+    prompt["6"]["inputs"]["face_model"] = "bfm_deep3dfacerecon"
+    del prompt["6"]["inputs"]["rignet"]  # the test RigNet was made for the ICT model's 53 expressions
+    return prompt
+
+
+def test_bfm_face_model_edit_turns_the_regressed_head_to_image_right(comfy, model_root):
+    entry = comfy.run(_bfm_prompt())
+    formation = _bfm_formation(model_root)
+    before = _regressed_yaw(formation, saved_image(comfy, entry, "12"), 64)
+    after = _regressed_yaw(formation, saved_image(comfy, entry, "11"), 64)
+    assert after - before > math.radians(1.0), f"regressed yaw {math.degrees(before):.2f} -> {math.degrees(after):.2f} deg"
+    assert saved_image(comfy, entry, "10").shape == load_rgb("astronaut.png").shape
+
+
+def test_rignet_of_another_face_model_and_named_sliders_on_the_bfm_are_clear_errors(comfy):
+    prompt = _bfm_prompt()
+    prompt["6"]["inputs"].update(steps_w=1, steps_wplus=0, rignet=["5", 0])
+    with pytest.raises(WorkflowError, match="train a RigNet for this face model"):
+        comfy.run(prompt)
+    prompt = _bfm_prompt()
+    prompt["6"]["inputs"].update(steps_w=1, steps_wplus=0)
+    prompt["7"]["inputs"].update(yaw=0.0, smile=0.5)
+    with pytest.raises(WorkflowError, match="'smile'.*reference face"):
+        comfy.run(prompt)

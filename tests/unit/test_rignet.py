@@ -84,3 +84,28 @@ def test_script_saves_logs_and_resumes(tmp_path):
     second = read_state(out)
     assert any(not torch.equal(first[k], second[k]) for k in first)
     assert load_rignet(out).groups == ["pose"]
+
+
+def test_script_trains_for_the_bfm_face_model(tmp_path):
+    """--face-model bfm_deep3dfacerecon: the released epoch_20.pth and BFM_model_front.mat layouts; the RigNet
+    gets the BFM's 64 expression coefficients and records its face model."""
+    import train_rignet
+    from safetensors import safe_open
+    from test_weights import pie as weights
+
+    from facecontrol.models.mobilenet_gdconv import MobileNetGDConv
+
+    generator_path = tmp_path / "g.pkl"
+    weights.write_generator_pickle(generator_path, weights.tiny_generator())
+    landmark_path = tmp_path / "lm.pth.tar"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in MobileNetGDConv(136).state_dict().items()}}, landmark_path)
+    bfm_path, d3dfr_path = tmp_path / "BFM_model_front.mat", tmp_path / "epoch_20.pth"
+    weights.write_ict_bfm(bfm_path)
+    torch.save({"net_recon": weights.calibrated_regressor().state_dict()}, d3dfr_path)
+    out = tmp_path / "rig_bfm.safetensors"
+    train_rignet.main(["--generator", str(generator_path), "--face-model", "bfm_deep3dfacerecon", "--bfm", str(bfm_path),
+                       "--d3dfr", str(d3dfr_path), "--landmark-net", str(landmark_path), "--out", str(out),
+                       "--batch", "1", "--taus", "pose,expression", "--steps", "2", "--device", "cpu"])
+    assert load_rignet(out).tau_dims == {"pose": 3, "expression": 64}
+    with safe_open(str(out), "pt") as handle:
+        assert handle.metadata()["face_model"] == "bfm_deep3dfacerecon"
