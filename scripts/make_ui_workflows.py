@@ -32,6 +32,15 @@ def ordered_inputs(info: dict) -> list[tuple[str, list]]:
     return out
 
 
+def has_seed_control(name: str, spec) -> bool:
+    """The frontend adds a control-after-generate widget to INT inputs that ask for one, and to every INT
+    named seed or noise_seed that does not refuse it."""
+    options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    if "control_after_generate" in options:
+        return bool(options["control_after_generate"])
+    return spec[0] == "INT" and name in ("seed", "noise_seed")
+
+
 def depth_of(api: dict) -> dict[str, int]:
     depth: dict[str, int] = {}
 
@@ -66,7 +75,7 @@ def api_to_ui(api: dict, object_info: dict, note: str) -> dict:
                 widgets.append(default if linked or value is None else value)
                 if spec[1].get("image_upload") or spec[1].get("video_upload") if len(spec) > 1 and isinstance(spec[1], dict) else False:
                     widgets.append("image")
-                if len(spec) > 1 and isinstance(spec[1], dict) and spec[1].get("control_after_generate"):
+                if has_seed_control(name, spec):
                     widgets.append("fixed")  # the frontend's seed control widget follows the seed
                 if not linked:
                     continue

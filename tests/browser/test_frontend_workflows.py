@@ -50,6 +50,19 @@ def load_graph(page, workflow: dict, attempts: int = 3) -> None:
             continue
 
 
+def assert_widgets_match_api_workflow(page, name: str) -> None:
+    """The prompt the page builds carries the API workflow's widget values: a widget list shifted by one
+    (a control widget the generator did not know of) would otherwise hand values to the wrong inputs."""
+    api = json.loads((REPO_ROOT / "workflows" / "api" / f"{name}.json").read_text())
+    built = page.evaluate("async () => (await window.app.graphToPrompt()).output")
+    for node_id, node in api.items():
+        for input_name, value in node["inputs"].items():
+            if isinstance(value, list):
+                continue
+            got = built[node_id]["inputs"].get(input_name)
+            assert got == value, f"node {node_id} ({node['class_type']}) '{input_name}': page has {got!r}, workflow {value!r}"
+
+
 def history_ids(comfy) -> set[str]:
     return set(comfy.get_json("/history"))
 
@@ -63,6 +76,7 @@ def test_ui_workflow_loads_and_queues(page, comfy, path):
     assert unresolved == [], f"nodes the frontend does not know: {unresolved}"
     loaded = page.evaluate("() => window.app.graph._nodes.length")
     assert loaded == len(workflow["nodes"])
+    assert_widgets_match_api_workflow(page, path.stem)
 
     page.evaluate("""(steps) => { for (const n of window.app.graph._nodes) for (const w of n.widgets || [])
         if (w.name === 'steps' && w.value > steps) w.value = steps; }""", CI_SAMPLER_STEPS)
