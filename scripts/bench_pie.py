@@ -6,6 +6,8 @@ time to bring E_synth below a target, on the astronaut's FFHQ crop.
         --landmark-net comfyui/models/dva/pretrained_models/mobilenet_224_model_best_gdconv_external.pth.tar \
         --vgg comfyui/models/stylegan2/vgg16-397923af.pth --device cuda
 
+``--face-model bfm_deep3dfacerecon`` uses the BFM formation (``--d3dfr`` epoch_20.pth, ``--bfm``
+BFM_model_front.mat; without them the test weights' ResNet-50 ReconNet and ICT-filled BFM file).
 Without files it uses the CI test weights of tests/test_weights/pie.py (64 px StyleGAN2-ADA, face-layout
 landmark net) and random VGG weights: speed is what is measured, not quality.
 """
@@ -56,12 +58,30 @@ def build_models(args) -> "pie.PIEModels":
     landmark_net = LandmarkNet()
     state = read_state(args.landmark_net)["state_dict"] if args.landmark_net else test_weights.landmark_state()
     landmark_net.backbone.load_state_dict(strip_prefix(state))
-    formation = pie.ICTFaceFormation(load_ict_model(args.ict or test_weights.ict_dir() / "face_model.npz"), landmark_net)
+    if args.face_model == "bfm_deep3dfacerecon":
+        formation = bfm_formation(args, landmark_net, test_weights)
+    else:
+        formation = pie.ICTFaceFormation(load_ict_model(args.ict or test_weights.ict_dir() / "face_model.npz"), landmark_net)
     perceptual = pie.load_vgg_perceptual(read_state(args.vgg)) if args.vgg else pie.VGGPerceptual()
     models = pie.PIEModels(generator, formation.eval().requires_grad_(False), None, perceptual.eval().requires_grad_(False))
     for module in (models.generator, models.formation, models.perceptual):
         module.to(args.device)
     return models
+
+
+def bfm_formation(args, landmark_net, test_weights):
+    import tempfile
+
+    from facecontrol.face.bfm import BFMProjector
+    from facecontrol.models.d3dfr import load_deep3dfacerecon_state
+    from facecontrol.pipelines.pie_bfm import BFMFaceFormation
+
+    bfm_path = args.bfm
+    if bfm_path is None:
+        bfm_path = Path(tempfile.mkdtemp()) / "BFM_model_front.mat"
+        test_weights.write_ict_bfm(bfm_path)
+    regressor = load_deep3dfacerecon_state(args.d3dfr) if args.d3dfr else test_weights.calibrated_regressor()
+    return BFMFaceFormation(BFMProjector(bfm_path), regressor, landmark_net)
 
 
 def run(models, image, config, rignet=None, target=None) -> dict:
@@ -88,6 +108,9 @@ def main() -> None:
     parser.add_argument("--landmark-net", type=Path)
     parser.add_argument("--vgg", type=Path)
     parser.add_argument("--ict", type=Path)
+    parser.add_argument("--face-model", choices=("ict_facekit", "bfm_deep3dfacerecon"), default="ict_facekit")
+    parser.add_argument("--d3dfr", type=Path, help="Deep3DFaceRecon epoch_20.pth")
+    parser.add_argument("--bfm", type=Path, help="BFM_model_front.mat")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--target-synth", type=float, default=None,
@@ -102,7 +125,7 @@ def main() -> None:
     generator = models.generator
     image = astronaut_crop(generator.resolution).to(args.device)
     print(f"device {args.device} ({torch.get_num_threads()} CPU threads), generator {generator.resolution} px, "
-          f"{generator.num_ws} W+ layers")
+          f"{generator.num_ws} W+ layers, face model {models.formation.name}")
     synth_only = pie.EmbedConfig(steps_w=args.steps, steps_wplus=args.steps)
     first = pie.embed(models, image, pie.EmbedConfig(steps_w=1, steps_wplus=0)).history[0]["synth"]
     target = args.target_synth if args.target_synth is not None else 0.9 * first
