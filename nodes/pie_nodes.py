@@ -104,16 +104,13 @@ def build_formation(path: Path) -> pie.ICTFaceFormation:
 def build_bfm_formation(path: Path) -> torch.nn.Module:
     """Deep3DFaceRecon's regressor (``path``, epoch_20.pth) + BFM_model_front.mat + the landmark network;
     similarity_Lm3D_all.mat for the alignment when it is there."""
-    from ..face.bfm import BFMProjector
-    from ..models.d3dfr import load_deep3dfacerecon_state
-    from ..pipelines.pie_bfm import BFMFaceFormation, read_standard_landmarks
+    from ..pipelines.pie_bfm import load_bfm_formation
 
     try:
-        standard = read_standard_landmarks(resolve_model(STANDARD_LANDMARKS_FILE))
+        standard = resolve_model(STANDARD_LANDMARKS_FILE)
     except FileNotFoundError:
         standard = None
-    return BFMFaceFormation(BFMProjector(resolve_model(BFM_FILE)), load_deep3dfacerecon_state(path),
-                            build_landmark_net(resolve_model(LANDMARK_FILE)), standard)
+    return load_bfm_formation(resolve_model(BFM_FILE), path, build_landmark_net(resolve_model(LANDMARK_FILE)), standard)
 
 
 def formation_patcher(face_model: str):

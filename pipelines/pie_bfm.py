@@ -141,3 +141,13 @@ class BFMFaceFormation(FaceFormation):
         colours = self.bfm.compute_color(self.bfm.compute_texture(theta["texture"]), normals, theta["light"])
         image, mask, _ = render_colors(screen, self.bfm.face_buf, colours, (size, size))
         return image, mask
+
+
+def load_bfm_formation(bfm_path: str | Path, regressor_path: str | Path, landmark_net: nn.Module,
+                       standard_landmarks_path: str | Path | None = None) -> BFMFaceFormation:
+    """The formation from the released files: ``BFM_model_front.mat``, Deep3DFaceRecon's ``epoch_20.pth``, and
+    optionally ``similarity_Lm3D_all.mat``."""
+    from ..models.d3dfr import load_deep3dfacerecon_state
+
+    standard = read_standard_landmarks(standard_landmarks_path) if standard_landmarks_path else None
+    return BFMFaceFormation(BFMProjector(bfm_path), load_deep3dfacerecon_state(regressor_path), landmark_net, standard)

@@ -77,12 +77,9 @@ def build_models(args: argparse.Namespace, device: torch.device) -> pie.PIEModel
 
 
 def bfm_formation(args: argparse.Namespace, landmark_net: torch.nn.Module) -> pie.FaceFormation:
-    from facecontrol.face.bfm import BFMProjector
-    from facecontrol.models.d3dfr import load_deep3dfacerecon_state
-    from facecontrol.pipelines.pie_bfm import BFMFaceFormation, read_standard_landmarks
+    from facecontrol.pipelines.pie_bfm import load_bfm_formation
 
-    standard = read_standard_landmarks(args.standard_landmarks) if args.standard_landmarks else None
-    return BFMFaceFormation(BFMProjector(args.bfm), load_deep3dfacerecon_state(args.d3dfr), landmark_net, standard)
+    return load_bfm_formation(args.bfm, args.d3dfr, landmark_net, args.standard_landmarks)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -40,13 +40,10 @@ def _formation(model_root):
 def _bfm_formation(model_root):
     from test_weights import pie as weights
 
-    from facecontrol.face.bfm import BFMProjector
-    from facecontrol.models.d3dfr import load_deep3dfacerecon_state
-    from facecontrol.pipelines.pie_bfm import BFMFaceFormation
+    from facecontrol.pipelines.pie_bfm import load_bfm_formation
 
     landmark_net = _formation(model_root).landmark_net
-    return BFMFaceFormation(BFMProjector(model_root / weights.BFM_FILE),
-                            load_deep3dfacerecon_state(model_root / weights.D3DFR_FILE), landmark_net).eval()
+    return load_bfm_formation(model_root / weights.BFM_FILE, model_root / weights.D3DFR_FILE, landmark_net).eval()
 
 
 def _regressed_yaw(formation, rgb: np.ndarray, size: int) -> float:

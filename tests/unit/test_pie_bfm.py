@@ -13,9 +13,9 @@ from test_pie_utils import TinyLandmarkNet, astronaut_crop, bfm_test_file, small
 
 from facecontrol.face.align import ffhq_quad_params
 from facecontrol.face.bfm import BFMProjector
-from facecontrol.models.d3dfr import load_deep3dfacerecon_state
 from facecontrol.pipelines import pie
-from facecontrol.pipelines.pie_bfm import (BFMFaceFormation, read_standard_landmarks, standard_view_landmarks)
+from facecontrol.pipelines.pie_bfm import (BFMFaceFormation, load_bfm_formation, read_standard_landmarks,
+                                           standard_view_landmarks)
 
 BFM = "bfm_deep3dfacerecon"
 
@@ -114,9 +114,9 @@ def test_released_file_layouts_build_the_formation(tmp_path):
 
     path = tmp_path / "epoch_20.pth"
     torch.save({"net_recon": calibrated_regressor("resnet50").state_dict(), "epoch": 20}, path)
-    regressor = load_deep3dfacerecon_state(path)
     landmark_net = small_models(False, False).formation.landmark_net
-    formation = BFMFaceFormation(BFMProjector(bfm_test_file()), regressor, landmark_net).eval()
+    formation = load_bfm_formation(bfm_test_file(), path, landmark_net).eval()
+    regressor = formation.regressor
     assert formation.tau_dims == {"pose": 3, "expression": 64, "illumination": 27}
     with torch.no_grad():
         theta = formation.regress(astronaut_crop(64))
