@@ -10,3 +10,7 @@ async def comfy_entrypoint():
     from .nodes import FaceControlExtension
 
     return FaceControlExtension()
+
+
+# The frontend extension (web/facecontrol.js) that loads workflows saved with the pack's older type names.
+WEB_DIRECTORY = "./web"

@@ -329,3 +329,20 @@ def folder_keys(manifest: Mapping[str, ModelEntry] | None = None) -> list[str]:
     entries = manifest if manifest is not None else load_manifest()
     keys = {loc.folder for e in entries.values() for loc in e.locations()}
     return sorted(keys)
+
+
+def missing_real_files(names: Sequence[str], models_dir) -> list[str]:
+    """Manifest names among ``names`` that are absent from a ComfyUI models dir, or present with a sha256 other
+    than the manifest's (as the filled test files, which share the names)."""
+    folders = default_folders(models_dir)
+    missing = []
+    for name in names:
+        entry = get_entry(name)
+        try:
+            path = resolve(entry, folders)
+        except ModelFileNotFound:
+            missing.append(entry.name)
+            continue
+        if not verify_sha256(path, entry.sha256):
+            missing.append(f"{entry.name} (sha256 differs from the manifest's)")
+    return missing

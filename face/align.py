@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
 from .landmarks import FACEADAPTER_BOX_512, FACEADAPTER_TEMPLATE_256, ARCFACE_112
+from .temporal import smooth_over_frames
 from .types import FaceCrop, apply_affine, invert_affines
 
 
@@ -111,8 +111,7 @@ def smooth_quad_params(c: np.ndarray, x: np.ndarray, y: np.ndarray, sigma_center
     """DVA/STIT temporal smoothing: Gaussian over frames, sigma 1 on the centre, 3 on the axes."""
     if len(c) < 2:
         return c, x, y
-    smooth = lambda a, s: gaussian_filter1d(a, s, axis=0, mode="nearest") if s > 0 else a
-    return smooth(c, sigma_center), smooth(x, sigma_size), smooth(y, sigma_size)
+    return smooth_over_frames(c, sigma_center), smooth_over_frames(x, sigma_size), smooth_over_frames(y, sigma_size)
 
 
 def ffhq_crop(lm68: np.ndarray, image_size: tuple[int, int], size: int = 256, smooth: bool = False,
@@ -159,6 +158,14 @@ def faceadapter_box_corners(box: np.ndarray, crop_ratio: float = 0.81) -> np.nda
     half = (x2 - x1) * crop_ratio if crop_ratio > 0 else max(x2 - x1, y2 - y1) / 2
     x1, y1, x2, y2 = cx - half, cy - half, cx + half, cy + half
     return np.array([[x1, y1], [x1, y2], [x2, y2], [x2, y1]], np.float64)
+
+
+def smooth_boxes(boxes: np.ndarray, sigma_center: float = 1.0, sigma_size: float = 3.0) -> np.ndarray:
+    """(N,4) x1,y1,x2,y2 boxes smoothed over frames like the FFHQ quads: sigma_center on the centre, sigma_size on the size."""
+    centre = (boxes[:, :2] + boxes[:, 2:4]) / 2
+    half = (boxes[:, 2:4] - boxes[:, :2]) / 2
+    centre, half = smooth_over_frames(centre, sigma_center), smooth_over_frames(half, sigma_size)
+    return np.concatenate([centre - half, centre + half], axis=1)
 
 
 def faceadapter512_crop(boxes: np.ndarray, image_size: tuple[int, int], crop_ratio: float = 0.81) -> FaceCrop:

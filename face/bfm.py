@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from scipy.io import loadmat
 
+from .geometry import rotation_matrix_xyz
+
 FACE_ADAPTER_FOCAL = 1015.0 * 256 / 224
 FACE_ADAPTER_IMAGE_SIZE = 256
 ID_DIM = 80
@@ -38,16 +40,6 @@ def recombine_identity(coeff_src: torch.Tensor, coeff_drive: torch.Tensor, id_di
     out = coeff_drive.clone()
     out[:, :id_dim] = coeff_src[:, :id_dim].to(out)
     return out
-
-
-def rotation_matrix(angles: torch.Tensor) -> torch.Tensor:
-    """(B,3) Euler angles (x, y, z) in radians -> (B,3,3) R = Rz @ Ry @ Rx; rotate points as pts @ R^T."""
-    x, y, z = angles[:, 0], angles[:, 1], angles[:, 2]
-    one, zero = torch.ones_like(x), torch.zeros_like(x)
-    rot_x = torch.stack([one, zero, zero, zero, x.cos(), -x.sin(), zero, x.sin(), x.cos()], 1)
-    rot_y = torch.stack([y.cos(), zero, y.sin(), zero, one, zero, -y.sin(), zero, y.cos()], 1)
-    rot_z = torch.stack([z.cos(), -z.sin(), zero, z.sin(), z.cos(), zero, zero, zero, one], 1)
-    return rot_z.view(-1, 3, 3) @ rot_y.view(-1, 3, 3) @ rot_x.view(-1, 3, 3)
 
 
 class BFMProjector(torch.nn.Module):
@@ -105,7 +97,7 @@ class BFMProjector(torch.nn.Module):
 
     def to_camera(self, shape: torch.Tensor, angles: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
         """Rotate, translate and move into the camera frame (z_cam = distance - z): (B,N,3)."""
-        posed = shape @ rotation_matrix(angles).transpose(1, 2) + trans.unsqueeze(1)
+        posed = shape @ rotation_matrix_xyz(angles).transpose(1, 2) + trans.unsqueeze(1)
         return torch.cat([posed[..., :2], self.camera_distance - posed[..., 2:]], dim=-1)
 
     def project(self, vertices_cam: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,8 @@ import matplotlib
 import numpy as np
 import torch
 
+from .image import uint8_to_signed
+
 CANVAS_SIZE = 256
 CONTROL_SIZE = 512
 NUM_POINTS = 70
@@ -69,10 +71,4 @@ def draw_pts70(lm68: torch.Tensor, gaze: torch.Tensor, warp_mat_512_to_256: torc
                        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
         for p, m in zip(points, mats)
     ])
-    return images, uint8_to_signed_tensor(images).to(lm68.device)
-
-
-def uint8_to_signed_tensor(images: np.ndarray) -> torch.Tensor:
-    """(B,H,W,3) uint8 -> (B,3,H,W) float32 in [-1,1] (ToTensor then Normalize(0.5, 0.5))."""
-    unit = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(255)
-    return (unit - 0.5) / 0.5
+    return images, uint8_to_signed(images).to(lm68.device)  # ToTensor then Normalize(0.5, 0.5)

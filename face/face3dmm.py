@@ -20,6 +20,7 @@ import torch
 
 from . import fit_3dmm
 from .gaze import gaze_from_iris
+from .temporal import smooth_over_frames
 from .types import FaceSet, apply_affine
 
 log = logging.getLogger(__name__)
@@ -137,10 +138,7 @@ def arcface_canvas(faces: FaceSet, input_name: str = "faces") -> np.ndarray:
 
 def smooth_canvas(canvas: np.ndarray, sigma: float) -> np.ndarray:
     """Smooth the per-frame 256 crops over a video, so smoothed poses are not re-jittered by the crops."""
-    if sigma <= 0 or len(canvas) < 2:
-        return canvas
-    flat = torch.from_numpy(canvas.reshape(len(canvas), 6))
-    return fit_3dmm.gaussian_smooth_frames(flat, sigma).numpy().reshape(-1, 2, 3)
+    return smooth_over_frames(canvas, sigma)
 
 
 def fit_ict(faces: FaceSet, model, *, shared_identity: bool, smooth_sigma: float = 0.0,
@@ -153,7 +151,7 @@ def fit_ict(faces: FaceSet, model, *, shared_identity: bool, smooth_sigma: float
                                     smooth_sigma=smooth_sigma, **fit_options)
     gaze = measured_gaze(faces, canvas, lm_canvas)
     if smooth_sigma > 0:
-        gaze = fit_3dmm.gaussian_smooth_frames(gaze, smooth_sigma)
+        gaze = smooth_over_frames(gaze, smooth_sigma)
     coeffs = {"identity": result.identity, "expression": result.expression, "angles": result.angles,
               "scale": result.scale.reshape(-1, 1), "translation": result.translation, "gaze": gaze.to(result.angles)}
     return Face3DMM("ict_facekit", coeffs, canvas, tuple(faces.image_size), model, result.identity_index)
@@ -182,7 +180,7 @@ def bfm_from_regressor(coeff_vectors: torch.Tensor, canvas: np.ndarray, image_si
         coeffs["texture"] = coeffs["texture"].mean(0, keepdim=True).expand_as(coeffs["texture"]).clone()
     if smooth_sigma > 0:
         for key in ("expression", "angles", "translation", "gaze"):
-            coeffs[key] = fit_3dmm.gaussian_smooth_frames(coeffs[key], smooth_sigma)
+            coeffs[key] = smooth_over_frames(coeffs[key], smooth_sigma)
     frames = coeff_vectors.shape[0]
     index = torch.zeros(frames, dtype=torch.long) if shared_identity else torch.arange(frames)
     return Face3DMM("bfm_d3dfr", coeffs, canvas, image_size, projector, index)

@@ -25,11 +25,14 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
+from .geometry import matrix_to_angles, weak_perspective
 from .ict_model import ICTFaceModel
+from .temporal import smooth_over_frames
 
 logger = logging.getLogger(__name__)
 
@@ -63,25 +66,6 @@ class Fit3DMMResult:
         return project(self)
 
 
-def rotation_matrix(angles: torch.Tensor) -> torch.Tensor:
-    """(B,3) (yaw, pitch, roll) -> (B,3,3) ``Rz(roll) @ Ry(yaw) @ Rx(pitch)``."""
-    yaw, pitch, roll = angles.unbind(-1)
-    one, zero = torch.ones_like(yaw), torch.zeros_like(yaw)
-    cy, sy, cp, sp, cr, sr = yaw.cos(), yaw.sin(), pitch.cos(), pitch.sin(), roll.cos(), roll.sin()
-    rx = torch.stack([one, zero, zero, zero, cp, -sp, zero, sp, cp], -1).unflatten(-1, (3, 3))
-    ry = torch.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], -1).unflatten(-1, (3, 3))
-    rz = torch.stack([cr, -sr, zero, sr, cr, zero, zero, zero, one], -1).unflatten(-1, (3, 3))
-    return rz @ ry @ rx
-
-
-def matrix_to_angles(rotation: torch.Tensor) -> torch.Tensor:
-    """(B,3,3) -> (B,3) (yaw, pitch, roll), inverse of :func:`rotation_matrix` for |yaw| < 90 deg."""
-    yaw = torch.asin((-rotation[..., 2, 0]).clamp(-1.0, 1.0))
-    pitch = torch.atan2(rotation[..., 2, 1], rotation[..., 2, 2])
-    roll = torch.atan2(rotation[..., 1, 0], rotation[..., 0, 0])
-    return torch.stack([yaw, pitch, roll], -1)
-
-
 def project_landmarks(
     model: ICTFaceModel,
     identity: torch.Tensor,
@@ -92,10 +76,7 @@ def project_landmarks(
 ) -> torch.Tensor:
     """Project the 68 model landmarks of any coefficients with the camera above -> (B,68,2) px."""
     points = model.landmarks3d(identity, expression).to(angles)
-    rotated = points @ rotation_matrix(angles).transpose(-1, -2)
-    u = scale[:, None] * rotated[..., 0] + translation[:, None, 0]
-    v = translation[:, None, 1] - scale[:, None] * rotated[..., 1]
-    return torch.stack([u, v], -1)
+    return weak_perspective(points, angles, scale, translation)[1]
 
 
 def project(result: Fit3DMMResult) -> torch.Tensor:
@@ -137,19 +118,6 @@ def reprojection_error(result: Fit3DMMResult, landmarks: torch.Tensor) -> torch.
     return distance / interocular_distance(landmarks)
 
 
-def gaussian_smooth_frames(values: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian filter along dim 0 (frames) with edge replication; ``sigma`` in frames."""
-    if sigma <= 0 or values.shape[0] < 2:
-        return values
-    radius = max(1, int(math.ceil(3.0 * sigma)))
-    offsets = torch.arange(-radius, radius + 1, device=values.device, dtype=values.dtype)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = (kernel / kernel.sum()).view(1, 1, -1)
-    flat = values.reshape(values.shape[0], -1).T.unsqueeze(1)  # (C,1,B)
-    padded = F.pad(flat, (radius, radius), mode="replicate")
-    return F.conv1d(padded, kernel).squeeze(1).T.reshape(values.shape)
-
-
 def smooth_fit(result: Fit3DMMResult, sigma: float) -> Fit3DMMResult:
     """Temporally smooth pose and expression (not identity) with a Gaussian of ``sigma`` frames."""
     if sigma <= 0:
@@ -157,10 +125,10 @@ def smooth_fit(result: Fit3DMMResult, sigma: float) -> Fit3DMMResult:
     angles = _unwrap(result.angles)
     return replace(
         result,
-        angles=gaussian_smooth_frames(angles, sigma),
-        scale=gaussian_smooth_frames(result.scale.log(), sigma).exp(),
-        translation=gaussian_smooth_frames(result.translation, sigma),
-        expression=gaussian_smooth_frames(result.expression, sigma).clamp(0.0, 1.0),
+        angles=smooth_over_frames(angles, sigma),
+        scale=smooth_over_frames(result.scale.log(), sigma).exp(),
+        translation=smooth_over_frames(result.translation, sigma),
+        expression=smooth_over_frames(result.expression, sigma).clamp(0.0, 1.0),
     )
 
 
@@ -211,12 +179,14 @@ def fit_landmarks(
     fit_identity: bool = True,
     fit_expression: bool = True,
     smooth_sigma: float = 0.0,
+    on_iteration: Callable[[int], None] | None = None,
 ) -> Fit3DMMResult:
     """Fit identity, expression and weak-perspective pose to (B,68,2) iBUG-68 landmarks in pixels.
 
     ``shared_identity=True`` fits one identity for all B frames (one person's video); otherwise each
     frame gets its own. ``identity_index`` (B,) overrides both with arbitrary groups. ``smooth_sigma``
-    (frames) applies :func:`smooth_fit` to the result. Works on the landmarks' device.
+    (frames) applies :func:`smooth_fit` to the result. ``on_iteration(i)`` is called after each Levenberg-Marquardt
+    iteration (progress, cancel). Works on the landmarks' device.
     """
     landmarks = _check_landmarks(landmarks)
     frames = landmarks.shape[0]
@@ -225,7 +195,7 @@ def fit_landmarks(
         landmarks, model, group, landmark_sigma, identity_sigma, expression_sigma, fit_identity, fit_expression
     )
     state = _initial_state(problem)
-    state = _levenberg_marquardt(problem, state, iterations)
+    state = _levenberg_marquardt(problem, state, iterations, on_iteration)
     result = _to_result(state, problem, centre, iod, model, landmarks.dtype)
     return smooth_fit(result, smooth_sigma)
 
@@ -515,7 +485,8 @@ def _select(accept: torch.Tensor, new: _State, old: _State, group: torch.Tensor)
     )
 
 
-def _levenberg_marquardt(problem: _Problem, state: _State, iterations: int) -> _State:
+def _levenberg_marquardt(problem: _Problem, state: _State, iterations: int,
+                         on_iteration: Callable[[int], None] | None = None) -> _State:
     damping = problem.target.new_full((problem.num_groups,), 1e-3)
     residual, rotated = _residuals(problem, state)
     cost = _group_cost(problem, state, residual)
@@ -537,6 +508,8 @@ def _levenberg_marquardt(problem: _Problem, state: _State, iterations: int) -> _
         improvement = ((cost - best_cost) / cost.clamp_min(1e-12)).clamp_min(0)
         state, residual, rotated, cost = best, best_residual, best_rotated, best_cost
         damping = torch.where(accept, damping * 0.3, damping * 5.0).clamp(1e-7, 1e7)
+        if on_iteration is not None:
+            on_iteration(iteration)
         if bool(accept.all()) and float(improvement.max()) < 1e-7:
             logger.debug("LM converged after %d iterations", iteration + 1)
             break

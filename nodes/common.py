@@ -1,8 +1,10 @@
 """What every FaceControl node shares: model folders, model-file resolution, input checks, progress."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -13,6 +15,8 @@ import comfy.utils
 import folder_paths
 
 from .. import model_files
+from ..face import image as images
+from ..face.image import uint8_to_image  # noqa: F401  (the nodes' IMAGE maker)
 
 log = logging.getLogger("facecontrol")
 
@@ -60,7 +64,7 @@ def folder_file(key: str, name: str, input_name: str) -> Path:
 def image_to_uint8(image: torch.Tensor, input_name: str) -> np.ndarray:
     """ComfyUI IMAGE (B,H,W,C) float [0,1] -> (B,H,W,3) uint8 RGB, with errors a user can act on."""
     check_image(image, input_name)
-    return (image.detach().cpu().clamp(0, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
+    return images.image_to_uint8(image)
 
 
 def check_image(image: torch.Tensor, input_name: str) -> None:
@@ -76,10 +80,6 @@ def check_image(image: torch.Tensor, input_name: str) -> None:
         raise ValueError(f"'{input_name}' is RGBA (4 channels); face nodes need RGB: drop the alpha channel first")
     if channels != 3:
         raise ValueError(f"'{input_name}' has {channels} channels; face nodes need 3 (RGB)")
-
-
-def uint8_to_image(frames: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(frames)).float() / 255.0
 
 
 def mask_batch(mask: torch.Tensor, input_name: str) -> np.ndarray:
@@ -126,33 +126,143 @@ def images_with_mask(images: dict[str, torch.Tensor], mask: torch.Tensor, mask_n
     return {name: repeat(image.float()) for name, image in images.items()}, repeat(masks)
 
 
-def progress(total: int) -> Callable[[int], None]:
-    """A per-item progress callback; each update is also where ComfyUI's cancel takes effect."""
-    bar = comfy.utils.ProgressBar(total)
-    return lambda i: bar.update_absolute(i + 1, total)
+# ---------------------------------------------------------------- progress and cancel
+
+
+def check_interrupted() -> None:
+    """Raise ComfyUI's interrupt if the user cancelled. Called by the pack at every step of every loop: since
+    ComfyUI 0.9.2 the progress bar calls its hook (where the check used to happen) at most every 0.1 s and 0.5 %."""
+    import comfy.model_management as mm
+
+    mm.throw_exception_if_processing_interrupted()
+
+
+class Progress:
+    """ComfyUI's progress bar over ``total`` steps with a cancel check at every step.
+
+    ``progress(i)`` reports that item ``i`` (0-based) is done; ``progress.update(done, total, preview)`` sets the
+    count directly (a loop whose total is known only as it runs, or one that shows a preview image).
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = max(1, int(total))
+        self.bar = comfy.utils.ProgressBar(self.total)
+
+    def __call__(self, index: int) -> None:
+        self.update(index + 1)
+
+    def update(self, done: int, total: int | None = None, preview=None) -> None:
+        check_interrupted()
+        if total is not None:
+            self.total = max(1, int(total))
+        self.bar.update_absolute(min(done, self.total), self.total, preview)
+
+
+def progress(total: int) -> Progress:
+    """A per-item progress callback with a cancel check (see :class:`Progress`)."""
+    return Progress(total)
 
 
 # ---------------------------------------------------------------- models in ComfyUI's memory manager
 
-_PATCHERS: dict[tuple, object] = {}
+
+@dataclass
+class _CacheEntry:
+    stamp: tuple[int, int]
+    value: object
 
 
-def cached_patcher(path: Path, build: Callable[[Path], torch.nn.Module]):
-    """One ModelPatcher per (file, modification time, builder), so ComfyUI's memory manager owns the weights."""
+class ModelCache:
+    """The pack's one registry of loaded models and model data, as ComfyUI keeps one of its own.
+
+    Keyed by resolved file path and builder; an entry whose file changed (modification time or size) is
+    dropped and built again, so a replaced file is never served from memory. Networks are wrapped in a
+    ModelPatcher, so ComfyUI's memory manager moves and frees them; the cache holds the only strong reference
+    (ComfyUI keeps weak ones).
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], _CacheEntry] = {}
+
+    def get(self, path: Path, build: Callable[[Path], object], *, patch: bool):
+        path = Path(path).resolve()
+        key = (str(path), _builder_key(build) + (":patcher" if patch else ""))
+        stamp = _file_stamp(path)
+        entry = self._entries.get(key)
+        if entry is not None and entry.stamp == stamp:
+            return entry.value
+        if entry is not None:
+            log.info("FaceControl: %s changed on disk; loading it again", path)
+        self._entries.pop(key, None)
+        value = build(path)
+        if patch:
+            value = make_patcher(value)
+        self._entries[key] = _CacheEntry(stamp, value)
+        return value
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _file_stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _builder_key(build: Callable) -> str:
+    if isinstance(build, functools.partial):
+        return f"{_builder_key(build.func)}{build.args}{sorted(build.keywords.items())}"
+    return f"{getattr(build, '__module__', '')}.{getattr(build, '__qualname__', repr(build))}"
+
+
+MODEL_CACHE = ModelCache()
+
+
+def make_patcher(module: torch.nn.Module):
+    """A frozen eval-mode network in a ModelPatcher on ComfyUI's compute and offload devices."""
     import comfy.model_management as mm
     import comfy.model_patcher
 
-    key = (str(path), os.path.getmtime(path), getattr(build, "__qualname__", repr(build)))
-    if key not in _PATCHERS:
-        model = build(path).eval().requires_grad_(False)
-        _PATCHERS[key] = comfy.model_patcher.ModelPatcher(
-            model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
-    return _PATCHERS[key]
+    module = module.eval().requires_grad_(False)
+    return comfy.model_patcher.ModelPatcher(module, load_device=mm.get_torch_device(),
+                                            offload_device=mm.unet_offload_device())
+
+
+def cached_patcher(path: Path, build: Callable[[Path], torch.nn.Module]):
+    """The network built from ``path`` by ``build``, in a ModelPatcher, loaded once while the file is unchanged."""
+    return MODEL_CACHE.get(path, build, patch=True)
+
+
+def cached_object(path: Path, build: Callable[[Path], object]):
+    """Model data or a bundle of patchers built from ``path`` (face models, detectors), kept like a network."""
+    return MODEL_CACHE.get(path, build, patch=False)
+
+
+def load_patchers(patchers) -> None:
+    """Bring the patchers' networks fully onto the compute device.
+
+    Full loads only: the pack's plain-PyTorch networks have no per-layer casting, so a partial load (which
+    ComfyUI's dynamic VRAM can choose) would leave some weights on the CPU with their inputs on the GPU.
+    """
+    import comfy.model_management as mm
+
+    mm.load_models_gpu(list(patchers), force_full_load=True)
 
 
 def loaded_model(patcher) -> torch.nn.Module:
-    """Ask the memory manager to put the patcher's model on the compute device, and return the module."""
+    """Put the patcher's network on the compute device and return the module."""
+    load_patchers([patcher])
+    return patcher.model
+
+
+def free_memory(device: torch.device, patcher=None) -> int:
+    """Bytes free for work on ``device``: the ModelPatcher's own estimate where ComfyUI has one (0.12+, with
+    dynamic VRAM), else ComfyUI's device-wide figure."""
     import comfy.model_management as mm
 
-    mm.load_models_gpu([patcher])
-    return patcher.model
+    if patcher is not None and hasattr(patcher, "get_free_memory"):
+        return int(patcher.get_free_memory(device))
+    return int(mm.get_free_memory(device))

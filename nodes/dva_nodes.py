@@ -7,37 +7,31 @@ Back puts them into the original frames through the decoded face masks.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
 from comfy_api.latest import io
 
-import comfy.model_management as mm
 import comfy.model_patcher
-import comfy.utils
 import folder_paths
 
 from ..models.dva_checkpoint import DVAClassifierState, read_dva_classifier
 from ..pipelines import dva
-from .common import check_batch, check_image, resolve_model
-from .types import FaceCrop
+from .. import model_names as names
+from ..face.image import image_to_signed, image_to_unit, unit_to_image
+from .checks import FaceControlNode
+from .common import (cached_object, cached_patcher, check_batch, check_image, free_memory, load_patchers, make_patcher,
+                     progress, resolve_model)
+from .types import DVA_LATENT, DVA_MODEL, FACE_CROP
 
 log = logging.getLogger("facecontrol")
 
-DVAModelType = io.Custom("DVA_MODEL")
-DVALatentType = io.Custom("DVA_LATENT")
-
-DEFAULT_CHECKPOINT = "diffusion_video_autoencoder/epoch=51-step=1000000.ckpt"
-CLASSIFIER = "dva/diffusion_video_autoencoder_cls/last.ckpt"
-AUX_FILES = {
-    "idnet": "dva/pretrained_models/model_ir_se50.pth",
-    "lndnet": "dva/pretrained_models/mobilenet_224_model_best_gdconv_external.pth.tar",
-    "bgnet": "dva/pretrained_models/79999_iter.pth",
-}
+AUX_FILES = {"idnet": names.DVA_IDNET, "lndnet": names.DVA_LNDNET, "bgnet": names.DVA_BGNET}
 SOLVERS = ("ddim", "dpm++2m")
-_CLASSIFIERS: dict[str, DVAClassifierState] = {}
 
 
 @dataclass
@@ -50,34 +44,24 @@ class DVAModel:
     source: str
 
     def load(self) -> torch.device:
-        mm.load_models_gpu([self.unet, self.encoder])
+        load_patchers([self.unet, self.encoder])
         return self.unet.load_device
 
 
-def _patcher(module: torch.nn.Module) -> comfy.model_patcher.ModelPatcher:
-    return comfy.model_patcher.ModelPatcher(module, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
-
-
 def checkpoint_options() -> list[str]:
-    names = [n for n in folder_paths.get_filename_list("dva") if n.endswith(".ckpt") and "_cls" not in n]
-    return sorted(names) or [DEFAULT_CHECKPOINT]
+    files = [n for n in folder_paths.get_filename_list("dva") if n.endswith(".ckpt") and "_cls" not in n]
+    return sorted(files) or [names.DVA_CHECKPOINT]
 
 
 def step_callback(total_hint: int) -> Callable[[int, int], None]:
-    """Progress per model call; also where ComfyUI's cancel takes effect."""
-    bar = comfy.utils.ProgressBar(total_hint)
-
-    def report(done: int, total: int) -> None:
-        mm.throw_exception_if_processing_interrupted()
-        bar.update_absolute(done, total)
-
-    return report
+    """Progress per model call, with a cancel check."""
+    return progress(total_hint).update
 
 
 def chunk_frames(model: DVAModel, device: torch.device, chunk_size: int) -> int:
     if chunk_size > 0:
         return chunk_size
-    return dva.frames_per_chunk(mm.get_free_memory(device), model.model_channels)
+    return dva.frames_per_chunk(free_memory(device, model.unet), model.model_channels)
 
 
 def make_schedule(steps: int, respacing: str) -> dva.DDIMSchedule:
@@ -93,10 +77,10 @@ def crops_to_model_input(crops: torch.Tensor, input_name: str) -> torch.Tensor:
     if tuple(crops.shape[1:3]) != (256, 256):
         raise ValueError(f"'{input_name}' are {crops.shape[2]}x{crops.shape[1]} but DVA works on 256x256 FFHQ crops: "
                          f"set Align and Crop Faces to convention ffhq, size 256")
-    return crops.detach().float().cpu().permute(0, 3, 1, 2) * 2 - 1
+    return image_to_signed(crops, "cpu")
 
 
-class LoadDVA(io.ComfyNode):
+class LoadDVA(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -106,7 +90,7 @@ class LoadDVA(io.ComfyNode):
             description="Loads the DVA Lightning checkpoint (UNet + identity, landmark and face-parsing encoders). "
                         "The UNet's width is read from the file.",
             inputs=[
-                io.Combo.Input("checkpoint", options=checkpoint_options(), default=DEFAULT_CHECKPOINT,
+                io.Combo.Input("checkpoint", options=checkpoint_options(), default=names.DVA_CHECKPOINT,
                                tooltip="in models/dva/: epoch=51-step=1000000.ckpt from the authors' release"),
                 io.Combo.Input("weights", options=["ema", "model"], default="ema",
                                tooltip="ema_model.* (what the authors' inference uses) or the training copy model.*"),
@@ -114,19 +98,24 @@ class LoadDVA(io.ComfyNode):
                                tooltip="the frozen encoders inside the checkpoint, or model_ir_se50.pth, the "
                                        "MobileNet .pth.tar and 79999_iter.pth from models/dva/pretrained_models/"),
             ],
-            outputs=[DVAModelType.Output(display_name="dva_model")],
+            outputs=[DVA_MODEL.Output(display_name="dva_model")],
         )
 
     @classmethod
     def execute(cls, checkpoint, weights, encoders) -> io.NodeOutput:
         path = folder_paths.get_full_path("dva", checkpoint) or resolve_model("dva/" + checkpoint)
         aux = {k: str(resolve_model(v)) for k, v in AUX_FILES.items()} if encoders != "checkpoint" else None
-        unet, encoder = dva.load_dva_networks(str(path), weights, aux)
-        log.info("Load DVA: %s (%s weights, %d base channels)", path, weights, unet.model_channels)
-        return io.NodeOutput(DVAModel(_patcher(unet), _patcher(encoder), unet.model_channels, str(path)))
+        model = cached_object(Path(path), functools.partial(_build_dva_model, weights=weights, aux=aux))
+        log.info("Load DVA: %s (%s weights, %d base channels)", path, weights, model.model_channels)
+        return io.NodeOutput(model)
 
 
-class DVAEncode(io.ComfyNode):
+def _build_dva_model(path: Path, weights: str, aux: dict[str, str] | None) -> DVAModel:
+    unet, encoder = dva.load_dva_networks(str(path), weights, aux)
+    return DVAModel(make_patcher(unet), make_patcher(encoder), unet.model_channels, str(path))
+
+
+class DVAEncode(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -136,9 +125,9 @@ class DVAEncode(io.ComfyNode):
             description="Per frame: identity code (IR-SE50) and its video average, landmark code, face mask, and "
                         "x_T by deterministic DDIM inversion with the average identity.",
             inputs=[
-                DVAModelType.Input("dva_model"),
+                DVA_MODEL.Input("dva_model"),
                 io.Image.Input("crops", tooltip="256x256 FFHQ crops of every frame (Align and Crop Faces, smooth on)"),
-                FaceCrop.Input("face_crop", optional=True, tooltip="kept in the latent for paste-back"),
+                FACE_CROP.Input("face_crop", optional=True, tooltip="kept in the latent for paste-back"),
                 io.Int.Input("steps", default=20, min=1, max=1000, tooltip="DDIM steps (paper: 100 for reconstruction; "
                                                                           "authors' default 1000)"),
                 io.Combo.Input("respacing", options=["auto", "ddim", "even"], default="auto",
@@ -148,7 +137,7 @@ class DVAEncode(io.ComfyNode):
                 io.Combo.Input("solver", options=list(SOLVERS), default="ddim", optional=True,
                                tooltip="ddim: the authors' inversion; dpm++2m: second-order multistep, same cost"),
             ],
-            outputs=[DVALatentType.Output(display_name="dva_latent"), io.Mask.Output(display_name="face_masks")],
+            outputs=[DVA_LATENT.Output(display_name="dva_latent"), io.Mask.Output(display_name="face_masks")],
         )
 
     @classmethod
@@ -180,13 +169,10 @@ def encode_with(solver: str, dva_model: DVAModel, frames, schedule, chunk: int, 
 
 
 def classifier_state() -> DVAClassifierState:
-    path = str(resolve_model(CLASSIFIER))
-    if path not in _CLASSIFIERS:
-        _CLASSIFIERS[path] = read_dva_classifier(path)
-    return _CLASSIFIERS[path]
+    return cached_object(resolve_model(names.DVA_CLASSIFIER), read_dva_classifier)
 
 
-class DVAEditClassifier(io.ComfyNode):
+class DVAEditClassifier(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -197,12 +183,12 @@ class DVAEditClassifier(io.ComfyNode):
                         "classifier: l2norm(denorm(norm(z) + scale*sqrt(512)*unit(w))). A negative scale removes "
                         "the attribute (No_Beard with a negative scale adds a beard).",
             inputs=[
-                DVALatentType.Input("dva_latent"),
+                DVA_LATENT.Input("dva_latent"),
                 io.Combo.Input("attribute", options=list(dva.CELEBA_ATTRIBUTES), default="Mustache"),
                 io.Float.Input("scale", default=0.25, min=-5.0, max=5.0, step=0.01),
                 io.Boolean.Input("normalize", default=True, tooltip="the authors' normalised edit (always on in their script)"),
             ],
-            outputs=[DVALatentType.Output(display_name="dva_latent")],
+            outputs=[DVA_LATENT.Output(display_name="dva_latent")],
         )
 
     @classmethod
@@ -213,7 +199,7 @@ class DVAEditClassifier(io.ComfyNode):
         return io.NodeOutput(dva_latent.with_edit(edited, f"{attribute} {scale:+g}"))
 
 
-class DVADecode(io.ComfyNode):
+class DVADecode(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -223,15 +209,15 @@ class DVADecode(io.ComfyNode):
             description="Generates every frame's crop from its x_T with the (edited) identity code and the frame's "
                         "landmark code. Feed the crops and face masks to Paste Faces Back.",
             inputs=[
-                DVAModelType.Input("dva_model"),
-                DVALatentType.Input("dva_latent"),
+                DVA_MODEL.Input("dva_model"),
+                DVA_LATENT.Input("dva_latent"),
                 io.Combo.Input("solver", options=["as encoded", *SOLVERS], default="as encoded",
                                tooltip="ddim: the authors' sampler; dpm++2m: second-order multistep on the same model; "
                                        "the solver that inverted x_T reconstructs best"),
                 io.Int.Input("chunk_size", default=0, min=0, max=256, tooltip="frames per UNet call; 0 = from free memory"),
             ],
             outputs=[io.Image.Output(display_name="crops"), io.Mask.Output(display_name="face_masks"),
-                     FaceCrop.Output(display_name="face_crop")],
+                     FACE_CROP.Output(display_name="face_crop")],
         )
 
     @classmethod
@@ -243,7 +229,7 @@ class DVADecode(io.ComfyNode):
                           device)
         if dva_latent.face_crop is None:
             log.info("DVA Decode: the latent has no face_crop (Encode got none); paste-back needs one")
-        return io.NodeOutput(out.permute(0, 2, 3, 1).clamp(0, 1).cpu(), dva_latent.masks[:, 0].clone(), dva_latent.face_crop)
+        return io.NodeOutput(unit_to_image(out), dva_latent.masks[:, 0].clone(), dva_latent.face_crop)
 
 
 def decode_with(solver: str, dva_model: DVAModel, latent: dva.DVALatent, schedule, chunk: int, device) -> torch.Tensor:
@@ -262,21 +248,18 @@ def decode_with(solver: str, dva_model: DVAModel, latent: dva.DVALatent, schedul
 NODES = [LoadDVA, DVAEncode, DVAEditClassifier, DVADecode]
 
 
-CLIP_FILE = "dva/clip/ViT-B-16.pt"
-_CLIP_MODELS: dict[str, comfy.model_patcher.ModelPatcher] = {}
+def _build_clip(path: Path) -> torch.nn.Module:
+    from ..pipelines.dva_clip import load_clip
+
+    with torch.inference_mode(False):
+        return load_clip(str(path))
 
 
 def clip_patcher() -> comfy.model_patcher.ModelPatcher:
-    from ..pipelines.dva_clip import load_clip
-
-    path = str(resolve_model(CLIP_FILE))
-    if path not in _CLIP_MODELS:
-        with torch.inference_mode(False):
-            _CLIP_MODELS[path] = _patcher(load_clip(path))
-    return _CLIP_MODELS[path]
+    return cached_patcher(resolve_model(names.DVA_CLIP), _build_clip)
 
 
-class DVAEditCLIP(io.ComfyNode):
+class DVAEditCLIP(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -287,8 +270,8 @@ class DVAEditCLIP(io.ComfyNode):
                         "the CLIP (ViT-B/16) direction from the source to the target text, keeping identity and the "
                         "face outside the edit (the authors' reduced-step CLIP edit), then applies it to the video.",
             inputs=[
-                DVAModelType.Input("dva_model"),
-                DVALatentType.Input("dva_latent"),
+                DVA_MODEL.Input("dva_model"),
+                DVA_LATENT.Input("dva_latent"),
                 io.String.Input("target_text", default="face with beard"),
                 io.String.Input("source_text", default="face"),
                 io.Int.Input("iterations", default=2000, min=1, max=10000, tooltip="Adam steps (authors: 2000)"),
@@ -299,7 +282,7 @@ class DVAEditCLIP(io.ComfyNode):
                 io.Float.Input("id_weight", default=1.0, min=0.0, max=100.0, step=0.1),
                 io.Float.Input("l1_weight", default=5.0, min=0.0, max=100.0, step=0.1),
             ],
-            outputs=[DVALatentType.Output(display_name="dva_latent"), io.String.Output(display_name="report")],
+            outputs=[DVA_LATENT.Output(display_name="dva_latent"), io.String.Output(display_name="report")],
         )
 
     @classmethod
@@ -314,7 +297,7 @@ class DVAEditCLIP(io.ComfyNode):
         settings = ClipEditSettings(target_text, source_text, iterations, lr, steps, scale, clip_weight, id_weight,
                                     l1_weight)
         clip = clip_patcher()
-        mm.load_models_gpu([dva_model.unet, dva_model.encoder, clip])
+        load_patchers([dva_model.unet, dva_model.encoder, clip])
         device = dva_model.unet.load_device
         frame0 = crops_to_model_input(dva_latent.crops[:1], "dva_latent crops")
         with torch.inference_mode(False), torch.enable_grad():
@@ -327,7 +310,7 @@ class DVAEditCLIP(io.ComfyNode):
 NODES.append(DVAEditCLIP)
 
 
-class VideoMetrics(io.ComfyNode):
+class VideoMetrics(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -342,7 +325,7 @@ class VideoMetrics(io.ComfyNode):
                 io.Image.Input("result", tooltip="decoded (reconstructed or edited) crops"),
                 io.Combo.Input("identity", options=["dlib", "IR-SE50 (DVA model)"], default="dlib",
                                tooltip="identity network for TL-ID/TG-ID; IR-SE50 needs dva_model"),
-                DVAModelType.Input("dva_model", optional=True),
+                DVA_MODEL.Input("dva_model", optional=True),
             ],
             outputs=[io.String.Output(display_name="report")],
         )
@@ -356,8 +339,8 @@ class VideoMetrics(io.ComfyNode):
         if original.shape != result.shape:
             raise ValueError(f"'original' is {tuple(original.shape)} but 'result' is {tuple(result.shape)}: "
                              f"compare crops of the same frames")
-        x = original.detach().float().cpu().permute(0, 3, 1, 2)
-        y = result.detach().float().cpu().permute(0, 3, 1, 2)
+        x = image_to_unit(original, "cpu")
+        y = image_to_unit(result, "cpu")
         lines = [f"frames: {len(x)}",
                  f"SSIM {vm.ssim(x, y).mean():.4f}", f"MSE {vm.mse(x, y).mean():.5f}"]
         if min(x.shape[2:]) > 160:

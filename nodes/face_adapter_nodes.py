@@ -19,26 +19,28 @@ import comfy.model_management as mm
 import comfy.utils
 
 from .. import model_files
+from .. import model_names as names
+from ..face.image import image_to_signed
 from ..models.face_adapter_vision import load_clip_vision_tower
 from ..models.iresnet import load_iresnet100
 from ..models.token_mappers import load_token_mapper
 from ..pipelines import face_adapter as fa
-from .common import cached_patcher, check_batch, check_image, image_to_uint8, images_with_mask, progress, resolve_model
+from .checks import FaceControlNode
+from .common import (cached_object, cached_patcher, check_batch, check_image, image_to_uint8, images_with_mask,
+                     load_patchers, progress, resolve_model)
+from .types import FACE_ADAPTER, FACE_ADAPTER_TOKENS
 
 log = logging.getLogger("facecontrol")
 
-FaceAdapter = io.Custom("FACE_ADAPTER")
-FaceAdapterTokens = io.Custom("FACE_ADAPTER_TOKENS")
-
 # The manifest names of the files the loader needs, in the HF FaceAdapter/FaceAdapter layout.
 BUNDLE_FILES = {
-    "id2token": "face_adapter/net_id2token.pth",
-    "image2token": "face_adapter/net_image2token.pth",
-    "controlnet_config": "face_adapter/controlnet/config.json",
-    "controlnet": "face_adapter/controlnet/diffusion_pytorch_model.safetensors",
-    "vision_config": "face_adapter/vision_encoder/config.json",
-    "vision": "face_adapter/vision_encoder/model.safetensors",
-    "iresnet": "face_adapter/third_party/insightface_glint360k.pth",
+    "id2token": names.FA_ID2TOKEN,
+    "image2token": names.FA_IMAGE2TOKEN,
+    "controlnet_config": names.FA_CONTROLNET_CONFIG,
+    "controlnet": names.FA_CONTROLNET,
+    "vision_config": names.FA_VISION_CONFIG,
+    "vision": names.FA_VISION,
+    "iresnet": names.FA_IRESNET,
 }
 
 NEGATIVES = ("empty prompt (released code)", "target identity (paper, swap)")
@@ -229,27 +231,23 @@ def _build_image2token(path: Path) -> torch.nn.Module:
     return load_token_mapper(path, "image2token")
 
 
-_CONTROLNETS: dict[tuple, FaceAdapterControlNet] = {}
+def _build_controlnet(weights_path: Path) -> FaceAdapterControlNet:
+    return load_face_adapter_controlnet(weights_path.parent)
 
 
 def load_bundle() -> FaceAdapterBundle:
     paths = resolve_bundle()
-    cn_folder = paths["controlnet"].parent
-    key = (str(cn_folder), paths["controlnet"].stat().st_mtime)
-    if key not in _CONTROLNETS:
-        _CONTROLNETS.clear()
-        _CONTROLNETS[key] = load_face_adapter_controlnet(cn_folder)
     return FaceAdapterBundle(
         id2token=cached_patcher(paths["id2token"], _build_id2token),
         image2token=cached_patcher(paths["image2token"], _build_image2token),
         iresnet=cached_patcher(paths["iresnet"], load_iresnet100),
         vision=cached_patcher(paths["vision_config"], _build_vision),
-        controlnet=_CONTROLNETS[key],
+        controlnet=cached_object(paths["controlnet"], _build_controlnet),
         folder=paths["id2token"].parent,
     )
 
 
-class LoadFaceAdapter(io.ComfyNode):
+class LoadFaceAdapter(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -260,7 +258,7 @@ class LoadFaceAdapter(io.ComfyNode):
                         "net_id2token.pth, net_image2token.pth, controlnet/, vision_encoder/ and "
                         "third_party/insightface_glint360k.pth. A missing file is named with every path searched.",
             inputs=[],
-            outputs=[FaceAdapter.Output(display_name="face_adapter")],
+            outputs=[FACE_ADAPTER.Output(display_name="face_adapter")],
         )
 
     @classmethod
@@ -295,9 +293,9 @@ def compute_identity_tokens(bundle: FaceAdapterBundle, crops256: torch.Tensor, i
     if tuple(crops256.shape[1:3]) != (256, 256):
         raise ValueError(f"'{input_name}' must be 256x256 ArcFace-template crops (Align and Crop Faces, convention "
                          f"arcface256); got {crops256.shape[2]}x{crops256.shape[1]}")
-    mm.load_models_gpu([bundle.iresnet, bundle.id2token])
+    load_patchers([bundle.iresnet, bundle.id2token])
     iresnet, id2token = bundle.iresnet.model, bundle.id2token.model
-    x = fa.to_signed(crops256.float())
+    x = image_to_signed(crops256)
     return torch.cat([fa.identity_tokens(iresnet, id2token, x[s]).cpu() for s in _chunks(len(x))])
 
 
@@ -306,7 +304,7 @@ def compute_attribute_tokens(bundle: FaceAdapterBundle, crops512: torch.Tensor, 
     if frames.shape[1:3] != (512, 512):
         raise ValueError(f"'{input_name}' must be Face-Adapter 512 crops (Align and Crop Faces, convention "
                          f"faceadapter512); got {frames.shape[2]}x{frames.shape[1]}")
-    mm.load_models_gpu([bundle.vision, bundle.image2token])
+    load_patchers([bundle.vision, bundle.image2token])
     vision, image2token = bundle.vision.model, bundle.image2token.model
     pixels = fa.clip_pixel_values(frames)
     return torch.cat([fa.attribute_tokens(vision, image2token, pixels[s]).cpu() for s in _chunks(len(pixels))])
@@ -321,7 +319,7 @@ def _first_tokens(conditioning, input_name: str) -> torch.Tensor:
     return tokens
 
 
-class FaceAdapterIdentity(io.ComfyNode):
+class FaceAdapterIdentity(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -334,7 +332,7 @@ class FaceAdapterIdentity(io.ComfyNode):
                         "conditions standing for it; the paper's swap variant uses the target's identity tokens instead, "
                         "which pushes away from the target's identity.",
             inputs=[
-                FaceAdapter.Input("face_adapter"),
+                FACE_ADAPTER.Input("face_adapter"),
                 io.Image.Input("source_256", tooltip="the source's 256 ArcFace-template crops (convention arcface256)"),
                 io.Conditioning.Input("empty_prompt", tooltip="CLIP Text Encode of an empty text with the SD1.5 CLIP"),
                 io.Combo.Input("negative", options=list(NEGATIVES), default=NEGATIVES[0],
@@ -355,7 +353,7 @@ class FaceAdapterIdentity(io.ComfyNode):
         return io.NodeOutput(positive, [[compute_identity_tokens(face_adapter, target_256, "target_256"), {}]])
 
 
-class FaceAdapterAttributes(io.ComfyNode):
+class FaceAdapterAttributes(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -365,9 +363,9 @@ class FaceAdapterAttributes(io.ComfyNode):
             description="77 attribute tokens for the ControlNet: the fine-tuned CLIP ViT-H/14 last hidden state "
                         "(CLS + 256 patches, before post-layernorm) of the 512 crop through Image2Token. Use the "
                         "source's crop for reenactment and the target's for swapping.",
-            inputs=[FaceAdapter.Input("face_adapter"),
+            inputs=[FACE_ADAPTER.Input("face_adapter"),
                     io.Image.Input("crops_512", tooltip="Face-Adapter 512 crops (convention faceadapter512)")],
-            outputs=[FaceAdapterTokens.Output(display_name="attribute_tokens")],
+            outputs=[FACE_ADAPTER_TOKENS.Output(display_name="attribute_tokens")],
         )
 
     @classmethod
@@ -375,7 +373,7 @@ class FaceAdapterAttributes(io.ComfyNode):
         return io.NodeOutput(compute_attribute_tokens(face_adapter, crops_512, "crops_512"))
 
 
-class FaceAdapterApplyControlNet(io.ComfyNode):
+class FaceAdapterApplyControlNet(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -389,9 +387,9 @@ class FaceAdapterApplyControlNet(io.ComfyNode):
             inputs=[
                 io.Conditioning.Input("positive"),
                 io.Conditioning.Input("negative"),
-                FaceAdapter.Input("face_adapter"),
+                FACE_ADAPTER.Input("face_adapter"),
                 io.Image.Input("control_image", tooltip="Face-Adapter Spatial Control output (512, in [0,1])"),
-                FaceAdapterTokens.Input("attribute_tokens"),
+                FACE_ADAPTER_TOKENS.Input("attribute_tokens"),
                 io.Conditioning.Input("empty_prompt", tooltip="CLIP Text Encode of an empty text: the ControlNet's negative context"),
                 io.Float.Input("strength", default=1.0, min=0.0, max=10.0, step=0.01),
                 io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.001),
@@ -407,7 +405,7 @@ class FaceAdapterApplyControlNet(io.ComfyNode):
             return io.NodeOutput(positive, negative)
         check_image(control_image, "control_image")
         check_batch(len(control_image), len(attribute_tokens), "control_image", "attribute_tokens")
-        hint = control_image.movedim(-1, 1).float() * 2.0 - 1.0
+        hint = image_to_signed(control_image)
         empty = _first_tokens(empty_prompt, "empty_prompt")
         nets: dict = {}
         out = []
@@ -432,7 +430,7 @@ class FaceAdapterApplyControlNet(io.ComfyNode):
 # ---------------------------------------------------------------- blend
 
 
-class FaceAdapterBlend(io.ComfyNode):
+class FaceAdapterBlend(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -459,7 +457,7 @@ class FaceAdapterBlend(io.ComfyNode):
         return io.NodeOutput(out.clamp(0, 1), weight)
 
 
-class FaceAdapterSharedNoiseLatent(io.ComfyNode):
+class FaceAdapterSharedNoiseLatent(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(

@@ -1,7 +1,9 @@
 """Face nodes: detect, align and crop, paste back, preview. Every node works on IMAGE batches."""
 from __future__ import annotations
 
+import functools
 import logging
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,38 +15,40 @@ from ..face.preview import draw_face, draw_no_face
 from ..face.select import ORDERS, Selection, detect_face_set, fill_missing
 from ..face.types import FaceCrop as FaceCropData
 from ..face.types import FaceSet
-from .common import check_batch, check_same_frames, image_to_uint8, mask_batch, progress, resolve_model, uint8_to_image
-from .types import FaceCrop, Faces
+from .. import model_names as names
+from .checks import FaceControlNode
+from .common import (cached_object, check_batch, check_same_frames, image_to_uint8, mask_batch, progress, resolve_model,
+                     uint8_to_image)
+from .types import FACE_CROP, FACES
 
 log = logging.getLogger("facecontrol")
 
-_DETECTORS: dict[tuple, object] = {}
 BACKENDS = ("mediapipe", "insightface-scrfd")
 CONVENTIONS = ("ffhq", "arcface256", "faceadapter512")
 
 
+def _mediapipe_detector(path: Path, max_faces: int):
+    from ..face.detect_mediapipe import MediaPipeFaceDetector
+
+    return MediaPipeFaceDetector(path, max_faces=max_faces)
+
+
+def _scrfd_detector(path: Path, max_faces: int):
+    from ..face.detect_scrfd import ScrfdFaceDetector
+
+    return ScrfdFaceDetector(path, landmarker=get_detector("mediapipe", max_faces))
+
+
 def get_detector(backend: str, max_faces: int = 8):
-    """Detectors are kept for reuse between runs; the pack holds the only reference."""
+    """Detectors are kept in the pack's model cache for reuse between runs."""
     if backend == "mediapipe":
-        from ..face.detect_mediapipe import MediaPipeFaceDetector
-
-        path = resolve_model("mediapipe/face_landmarker.task")
-        key = (backend, str(path), max_faces)
-        if key not in _DETECTORS:
-            _DETECTORS[key] = MediaPipeFaceDetector(path, max_faces=max_faces)
-        return _DETECTORS[key]
+        return cached_object(resolve_model(names.MEDIAPIPE_LANDMARKER), functools.partial(_mediapipe_detector, max_faces=max_faces))
     if backend == "insightface-scrfd":
-        from ..face.detect_scrfd import ScrfdFaceDetector
-
-        path = resolve_model("face_adapter/third_party/models/antelopev2/scrfd_10g_bnkps.onnx")
-        key = (backend, str(path))
-        if key not in _DETECTORS:
-            _DETECTORS[key] = ScrfdFaceDetector(path, landmarker=get_detector("mediapipe", max_faces))
-        return _DETECTORS[key]
+        return cached_object(resolve_model(names.SCRFD), functools.partial(_scrfd_detector, max_faces=max_faces))
     raise ValueError(f"unknown face detector {backend!r}; choose one of {BACKENDS}")
 
 
-class DetectFaces(io.ComfyNode):
+class DetectFaces(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -65,7 +69,7 @@ class DetectFaces(io.ComfyNode):
                 io.Boolean.Input("track", default=True, tooltip="follow the chosen face from frame to frame"),
                 io.Combo.Input("if_no_face", options=["error", "use nearest frame"], default="error"),
             ],
-            outputs=[Faces.Output(display_name="faces"), io.String.Output(display_name="report")],
+            outputs=[FACES.Output(display_name="faces"), io.String.Output(display_name="report")],
         )
 
     @classmethod
@@ -85,7 +89,7 @@ class DetectFaces(io.ComfyNode):
         return io.NodeOutput(face_set, report)
 
 
-class AlignFaces(io.ComfyNode):
+class AlignFaces(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -96,7 +100,7 @@ class AlignFaces(io.ComfyNode):
                         "for video), ArcFace-template 256, or Face-Adapter's 512 crop.",
             inputs=[
                 io.Image.Input("image"),
-                Faces.Input("faces"),
+                FACES.Input("faces"),
                 io.Combo.Input("convention", options=list(CONVENTIONS), default="ffhq"),
                 io.Int.Input("size", default=256, min=64, max=2048, step=8, tooltip="crop size for ffhq (arcface256 is 256, faceadapter512 is 512)"),
                 io.Boolean.Input("smooth", default=True, tooltip="ffhq on video: Gaussian smoothing of the crop over frames (DVA)"),
@@ -105,7 +109,7 @@ class AlignFaces(io.ComfyNode):
                 io.Float.Input("crop_ratio", default=0.81, min=0.0, max=3.0, step=0.01, tooltip="faceadapter512: loose-box half-side over box width"),
                 io.Combo.Input("border", options=["constant", "reflect", "replicate"], default="constant"),
             ],
-            outputs=[io.Image.Output(display_name="crops"), FaceCrop.Output(display_name="face_crop")],
+            outputs=[io.Image.Output(display_name="crops"), FACE_CROP.Output(display_name="face_crop")],
         )
 
     @classmethod
@@ -136,15 +140,13 @@ def make_face_crop(faces: FaceSet, convention: str, size: int, smooth: bool, sig
         return face_align.arcface_crop(faces.lm5(), faces.image_size, 256)
     if convention == "faceadapter512":
         boxes = faces.boxes()
-        if smooth and len(faces) > 1:  # video: the same Gaussian smoothing as ffhq, on the box centre and size
-            c, x, y = face_align.smooth_quad_params((boxes[:, :2] + boxes[:, 2:4]) / 2, (boxes[:, 2:3] - boxes[:, 0:1]) / 2,
-                                                    (boxes[:, 3:4] - boxes[:, 1:2]) / 2, sigma_center, sigma_size)
-            boxes = np.concatenate([c[:, :1] - x, c[:, 1:] - y, c[:, :1] + x, c[:, 1:] + y], axis=1)
+        if smooth:
+            boxes = face_align.smooth_boxes(boxes, sigma_center, sigma_size)
         return face_align.faceadapter512_crop(boxes, faces.image_size, crop_ratio)
     raise ValueError(f"unknown crop convention {convention!r}; choose one of {CONVENTIONS}")
 
 
-class PasteBack(io.ComfyNode):
+class PasteBack(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -156,7 +158,7 @@ class PasteBack(io.ComfyNode):
             inputs=[
                 io.Image.Input("image", tooltip="the original frames"),
                 io.Image.Input("crops", tooltip="edited crops, one per frame or one for all"),
-                FaceCrop.Input("face_crop"),
+                FACE_CROP.Input("face_crop"),
                 io.Int.Input("feather", default=16, min=0, max=256, tooltip="edge softness in crop pixels"),
                 io.Mask.Input("mask", optional=True, tooltip="where to paste, in crop space; default the crop area"),
             ],
@@ -188,7 +190,7 @@ class PasteBack(io.ComfyNode):
         return io.NodeOutput(torch.from_numpy(out).clamp(0, 1), torch.from_numpy(used))
 
 
-class PreviewFaces(io.ComfyNode):
+class PreviewFaces(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -196,7 +198,7 @@ class PreviewFaces(io.ComfyNode):
             display_name="Preview Faces",
             category="FaceControl/faces",
             description="Draws each frame's box (green), 68 points (red), 5 points (blue) and optionally the 478 mesh.",
-            inputs=[io.Image.Input("image"), Faces.Input("faces"), io.Boolean.Input("show_478", default=False)],
+            inputs=[io.Image.Input("image"), FACES.Input("faces"), io.Boolean.Input("show_478", default=False)],
             outputs=[io.Image.Output(display_name="image")],
         )
 

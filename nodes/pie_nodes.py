@@ -11,27 +11,18 @@ import torch
 import torch.nn.functional as F
 from comfy_api.latest import io
 
-import comfy.model_management as mm
-import comfy.utils
 import folder_paths
 
 from ..models.checkpoint import load_state_strict, read_state, strip_prefix
 from ..pipelines import pie
-from .common import cached_patcher, check_image, folder_file, loaded_model, resolve_model
+from .. import model_names as names
+from ..face.image import image_to_signed, signed_to_image
+from .checks import FaceControlNode
+from .common import Progress, cached_patcher, check_image, check_interrupted, folder_file, load_patchers, loaded_model, resolve_model
+from .types import PIE_LATENT, RIGNET, STYLEGAN
 
 log = logging.getLogger("facecontrol")
 
-StyleGAN = io.Custom("STYLEGAN")
-RigNet = io.Custom("RIGNET")
-PIELatentType = io.Custom("PIE_LATENT")
-
-ICT_FILE = "face_3dmm/ict_facekit/face_model.npz"
-LANDMARK_FILE = "dva/pretrained_models/mobilenet_224_model_best_gdconv_external.pth.tar"
-RECOGNITION_FILE = "dva/pretrained_models/model_ir_se50.pth"
-VGG_FILE = "stylegan2/vgg16-397923af.pth"
-D3DFR_FILE = "face_3dmm/deep3dfacerecon/epoch_20.pth"
-BFM_FILE = "face_3dmm/BFM/BFM_model_front.mat"
-STANDARD_LANDMARKS_FILE = "face_3dmm/BFM/similarity_Lm3D_all.mat"
 FACE_MODELS = ("ict_facekit", "bfm_deep3dfacerecon")
 REFERENCE_GROUPS = {"none": (), "expression": ("expression",), "illumination": ("illumination",),
                     "expression+illumination": ("expression", "illumination"),
@@ -98,7 +89,7 @@ def build_formation(path: Path) -> pie.ICTFaceFormation:
     """ICT-FaceKit dense mesh + the landmark network (``path``)."""
     from ..face.ict_model import load_ict_model
 
-    return pie.ICTFaceFormation(load_ict_model(resolve_model(ICT_FILE)), build_landmark_net(path))
+    return pie.ICTFaceFormation(load_ict_model(resolve_model(names.ICT_FACE_MODEL)), build_landmark_net(path))
 
 
 def build_bfm_formation(path: Path) -> torch.nn.Module:
@@ -107,18 +98,18 @@ def build_bfm_formation(path: Path) -> torch.nn.Module:
     from ..pipelines.pie_bfm import load_bfm_formation
 
     try:
-        standard = resolve_model(STANDARD_LANDMARKS_FILE)
+        standard = resolve_model(names.PIE_STANDARD_LANDMARKS)
     except FileNotFoundError:
         standard = None
-    return load_bfm_formation(resolve_model(BFM_FILE), path, build_landmark_net(resolve_model(LANDMARK_FILE)), standard)
+    return load_bfm_formation(resolve_model(names.PIE_BFM), path, build_landmark_net(resolve_model(names.DVA_LNDNET)), standard)
 
 
 def formation_patcher(face_model: str):
     """The 3DMM image formation of ``face_model`` (one of FACE_MODELS) in a ModelPatcher."""
     if face_model == "ict_facekit":
-        return cached_patcher(resolve_model(LANDMARK_FILE), build_formation)
+        return cached_patcher(resolve_model(names.DVA_LNDNET), build_formation)
     if face_model == "bfm_deep3dfacerecon":
-        return cached_patcher(resolve_model(D3DFR_FILE), build_bfm_formation)
+        return cached_patcher(resolve_model(names.PIE_D3DFR), build_bfm_formation)
     raise ValueError(f"'face_model' must be one of {FACE_MODELS}, got {face_model!r}")
 
 
@@ -150,10 +141,10 @@ def pie_models(stylegan: StyleGANHandle, recognition: bool, perceptual: bool,
     """Bring every network the energies need onto the compute device through ComfyUI's memory manager."""
     patchers = [stylegan.patcher, formation_patcher(face_model)]
     if recognition:
-        patchers.append(cached_patcher(resolve_model(RECOGNITION_FILE), build_recognition))
+        patchers.append(cached_patcher(resolve_model(names.DVA_IDNET), build_recognition))
     if perceptual:
-        patchers.append(cached_patcher(resolve_model(VGG_FILE), build_perceptual))
-    mm.load_models_gpu(patchers)
+        patchers.append(cached_patcher(resolve_model(names.PIE_VGG16), build_perceptual))
+    load_patchers(patchers)
     modules = [p.model for p in patchers]
     generator, formation = modules[0], modules[1]
     rest = modules[2:]
@@ -172,33 +163,33 @@ def _to_generator_input(image: torch.Tensor, input_name: str, device: torch.devi
     if image.shape[1] != image.shape[2]:
         raise ValueError(f"'{input_name}' must be square face crops (Align and Crop Faces, ffhq); got "
                          f"{image.shape[2]}x{image.shape[1]}")
-    return image.permute(0, 3, 1, 2).to(device, torch.float32) * 2 - 1
+    return image_to_signed(image, device)
 
 
 def _to_comfy_image(images: torch.Tensor, size: int | None = None) -> torch.Tensor:
     if size and images.shape[-1] != size:
         images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False)
-    return ((images.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).float().cpu()
+    return signed_to_image(images)
 
 
 class _Progress:
     """Progress bar, cancel point and a JPEG preview of the current generated face every ``preview_every`` steps."""
 
     def __init__(self, preview_every: int) -> None:
-        self.bar = None
+        self.bar: Progress | None = None
         self.preview_every = preview_every
 
     def __call__(self, step: int, total: int, record: dict, preview) -> None:
-        mm.throw_exception_if_processing_interrupted()
+        check_interrupted()
         if self.bar is None:
-            self.bar = comfy.utils.ProgressBar(total)
+            self.bar = Progress(total)
         shown = None
         if self.preview_every and (step % self.preview_every == 0 or step + 1 == total):
             from PIL import Image
 
             first = _to_comfy_image(preview()[:1])[0].numpy()
             shown = ("JPEG", Image.fromarray((first * 255 + 0.5).astype(np.uint8)), 512)
-        self.bar.update_absolute(step + 1, total, shown)
+        self.bar.update(step + 1, total, shown)
 
 
 def _check_generator(latent: PIELatent, stylegan: StyleGANHandle) -> None:
@@ -211,7 +202,7 @@ def _check_generator(latent: PIELatent, stylegan: StyleGANHandle) -> None:
 # ----------------------------------------------------------------------------- nodes
 
 
-class LoadStyleGAN2(io.ComfyNode):
+class LoadStyleGAN2(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -221,7 +212,7 @@ class LoadStyleGAN2(io.ComfyNode):
             description="A StyleGAN2 generator from models/stylegan2: rosinality .pt or NVlabs .pkl "
                         "(read without running the pickle's code).",
             inputs=[io.Combo.Input("generator", options=folder_paths.get_filename_list("stylegan2"))],
-            outputs=[StyleGAN.Output(display_name="stylegan")],
+            outputs=[STYLEGAN.Output(display_name="stylegan")],
         )
 
     @classmethod
@@ -234,7 +225,7 @@ class LoadStyleGAN2(io.ComfyNode):
         return io.NodeOutput(StyleGANHandle(patcher, info))
 
 
-class LoadRigNet(io.ComfyNode):
+class LoadRigNet(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -243,7 +234,7 @@ class LoadRigNet(io.ComfyNode):
             category="FaceControl/PIE",
             description="RigNet weights from models/rignet (trained by scripts/train_rignet.py for one generator).",
             inputs=[io.Combo.Input("rignet", options=folder_paths.get_filename_list("rignet"))],
-            outputs=[RigNet.Output(display_name="rignet")],
+            outputs=[RIGNET.Output(display_name="rignet")],
         )
 
     @classmethod
@@ -279,7 +270,7 @@ WEIGHT_INPUTS = [
 ]
 
 
-class PIEEmbed(io.ComfyNode):
+class PIEEmbed(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -289,9 +280,9 @@ class PIEEmbed(io.ComfyNode):
             description="Finds the StyleGAN2 latent of each face crop by minimising PIE's energy, first in W, then "
                         "in W+. Without a RigNet only E_synth and E_recognition apply. Shows the current face as preview.",
             inputs=[
-                StyleGAN.Input("stylegan"),
+                STYLEGAN.Input("stylegan"),
                 io.Image.Input("crops", tooltip="FFHQ face crops (Align and Crop Faces, convention ffhq)"),
-                RigNet.Input("rignet", optional=True),
+                RIGNET.Input("rignet", optional=True),
                 io.Combo.Input("face_model", options=list(FACE_MODELS), default="ict_facekit", optional=True,
                                tooltip="3DMM of the image loss: the open ICT-FaceKit (default) or the BFM with "
                                        "Deep3DFaceRecon's regressor (epoch_20.pth, BFM_model_front.mat). "
@@ -304,7 +295,7 @@ class PIEEmbed(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="draws the random v of E_edit"),
                 io.Int.Input("preview_every", default=25, min=0, max=10000, tooltip="steps between previews (0: none)"),
             ],
-            outputs=[PIELatentType.Output(display_name="pie_latent"), io.Image.Output(display_name="reconstruction"),
+            outputs=[PIE_LATENT.Output(display_name="pie_latent"), io.Image.Output(display_name="reconstruction"),
                      io.String.Output(display_name="log")],
         )
 
@@ -338,7 +329,7 @@ class PIEEmbed(io.ComfyNode):
         return io.NodeOutput(latent, _to_comfy_image(reconstruction, crops.shape[1]), text)
 
 
-class PIEEdit(io.ComfyNode):
+class PIEEdit(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         slider = dict(min=-1.0, max=1.0, step=0.05, default=0.0)
@@ -350,10 +341,10 @@ class PIEEdit(io.ComfyNode):
                         "them from a reference face, through RigNet or, without one, by optimising the latent "
                         "directly until the regressed 3DMM parameters of the generated face match (direct mode).",
             inputs=[
-                StyleGAN.Input("stylegan"),
-                PIELatentType.Input("pie_latent"),
+                STYLEGAN.Input("stylegan"),
+                PIE_LATENT.Input("pie_latent"),
                 io.Combo.Input("mode", options=["direct", "rignet"], default="direct"),
-                RigNet.Input("rignet", optional=True),
+                RIGNET.Input("rignet", optional=True),
                 io.Float.Input("yaw", default=0.0, min=-45.0, max=45.0, step=1.0, tooltip="degrees; + turns the nose to image right"),
                 io.Float.Input("pitch", default=0.0, min=-45.0, max=45.0, step=1.0, tooltip="degrees; + tilts the nose down"),
                 io.Float.Input("roll", default=0.0, min=-45.0, max=45.0, step=1.0, tooltip="degrees; + counter-clockwise in the image"),
@@ -372,7 +363,7 @@ class PIEEdit(io.ComfyNode):
                 io.Float.Input("latent_weight", default=0.1, min=0.0, max=1000.0, step=0.01),
                 io.Int.Input("preview_every", default=10, min=0, max=10000),
             ],
-            outputs=[PIELatentType.Output(display_name="pie_latent"), io.String.Output(display_name="report")],
+            outputs=[PIE_LATENT.Output(display_name="pie_latent"), io.String.Output(display_name="report")],
         )
 
     @classmethod
@@ -436,7 +427,7 @@ def _pose_report(before, target, after, taus, mode) -> str:
     return "\n".join(lines)
 
 
-class PIEDecode(io.ComfyNode):
+class PIEDecode(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -444,7 +435,7 @@ class PIEDecode(io.ComfyNode):
             display_name="PIE Decode",
             category="FaceControl/PIE",
             description="Generates the faces of a PIE_LATENT, resized to the embedded crops' size for Paste Faces Back.",
-            inputs=[StyleGAN.Input("stylegan"), PIELatentType.Input("pie_latent"),
+            inputs=[STYLEGAN.Input("stylegan"), PIE_LATENT.Input("pie_latent"),
                     io.Int.Input("size", default=0, min=0, max=4096, tooltip="output size; 0 = the embedded crops' size")],
             outputs=[io.Image.Output(display_name="image")],
         )
@@ -458,7 +449,7 @@ class PIEDecode(io.ComfyNode):
         out = []
         with torch.inference_mode(False), torch.no_grad():
             for i in range(len(pie_latent)):
-                mm.throw_exception_if_processing_interrupted()
+                check_interrupted()
                 out.append(pie.synthesize(generator, pie_latent.w_plus[i:i + 1].to(device)))
         return io.NodeOutput(_to_comfy_image(torch.cat(out), size or pie_latent.crop_size))
 

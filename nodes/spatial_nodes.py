@@ -3,7 +3,6 @@ adapting-area mask and spatial control. All work on batches (a video is one fram
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,26 +14,16 @@ from ..face.align import warp_one
 from ..face.types import FaceCrop as FaceCropData
 from ..face.types import FaceSet, apply_affine
 from ..model_files import ModelFileNotFound
-from .common import (cached_patcher, check_batch, check_image, check_same_frames, image_to_uint8, images_with_mask,
-                     loaded_model, progress, resolve_model)
-from .types import Face3DMM, FaceCrop, FaceLandmarks, Faces
+from .. import model_names as names
+from ..face.image import image_to_signed, uint8_to_signed
+from .checks import FaceControlNode
+from .common import (cached_object, cached_patcher, check_batch, check_image, check_same_frames, image_to_uint8,
+                     images_with_mask, loaded_model, progress, resolve_model)
+from .types import FACE_3DMM, FACE_CROP, FACE_LANDMARKS, FACES
 
 log = logging.getLogger("facecontrol")
 
-ICT_FILE = "face_3dmm/ict_facekit/landmarks_model.npz"
-D3DFR_FILE = "face_adapter/third_party/d3dfr_res50_nofc.pth"
-BFM_FILE = "face_adapter/third_party/BFM_model_front.mat"
-SEG_UNET_FILE = "face_adapter/net_seg_res18.pth"
-BISENET_FILE = "face_adapter/third_party/79999_iter.pth"
 REGRESSOR_BATCH = 16
-_PLAIN_CACHE: dict[tuple, object] = {}
-
-
-def _cached(path: Path, build):
-    key = (str(path), path.stat().st_mtime, build.__name__)
-    if key not in _PLAIN_CACHE:
-        _PLAIN_CACHE[key] = build(path)
-    return _PLAIN_CACHE[key]
 
 
 def _check_faces_match(frames: np.ndarray, faces: FaceSet, image_name: str, faces_name: str) -> None:
@@ -44,7 +33,7 @@ def _check_faces_match(frames: np.ndarray, faces: FaceSet, image_name: str, face
                          "detect faces on the same frames")
 
 
-class Fit3DMM(io.ComfyNode):
+class Fit3DMM(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -57,14 +46,14 @@ class Fit3DMM(io.ComfyNode):
                         "d3dfr_res50_nofc.pth and BFM_model_front.mat).",
             inputs=[
                 io.Image.Input("images", tooltip="the frames the faces were detected on"),
-                Faces.Input("faces"),
+                FACES.Input("faces"),
                 io.Combo.Input("backend", options=list(f3.BACKENDS), default="ict_facekit"),
                 io.Combo.Input("identity", options=["per frame", "shared over frames"], default="per frame",
                                tooltip="a video of one person: one identity for all frames"),
                 io.Float.Input("smooth_sigma", default=0.0, min=0.0, max=20.0, step=0.1,
                                tooltip="video: Gaussian smoothing of pose, expression and gaze over frames (0 = off)"),
             ],
-            outputs=[Face3DMM.Output(display_name="face_3dmm")],
+            outputs=[FACE_3DMM.Output(display_name="face_3dmm")],
         )
 
     @classmethod
@@ -85,19 +74,18 @@ class Fit3DMM(io.ComfyNode):
 def fit_ict_backend(faces: FaceSet, shared: bool, smooth_sigma: float) -> f3.Face3DMM:
     from ..face.ict_model import load_ict_model
 
-    model = _cached(resolve_model(ICT_FILE), load_ict_model)
-    tick = progress(1)
-    fit = f3.fit_ict(faces, model, shared_identity=shared, smooth_sigma=smooth_sigma)
-    tick(0)
-    return fit
+    model = cached_object(resolve_model(names.ICT_LANDMARK_MODEL), load_ict_model)
+    iterations = 10
+    return f3.fit_ict(faces, model, shared_identity=shared, smooth_sigma=smooth_sigma, iterations=iterations,
+                      on_iteration=progress(iterations))
 
 
 def fit_bfm_backend(frames: np.ndarray, faces: FaceSet, shared: bool, smooth_sigma: float) -> f3.Face3DMM:
     from ..face.bfm import BFMProjector
     from ..models.d3dfr import load_d3dfr_state
 
-    regressor = loaded_model(cached_patcher(resolve_model(D3DFR_FILE), load_d3dfr_state))
-    projector = _cached(resolve_model(BFM_FILE), BFMProjector.face_adapter)
+    regressor = loaded_model(cached_patcher(resolve_model(names.FA_D3DFR), load_d3dfr_state))
+    projector = cached_object(resolve_model(names.FA_BFM), BFMProjector.face_adapter)
     canvas = f3.arcface_canvas(faces)
     device = next(regressor.parameters()).device
     dtype = next(regressor.parameters()).dtype
@@ -106,7 +94,7 @@ def fit_bfm_backend(frames: np.ndarray, faces: FaceSet, shared: bool, smooth_sig
     for start in range(0, len(frames), REGRESSOR_BATCH):
         idx = range(start, min(start + REGRESSOR_BATCH, len(frames)))
         crops = np.stack([warp_one(frames[i], canvas[i], f3.CANVAS_SIZE) for i in idx])
-        x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)  # [-1,1] RGB
+        x = uint8_to_signed(crops)  # [-1,1] RGB
         with torch.no_grad():
             outputs.append(regressor(x.to(device, dtype)).float().cpu())
         tick(idx[-1])
@@ -114,7 +102,7 @@ def fit_bfm_backend(frames: np.ndarray, faces: FaceSet, shared: bool, smooth_sig
                                  smooth_sigma, shared)
 
 
-class Recombine3DMM(io.ComfyNode):
+class Recombine3DMM(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -125,12 +113,12 @@ class Recombine3DMM(io.ComfyNode):
                         "everything from the driver except the identity-shape coefficients. 'pose only' keeps the "
                         "source's expression and gaze; 'expression and gaze only' keeps the source's head pose.",
             inputs=[
-                Face3DMM.Input("source", tooltip="whose face shape to keep (one frame, or one per driver frame)"),
-                Face3DMM.Input("driver", tooltip="whose motion to take (a photo or a video)"),
+                FACE_3DMM.Input("source", tooltip="whose face shape to keep (one frame, or one per driver frame)"),
+                FACE_3DMM.Input("driver", tooltip="whose motion to take (a photo or a video)"),
                 io.Combo.Input("take_from_driver", options=list(f3.RECOMBINE_MODES),
                                default="expression, pose and gaze (Face-Adapter)"),
             ],
-            outputs=[Face3DMM.Output(display_name="face_3dmm")],
+            outputs=[FACE_3DMM.Output(display_name="face_3dmm")],
         )
 
     @classmethod
@@ -138,7 +126,7 @@ class Recombine3DMM(io.ComfyNode):
         return io.NodeOutput(f3.recombine(source, driver, take_from_driver))
 
 
-class ProjectLandmarks(io.ComfyNode):
+class ProjectLandmarks(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -149,10 +137,10 @@ class ProjectLandmarks(io.ComfyNode):
                         "rainbow dots (radius 2) on a black 256 canvas, warped into the crop with the pose frame's "
                         "512->256 transform. Also outputs the 70 points in crop pixels.",
             inputs=[
-                Face3DMM.Input("face_3dmm"),
-                FaceCrop.Input("crop", tooltip="the crop to draw into: the driver's faceadapter512 crop"),
+                FACE_3DMM.Input("face_3dmm"),
+                FACE_CROP.Input("crop", tooltip="the crop to draw into: the driver's faceadapter512 crop"),
             ],
-            outputs=[io.Image.Output(display_name="landmark_image"), FaceLandmarks.Output(display_name="landmarks")],
+            outputs=[io.Image.Output(display_name="landmark_image"), FACE_LANDMARKS.Output(display_name="landmarks")],
         )
 
     @classmethod
@@ -168,7 +156,7 @@ class ProjectLandmarks(io.ComfyNode):
         return io.NodeOutput(torch.from_numpy(images).float() / 255.0, points)
 
 
-class AdaptingMask(io.ComfyNode):
+class AdaptingMask(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -185,9 +173,9 @@ class AdaptingMask(io.ComfyNode):
                 io.Combo.Input("method", options=["auto", "network", "geometric"], default="auto"),
                 io.Image.Input("base_image", tooltip="512 crops: the source's (reenactment) or the target's (swap)"),
                 io.Image.Input("landmark_image", tooltip="from Project 3DMM Landmarks"),
-                FaceLandmarks.Input("landmarks", tooltip="from Project 3DMM Landmarks"),
-                Faces.Input("base_faces", optional=True, tooltip="geometric: the faces the base crops were made from"),
-                FaceCrop.Input("base_crop", optional=True, tooltip="geometric: the base crops' FACE_CROP"),
+                FACE_LANDMARKS.Input("landmarks", tooltip="from Project 3DMM Landmarks"),
+                FACES.Input("base_faces", optional=True, tooltip="geometric: the faces the base crops were made from"),
+                FACE_CROP.Input("base_crop", optional=True, tooltip="geometric: the base crops' FACE_CROP"),
                 io.Int.Input("dilation", default=33, min=1, max=255, step=2, optional=True,
                              tooltip="geometric: dilation in crop pixels"),
                 io.Combo.Input("bisenet_input", options=["authors ([-1,1])", "imagenet"], default="authors ([-1,1])",
@@ -226,7 +214,7 @@ def _repeat(images: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def _network_file(mode: str) -> str:
-    return SEG_UNET_FILE if mode == "reenactment" else BISENET_FILE
+    return names.FA_SEG_UNET if mode == "reenactment" else names.FA_BISENET
 
 
 def _choose_mask_method(mode: str, method: str) -> str:
@@ -258,20 +246,16 @@ def _geometric(base_image, landmarks: f3.CropLandmarks, base_faces, base_crop, d
     return torch.from_numpy(adapting_mask.geometric_mask([base_lm, driver_lm], size, dilation))
 
 
-def _signed(images: torch.Tensor) -> torch.Tensor:
-    return images.permute(0, 3, 1, 2).float() * 2.0 - 1.0
-
-
 def _seg_unet_mask(base_image: torch.Tensor, landmark_image: torch.Tensor) -> torch.Tensor:
     from ..models.seg_unet import load_seg_unet_state
 
-    net = loaded_model(cached_patcher(resolve_model(SEG_UNET_FILE), load_seg_unet_state))
+    net = loaded_model(cached_patcher(resolve_model(names.FA_SEG_UNET), load_seg_unet_state))
     device = next(net.parameters()).device
     tick = progress(len(base_image))
     masks = []
     for i in range(len(base_image)):
-        img = _signed(base_image[i:i + 1]).to(device)
-        pts = _signed(landmark_image[i:i + 1]).to(device)
+        img = image_to_signed(base_image[i:i + 1], device)
+        pts = image_to_signed(landmark_image[i:i + 1], device)
         masks.append(net.predict_mask(img, pts)[:, 0].float().cpu())
         tick(i)
     return torch.cat(masks)
@@ -280,7 +264,7 @@ def _seg_unet_mask(base_image: torch.Tensor, landmark_image: torch.Tensor) -> to
 def _bisenet_mask(base_image: torch.Tensor, bisenet_input: str) -> torch.Tensor:
     from ..models.bisenet import load_bisenet_state
 
-    net = loaded_model(cached_patcher(resolve_model(BISENET_FILE), load_bisenet_state))
+    net = loaded_model(cached_patcher(resolve_model(names.FA_BISENET), load_bisenet_state))
     device = next(net.parameters()).device
     preprocess = "none" if bisenet_input.startswith("authors") else "imagenet_signed"
     size = base_image.shape[1]
@@ -288,13 +272,13 @@ def _bisenet_mask(base_image: torch.Tensor, bisenet_input: str) -> torch.Tensor:
     masks = []
     for i in range(len(base_image)):
         with torch.no_grad():
-            labels = net.parse(_signed(base_image[i:i + 1]).to(device), preprocess=preprocess, size=size).labels
+            labels = net.parse(image_to_signed(base_image[i:i + 1], device), preprocess=preprocess, size=size).labels
         masks.append(adapting_mask.swap_mask_from_parsing(labels[:, 0]).float().cpu())
         tick(i)
     return torch.cat(masks)
 
 
-class SpatialControl(io.ComfyNode):
+class SpatialControl(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(

@@ -22,11 +22,6 @@ BLEND_KERNEL = 17
 BLEND_PAD = 16
 
 
-def to_signed(images: torch.Tensor) -> torch.Tensor:
-    """ComfyUI IMAGE (B,H,W,3) in [0,1] -> (B,3,H,W) in [-1,1], the range every Face-Adapter network reads."""
-    return images.movedim(-1, 1) * 2.0 - 1.0
-
-
 def clip_pixel_values(frames: np.ndarray) -> torch.Tensor:
     """uint8 RGB (B,H,W,3) -> (B,3,224,224) as CLIPImageProcessor() makes them from PIL images."""
     return torch.stack([_clip_one(frame) for frame in frames])
@@ -98,34 +93,3 @@ def flicker(frames: torch.Tensor, mask: torch.Tensor | None = None) -> float:
         return float(diff.mean())
     weight = (mask[1:] * mask[:-1]).float()
     return float((diff * weight).sum() / weight.sum().clamp_min(1.0))
-
-
-# ---------------------------------------------------------------- which real weights the demo needs
-
-DEMO_WORKFLOWS = ("face_adapter_reenactment", "face_adapter_swap")
-# What those workflows load: the bundle files of the loader node, the SD1.5 checkpoint and sd-vae-ft-mse.
-DEMO_FILES = (
-    "face_adapter/net_id2token.pth", "face_adapter/net_image2token.pth", "face_adapter/controlnet/config.json",
-    "face_adapter/controlnet/diffusion_pytorch_model.safetensors", "face_adapter/vision_encoder/config.json",
-    "face_adapter/vision_encoder/model.safetensors", "face_adapter/third_party/insightface_glint360k.pth",
-    "checkpoints/v1-5-pruned-emaonly.safetensors", "vae/vae-ft-mse-840000-ema-pruned.safetensors",
-)
-
-
-def missing_real_weights(models_dir) -> list[str]:
-    """Manifest names of the real files the Face-Adapter demo needs that are absent from a ComfyUI models dir,
-    or present with a sha256 other than the manifest's (as the filled test files, which share the names)."""
-    from .. import model_files
-
-    folders = model_files.default_folders(models_dir)
-    missing = []
-    for name in DEMO_FILES:
-        entry = model_files.get_entry(name)
-        try:
-            path = model_files.resolve(entry, folders)
-        except model_files.ModelFileNotFound:
-            missing.append(entry.name)
-            continue
-        if not model_files.verify_sha256(path, entry.sha256):
-            missing.append(f"{entry.name} (sha256 differs from the manifest's)")
-    return missing

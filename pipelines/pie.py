@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..face.fit_3dmm import matrix_to_angles, rotation_matrix
+from ..face.geometry import matrix_to_angles, weak_perspective
 from ..face.ict_model import ICTFaceModel
 from ..face.render import render_colors, sh_basis, sh_irradiance, vertex_normals, INIT_LIGHT
 
@@ -161,19 +161,12 @@ class ICTFaceFormation(FaceFormation):
     def posed(self, theta: Theta, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Screen vertices (B,V,3: x, y pixels, depth away from the camera) and camera-frame unit normals."""
         shape = self.model.shape(theta["identity"], theta["expression"])
-        rotated = shape @ rotation_matrix(theta["angles"]).transpose(1, 2)
-        scale = theta["scale"] * size
-        translation = theta["translation"] * size
-        u = scale * rotated[..., 0] + translation[:, :1]
-        v = translation[:, 1:] - scale * rotated[..., 1]
-        return torch.stack([u, v, -rotated[..., 2]], -1), vertex_normals(rotated, self.faces)
+        rotated, uv = weak_perspective(shape, theta["angles"], theta["scale"] * size, theta["translation"] * size)
+        return torch.cat([uv, -rotated[..., 2:]], -1), vertex_normals(rotated, self.faces)
 
     def landmarks(self, theta: Theta, size: int) -> torch.Tensor:
         shape = self.model.landmarks3d(theta["identity"], theta["expression"])
-        rotated = shape @ rotation_matrix(theta["angles"]).transpose(1, 2)
-        u = theta["scale"] * size * rotated[..., 0] + theta["translation"][:, :1] * size
-        v = theta["translation"][:, 1:] * size - theta["scale"] * size * rotated[..., 1]
-        return torch.stack([u, v], -1)
+        return weak_perspective(shape, theta["angles"], theta["scale"] * size, theta["translation"] * size)[1]
 
     # -- appearance
     def fit_appearance(self, images: torch.Tensor, theta: Theta) -> Theta:

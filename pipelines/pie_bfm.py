@@ -22,7 +22,8 @@ from scipy.io import loadmat
 from torch import nn
 
 from ..face.align import ffhq_quad_params
-from ..face.bfm import BFMProjector, rotation_matrix
+from ..face.bfm import BFMProjector
+from ..face.geometry import XYZ_FROM_YAW_PITCH_ROLL, YAW_PITCH_ROLL_FROM_XYZ, rotation_matrix
 from ..face.render import render_colors
 from ..models.d3dfr import split_coeffs
 from .pie import FaceFormation, Theta
@@ -31,7 +32,6 @@ logger = logging.getLogger(__name__)
 
 VIEW_SIZE = 224  # Deep3DFaceRecon's input
 RESCALE_FACTOR = 102.0  # align_img: pixels per BFM unit of the standard landmarks
-XYZ_FROM_YAW_PITCH_ROLL = [1, 0, 2]  # BFM angles are (x: pitch, y: yaw, z: roll); theta keeps (yaw, pitch, roll)
 
 
 def read_standard_landmarks(path: str | Path) -> np.ndarray:
@@ -110,7 +110,7 @@ class BFMFaceFormation(FaceFormation):
             "identity": coeffs["id"],
             "expression": coeffs["exp"],
             "texture": coeffs["tex"],
-            "angles": coeffs["angle"][:, XYZ_FROM_YAW_PITCH_ROLL],
+            "angles": coeffs["angle"][:, YAW_PITCH_ROLL_FROM_XYZ],
             "light": coeffs["gamma"],
             "translation": coeffs["trans"],
         }
@@ -136,7 +136,7 @@ class BFMFaceFormation(FaceFormation):
         shape, camera = self._camera(theta)
         view = self.bfm.flip_y(self.bfm.project(camera))
         screen = torch.cat([self._to_crop(view, size), camera[..., 2:]], -1)
-        rotation = rotation_matrix(theta["angles"][:, XYZ_FROM_YAW_PITCH_ROLL])
+        rotation = rotation_matrix(theta["angles"])
         normals = self.bfm.compute_normals(shape) @ rotation.transpose(1, 2)
         colours = self.bfm.compute_color(self.bfm.compute_texture(theta["texture"]), normals, theta["light"])
         image, mask, _ = render_colors(screen, self.bfm.face_buf, colours, (size, size))

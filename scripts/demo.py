@@ -19,6 +19,7 @@ from comfy_client import REPO_ROOT, ComfyServer, WorkflowError, load_workflow
 log = logging.getLogger("facecontrol.demo")
 MEDIA = ("astronaut.png", "t1.jpg", "carphone_pristine.mp4")
 DEMO_WORKFLOWS = ("face_photo_pipeline", "face_group_select", "face_video_pipeline", "face_adapter_spatial_condition")
+FA_WORKFLOWS = ("face_adapter_reenactment", "face_adapter_swap")  # need the real Face-Adapter weights
 
 
 def copy_media(server: ComfyServer) -> None:
@@ -52,9 +53,9 @@ def main() -> int:
     args = parser.parse_args()
     names = args.only or list(DEMO_WORKFLOWS)
     if args.only is None:  # Face-Adapter reenactment and swap need the real weights (name and sha256 checked)
-        from facecontrol.pipelines.face_adapter import DEMO_WORKFLOWS as FA_WORKFLOWS, missing_real_weights
+        from facecontrol import model_files, model_names
 
-        fa_missing = missing_real_weights(REPO_ROOT / "comfyui" / "models")
+        fa_missing = model_files.missing_real_files(model_names.FACE_ADAPTER_DEMO_FILES, REPO_ROOT / "comfyui" / "models")
         if fa_missing:
             log.warning("Face-Adapter reenactment and swap skipped; fetch these files (scripts/fetch_models.py "
                         "--models-dir comfyui/models --paper face_adapter):\n  %s", "\n  ".join(fa_missing))

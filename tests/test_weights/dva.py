@@ -20,10 +20,12 @@ from pathlib import Path
 
 import torch
 
+from facecontrol import model_names as names
+
 TEST_UNET = dict(model_channels=32, embed_channels=512, dropout=0.0)
-CKPT = Path("dva/diffusion_video_autoencoder/epoch=51-step=1000000.ckpt")
-CLS = Path("dva/diffusion_video_autoencoder_cls/last.ckpt")
-CLIP = Path("dva/clip/ViT-B-16.pt")
+CKPT = Path("dva") / names.DVA_CHECKPOINT
+CLS = Path(names.DVA_CLASSIFIER)
+CLIP = Path(names.DVA_CLIP)
 
 
 def _fill():

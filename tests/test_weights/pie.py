@@ -38,13 +38,15 @@ from pathlib import Path
 
 import torch
 
+from facecontrol import model_names as names
+
 GENERATOR_FILE = Path("stylegan2/ffhq.pkl")
-VGG_FILE = Path("stylegan2/vgg16-397923af.pth")
-LANDMARK_FILE = Path("dva/pretrained_models/mobilenet_224_model_best_gdconv_external.pth.tar")
-ICT_FILE = Path("face_3dmm/ict_facekit/face_model.npz")
+VGG_FILE = Path(names.PIE_VGG16)
+LANDMARK_FILE = Path(names.DVA_LNDNET)
+ICT_FILE = Path(names.ICT_FACE_MODEL)
 RIGNET_FILE = Path("rignet/ffhq_rignet.safetensors")
-BFM_FILE = Path("face_3dmm/BFM/BFM_model_front.mat")
-D3DFR_FILE = Path("face_3dmm/deep3dfacerecon/epoch_20.pth")
+BFM_FILE = Path(names.PIE_BFM)
+D3DFR_FILE = Path(names.PIE_D3DFR)
 # spread of each Deep3DFaceRecon head's outputs on the test generator's faces: id, exp, tex, angle, gamma, txy, tz
 HEAD_SPREAD = (0.3, 0.2, 0.3, 0.08, 0.05, 0.03, 0.05)
 CM_TO_BFM = 0.1  # the BFM front model is in decimetres

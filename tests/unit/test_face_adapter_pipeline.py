@@ -55,9 +55,11 @@ def test_blend_takes_generated_inside_and_base_outside():
     assert torch.allclose(out[:, 4], torch.full_like(out[:, 4], 0.3))
 
 
-def test_to_signed_maps_images_to_minus_one_one_channels_first():
+def test_image_to_signed_maps_images_to_minus_one_one_channels_first():
+    from facecontrol.face.image import image_to_signed
+
     image = torch.tensor([[[[0.0, 0.5, 1.0]]]])
-    assert torch.equal(fa.to_signed(image), torch.tensor([[[[-1.0]], [[0.0]], [[1.0]]]]))
+    assert torch.equal(image_to_signed(image), torch.tensor([[[[-1.0]], [[0.0]], [[1.0]]]]))
 
 
 def test_flicker_measures_frame_to_frame_change_in_levels():

@@ -16,14 +16,13 @@ import torch
 from facecontrol.face.fit_3dmm import (
     fit_landmarks,
     interocular_distance,
-    matrix_to_angles,
     project,
     project_landmarks,
     recombine,
     reprojection_error,
-    rotation_matrix,
     smooth_fit,
 )
+from facecontrol.face.geometry import matrix_to_angles, rotation_matrix
 from facecontrol.face.gaze import gaze_from_iris, gaze_points
 from facecontrol.face.ict_model import load_ict_model
 
