@@ -10,6 +10,7 @@ image reported as a success.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import numbers
 from typing import Any
@@ -33,10 +34,14 @@ class FaceControlNode(io.ComfyNode):
 
 
 def _checked(execute):
+    signature = inspect.signature(execute)
+
     @functools.wraps(execute)
     def run(cls, *args, **kwargs):
         schema = cls.define_schema()
-        result = execute(cls, *args, **check_inputs(schema, kwargs))
+        bound = signature.bind(cls, *args, **kwargs).arguments  # ComfyUI passes keywords; tests may not
+        bound.pop(next(iter(signature.parameters)))
+        result = execute(cls, **check_inputs(schema, bound))
         check_outputs(schema, result)
         return result
 

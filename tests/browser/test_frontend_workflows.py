@@ -108,3 +108,36 @@ def output_node_types(comfy) -> set[str]:
     if not _OUTPUT_TYPES:
         _OUTPUT_TYPES.update(k for k, v in comfy.get_json("/object_info").items() if v.get("output_node"))
     return _OUTPUT_TYPES
+
+
+def _with_old_type_names(workflow: dict) -> dict:
+    """The workflow as FaceControl 0.1 saved it: socket types without the FACECONTROL_ prefix."""
+    text = json.dumps(workflow)
+    for old, new in json.loads((REPO_ROOT / "web" / "renamed_types.json").read_text())["FaceControl 0.1"].items():
+        text = text.replace(f'"{new}"', f'"{old}"')
+    return json.loads(text)
+
+
+def test_a_workflow_saved_with_the_old_type_names_loads_with_the_new_ones(page, comfy):
+    current = json.loads((REPO_ROOT / "workflows" / "ui" / "face_adapter_spatial_condition.json").read_text())
+    old = _with_old_type_names(current)
+    assert "FACES" in json.dumps(old) and "FACECONTROL_FACES" not in json.dumps(old)
+    load_graph(page, old)
+    link_types = page.evaluate("""() => { const links = window.app.graph.links;
+        const all = links instanceof Map ? [...links.values()] : Object.values(links);
+        return all.filter(l => l).map(l => l.type); }""")
+    slot_types = page.evaluate("""() => window.app.graph._nodes.filter(n => n.type.startsWith('FaceControl'))
+        .flatMap(n => [...(n.inputs || []), ...(n.outputs || [])].map(s => s.type))""")
+    expected = {link[5] for link in current["links"]}
+    assert set(link_types) == expected, f"links after loading: {sorted(set(link_types))}"
+    assert not {t for t in slot_types if t in {"FACES", "FACE_CROP", "FACE_3DMM", "FACE_LANDMARKS"}}, slot_types
+    before = history_ids(comfy)
+    page.evaluate("async () => { await window.app.queuePrompt(0, 1); }")
+    deadline = time.time() + 300
+    while time.time() < deadline and not (history_ids(comfy) - before):
+        time.sleep(0.5)
+    new = history_ids(comfy) - before
+    assert new, "the migrated graph reached no prompt on the server"
+    while time.time() < deadline and comfy.get_json("/queue")["queue_running"]:
+        time.sleep(0.5)
+    assert all(comfy.get_json("/history")[p]["status"]["status_str"] == "success" for p in new)
