@@ -57,6 +57,11 @@ MODEL_FOLDERS: dict[str, dict[str, Any]] = {
         "extensions": [".task", ".tflite"],
         "description": "MediaPipe task files (face_landmarker.task)",
     },
+    "metrics": {
+        "subfolder": "facecontrol_metrics",
+        "extensions": [".pth", ".dat", ".pt", ".safetensors"],
+        "description": "networks that only score results: LPIPS (lpips package layout), pytorch-fid's Inception, dlib",
+    },
 }
 
 # ComfyUI's own folders that some manifest entries point to (loaded by ComfyUI's loaders, not by the pack).

@@ -45,6 +45,13 @@ PIE_D3DFR = "face_3dmm/deep3dfacerecon/epoch_20.pth"
 PIE_BFM = "face_3dmm/BFM/BFM_model_front.mat"
 PIE_STANDARD_LANDMARKS = "face_3dmm/BFM/similarity_Lm3D_all.mat"
 
+# Networks that only score results (pipelines/metrics.py): the lpips package's and pytorch-fid's own files
+METRIC_LPIPS_ALEX = "metrics/lpips/weights/v0.1/alex.pth"
+METRIC_ALEXNET = "metrics/torchvision/alexnet-owt-7be5be79.pth"
+METRIC_FID_INCEPTION = "metrics/pytorch_fid/pt_inception-2015-12-05-6726825d.pth"
+METRIC_DLIB_DESCRIPTOR = "metrics/dlib/dlib_face_recognition_resnet_model_v1.dat"
+METRIC_DLIB_PREDICTOR5 = "metrics/dlib/shape_predictor_5_face_landmarks.dat"
+
 # What the Face-Adapter demo's reenactment and swap workflows load with the real weights.
 FACE_ADAPTER_DEMO_FILES = (FA_ID2TOKEN, FA_IMAGE2TOKEN, FA_CONTROLNET_CONFIG, FA_CONTROLNET, FA_VISION_CONFIG,
                            FA_VISION, FA_IRESNET, SD15_CHECKPOINT, SD_VAE_FT_MSE)

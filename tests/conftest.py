@@ -31,7 +31,7 @@ for extra in (TESTS_DIR, REPO_ROOT / "scripts"):
 from comfy_client import ComfyServer  # noqa: E402
 from media import media_path  # noqa: E402
 
-MODEL_KEYS = ("face_adapter", "dva", "stylegan2", "rignet", "face_3dmm", "insightface", "mediapipe")
+MODEL_KEYS = ("face_adapter", "dva", "stylegan2", "rignet", "face_3dmm", "insightface", "mediapipe", "metrics")
 # ComfyUI's own folders the workflows' stock loaders read (SD1.5 checkpoint, VAE).
 COMFY_KEYS = ("checkpoints", "vae", "controlnet", "clip_vision")
 
