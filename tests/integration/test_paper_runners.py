@@ -1,0 +1,179 @@
+"""The dataset runners end to end: tiny datasets cut from the real media, two real ComfyUI servers with the
+filled test weights, a runner killed mid-run and restarted, and one server stopped while it holds a sample.
+
+What each test shows, from the servers' own records (their /history, where every prompt carries its sample id):
+- the restarted runner queues no finished sample again;
+- the sample in flight on the stopped server is finished on the other one;
+- every sample ends in results.jsonl once, and the table is written, labelled as filled-weight numbers.
+The samples are few and the sampler steps minimal, to keep CI time (each runner's test: tens of seconds when idle).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from comfy_client import ComfyServer
+from media import load_rgb, load_video_rgb, media_path
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+LABEL = "filled test weights (deterministic, not the released files): the numbers test the plumbing only"
+
+
+@pytest.fixture
+def second_comfy(comfy, tmp_path):
+    """Another server, started as the `comfy` fixture starts its own, on the same model folders."""
+    yaml_path = Path(comfy.extra_model_paths)
+    server = ComfyServer(tmp_path / "comfy2", extra_model_paths=yaml_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def history_counts(server) -> dict[str, int]:
+    """sample id -> prompts the server has run for it (from the prompt's extra_data)."""
+    counts: dict[str, int] = {}
+    for entry in server.get_json("/history?max_items=10000").values():
+        extra = entry.get("prompt", [None, None, None, {}])[3] or {}
+        sample = extra.get("facecontrol_sample")
+        if sample:
+            counts[sample] = counts.get(sample, 0) + 1
+    return counts
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
+
+
+def wait_for(condition, timeout: float, what: str, proc=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the runner exited ({proc.returncode}) before {what}")
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def run_with_interruptions(script: str, args: list[str], out: Path, a, b, total: int, model_root: Path) -> list[dict]:
+    """Run, SIGKILL the runner after its first result, restart it, stop server b while it holds a sample."""
+    cmd = [sys.executable, str(REPO / "scripts" / script), "--out", str(out), "--server", a.url, "--server", b.url,
+           "--models-dir", str(model_root), "--weights-label", LABEL, *args]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    log = open(out.parent / f"{script}.log", "a")
+    first = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    wait_for(lambda: lines(out / "results.jsonl"), 900, "the first result", first)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    before = {r["sample"] for r in lines(out / "results.jsonl")}
+    assert 0 < len(before) < total, f"kill came too late to test a resume: {before}"
+    counts_before = {k: history_counts(a).get(k, 0) + history_counts(b).get(k, 0) for k in before}
+
+    second = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    started = len(lines(out / "queued.jsonl"))
+
+    def on_b_in_flight():
+        done = {r["sample"] for r in lines(out / "results.jsonl")}
+        fresh = [q for q in lines(out / "queued.jsonl")[started:] if q["server"] == b.url and q["sample"] not in done]
+        return fresh[-1] if fresh else None
+
+    held = wait_for(on_b_in_flight, 900, "a sample queued on the second server", second)
+    counts_b = history_counts(b)
+    b.stop()
+    assert second.wait(900) == 0, (out.parent / f"{script}.log").read_text()[-4000:]
+    results = lines(out / "results.jsonl")
+    ids = [r["sample"] for r in results]
+    assert len(ids) == len(set(ids)) == total, ids
+    counts_after = history_counts(a)
+    for sample in before:  # nothing finished before the kill was queued again
+        assert counts_after.get(sample, 0) + counts_b.get(sample, 0) == counts_before[sample], sample
+    rescued = next(r for r in results if r["sample"] == held["sample"])
+    assert rescued["status"] == "ok" and rescued["server"] == a.url, rescued
+    table = (out / "table.md").read_text()
+    assert LABEL in table and (out / "table.csv").is_file() and (out / "samples.csv").is_file()
+    return results
+
+
+def write_frames(folder: Path, frames) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i:04d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+
+
+def test_face_adapter_runner(comfy, second_comfy, model_root, tmp_path):
+    data = tmp_path / "fa_data"
+    carphone = load_video_rgb(max_frames=81)
+    write_frames(data / "voxceleb1" / "carphone" / "clip0", carphone[[0, 40, 80]])
+    write_frames(data / "voxceleb1" / "astronaut" / "photo0", [cv2.resize(load_rgb("astronaut.png"), (256, 256))])
+    write_frames(data / "ffpp" / "000", carphone[[20]])
+    write_frames(data / "ffpp" / "001", [cv2.resize(load_rgb("astronaut.png"), (256, 256))])
+    out = tmp_path / "fa_out"
+    results = run_with_interruptions("run_face_adapter.py", ["--dataset", str(data), "--same", "2", "--cross", "1",
+                                                             "--swap-frames", "1", "--swap-pairs", "1", "--steps", "1",
+                                                             "--gallery-frames", "1"],
+                                     out, comfy, second_comfy, 4, model_root)
+    assert all(r["status"] == "ok" for r in results), results
+    same = [r for r in results if r["kind"] == "same"]
+    assert all(np.isfinite(r["PSNR"]) and r["LPIPS"] > 0 and "Pose" in r and -1 <= r["CSIM"] <= 1 for r in same)
+    table = (out / "table.md").read_text()
+    for title in ("same-identity", "cross-identity", "FaceForensics++"):
+        assert title in table
+    assert "Face-Adapter (paper) | 22.36 | 0.1281 | 29.27" in table
+    assert "dlib ResNet v1" in table
+
+
+def write_video(path: Path, frames, fps: int = 15) -> None:
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"crf": "0"})
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_dva_runner(comfy, second_comfy, model_root, tmp_path):
+    data = tmp_path / "dva_data"
+    frames = load_video_rgb(max_frames=64)
+    write_video(data / "reconstruction" / "clip_a.mp4", frames[0:4])
+    write_video(data / "reconstruction" / "clip_b.mp4", frames[30:34])
+    shutil.copyfile(media_path("carphone_pristine.mp4"), data / "reconstruction" / "clip_c.mp4")
+    write_video(data / "edit" / "clip_d.mp4", frames[60:64])
+    out = tmp_path / "dva_out"
+    results = run_with_interruptions("run_dva.py", ["--dataset", str(data), "--steps", "2", "--frames", "2"],
+                                     out, comfy, second_comfy, 4, model_root)
+    assert all(r["status"] == "ok" for r in results), results
+    recon = [r for r in results if r["kind"] == "reconstruction"]
+    assert all(len(r["SSIM"]) == 2 and len(r["LPIPS"]) == 2 for r in recon)
+    assert all(np.isfinite(r["TL-ID"]) for r in results if r["kind"] == "edit")
+    table = (out / "table.md").read_text()
+    assert "DVA T=100 (paper) | 0.922 | n/a | 0.989 | 0.045 | 0.002" in table and "TL-ID" in table
+
+
+def test_pie_runner(comfy, second_comfy, model_root, tmp_path):
+    data = tmp_path / "pie_data"
+    write_frames(data / "portraits", [load_rgb("astronaut.png")])
+    (data / "edits.csv").write_text("portrait,yaw,smile,light_from_right\n*,15,,\n*,,0.5,\n*,,,0.3\n*,-10,,\n")
+    out = tmp_path / "pie_out"
+    results = run_with_interruptions("run_pie.py", ["--dataset", str(data), "--embed-steps", "1", "--edit-steps", "1"],
+                                     out, comfy, second_comfy, 4, model_root)
+    assert all(r["status"] == "ok" for r in results), results
+    assert all(-1 <= r["identity"] <= 1 for r in results)
+    table = (out / "table.md").read_text()
+    assert "Edit accuracy" in table and "Identity preservation" in table
