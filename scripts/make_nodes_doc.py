@@ -56,11 +56,10 @@ def describe_input(name: str, spec: list, optional: bool) -> str:
     if "min" in options or "max" in options:
         facts.append(f"range {options.get('min', '-inf')}..{options.get('max', 'inf')}"
                      + (f" step {options['step']}" if "step" in options else ""))
-    if choices:
-        if any(FILE_OPTION.search(str(c)) for c in choices):
-            facts.append("a file from the model folder")
-        else:
-            facts.append("one of " + ", ".join(f"`{c}`" for c in choices))
+    if kind == "COMBO" and (not choices or any(FILE_OPTION.search(str(c)) for c in choices)):
+        facts.append("a file from the model folder")
+    elif choices:
+        facts.append("one of " + ", ".join(f"`{c}`" for c in choices))
     if optional:
         facts.append("optional")
     return f"| `{name}` | {escape(kind)} | {escape('; '.join(facts))} | {escape(options.get('tooltip', ''))} |"

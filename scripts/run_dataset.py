@@ -310,6 +310,7 @@ class Runner:
         self.servers = [Server(url) for url in settings.servers]
         self.pending: queue.Queue = queue.Queue()
         self.attempts: dict[str, list[str]] = {}
+        self.unhealthy: set[str] = set()
         self.score_lock = threading.Lock()
         self.done = 0
         self.stop = threading.Event()
@@ -391,6 +392,8 @@ class Runner:
                 if self._all_done():
                     return
                 continue
+            if reattach is not None and reattach["server"] in self.unhealthy:
+                reattach = None  # its server is down: queue it afresh wherever
             if reattach is not None and reattach["server"] != server.url:
                 self.pending.put((sample, reattach))  # its server's worker picks it up
                 time.sleep(0.2)
@@ -412,9 +415,11 @@ class Runner:
                 continue
             except ServerFailure as error:
                 log.warning("server %s failed on %s (%s): the sample goes back to the queue", server.url, sample.id, error)
+                self.unhealthy.add(server.url)
                 self.pending.put((sample, None))
                 if not self._wait_until_alive(server):
                     return
+                self.unhealthy.discard(server.url)
                 continue
             self._record(row)
 
@@ -439,7 +444,7 @@ class Runner:
         finished = self.finished()
         self.skipped = len(finished)
         queued = self.journal.queued()
-        live = {s.url for s in self.servers}
+        live = {s.url for s in self.servers if s.alive()}
         for sample_id, sample in self.samples.items():
             if sample_id in finished:
                 continue
