@@ -4,8 +4,8 @@
     python scripts/make_doc_pictures.py --url http://127.0.0.1:8188
 
 Only workflows whose outputs need no restricted weights run here (the open path: mediapipe and ICT-FaceKit),
-so every picture is what a user gets: face_photo_pipeline, face_group_select, face_adapter_spatial_condition
-and the first frames of face_video_pipeline. Each picture is a strip of the workflow's saved images, small JPEGs.
+so every picture is what a user gets: face_photo_pipeline, face_adapter_spatial_condition and the first
+frames of face_video_pipeline (none shows the people of the group photo t1.jpg). Each picture is a strip of the workflow's saved images, small JPEGs.
 """
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ MEDIA = ("astronaut.png", "t1.jpg", "carphone_pristine.mp4")
 # picture name -> (workflow, [SaveImage node ids in strip order], how many images of each)
 PICTURES = {
     "photo_pipeline": ("face_photo_pipeline", ["7", "8", "5"], 1),
-    "group_select": ("face_group_select", ["4", "6", "8"], 1),
     "spatial_condition": ("face_adapter_spatial_condition", ["14", "16", "13"], 1),
     "video_crops": ("face_video_pipeline", ["11"], 4),
 }
