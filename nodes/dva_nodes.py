@@ -352,7 +352,8 @@ class VideoMetrics(FaceControlNode):
         if len(x) >= 2:
             net = identity_net(identity, dva_model)
             scores = metrics.identity_consistency(image_to_uint8(result), image_to_uint8(original), net)
-            lines.append(f"TL-ID {scores['TL-ID']:.4f} TG-ID {scores['TG-ID']:.4f} ({net.name})")
+            lines.append(f"TL-ID {scores['TL-ID']:.4f} TG-ID {scores['TG-ID']:.4f} ({identity})")
+            lines.append(f"identity network: {net.name}")
         report = "; ".join(lines)
         log.info("Face Video Metrics: %s", report)
         return io.NodeOutput(report)
