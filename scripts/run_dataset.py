@@ -571,6 +571,8 @@ def main_run(paper: Paper, args: argparse.Namespace, make_samples: Callable[[], 
     settings = Settings(args.out, args.servers or ["http://127.0.0.1:8188"], args.timeout, args.retry_failed)
     rows = Runner(paper, samples, settings).run()
     text = write_tables(args.out, paper.table(rows), header)
+    if isinstance(getattr(paper, "nets", None), Networks):
+        paper.nets.close()
     print(text)
     failed = [r["sample"] for r in rows if r.get("status") != "ok"]
     if failed:
@@ -653,6 +655,11 @@ class Networks:
 
         faces = detect_face_set(rgb[None], self.detector, Selection(), track=False)
         return None if faces.missing else faces
+
+    def close(self) -> None:
+        detector = self._cache.get("face detector")
+        if detector is not None:
+            detector.close()
 
 
 def read_rgb(path: Path | str):

@@ -233,7 +233,7 @@ class FaceAdapterPaper(rd.Paper):
         no_face = sum(1 for r in group if not r.get("result_face_found"))
         identity = getattr(self.nets.identity, "name", "unavailable")
         notes = [f"{len(group)} sample(s) scored, {len(failed)} failed; {no_face} result(s) with no detectable face "
-                 "(measured where the driver's face is)",
+                 "(measured where the driver's, or for a swap the target's, face is)",
                  f"CSIM and ID retrieval use {identity} (the paper: CurricularFace)",
                  "Exp / Pose / Gaze: Face-Adapter's D3DFR (d3dfr_res50_nofc.pth) on the 256 ArcFace-template crops"
                  if self.nets.d3dfr is not None else "Exp / Pose / Gaze: not measured (Face-Adapter's D3DFR file missing)"]
