@@ -39,14 +39,24 @@ def _checked(execute):
     @functools.wraps(execute)
     def run(cls, *args, **kwargs):
         schema = cls.define_schema()
-        bound = signature.bind(cls, *args, **kwargs).arguments  # ComfyUI passes keywords; tests may not
-        bound.pop(next(iter(signature.parameters)))
-        result = execute(cls, **check_inputs(schema, bound))
+        result = execute(cls, **check_inputs(schema, _as_keywords(signature, cls, args, kwargs)))
         check_outputs(schema, result)
         return result
 
     setattr(run, _CHECKED, True)
     return run
+
+
+def _as_keywords(signature: inspect.Signature, cls, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """The call's arguments by input name (ComfyUI passes keywords; direct calls may pass them by position)."""
+    bound = signature.bind(cls, *args, **kwargs).arguments
+    values: dict[str, Any] = {}
+    for name, value in list(bound.items())[1:]:
+        if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+            values.update(value)
+        else:
+            values[name] = value
+    return values
 
 
 # ---------------------------------------------------------------- inputs

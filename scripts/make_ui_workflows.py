@@ -41,6 +41,41 @@ def has_seed_control(name: str, spec) -> bool:
     return spec[0] == "INT" and name in ("seed", "noise_seed")
 
 
+# Stages of a face workflow, left to right; each becomes a named group box in the UI graph.
+STAGES = ("inputs", "models", "faces", "spatial condition", "tokens", "DVA", "PIE", "sampling", "blend and paste",
+          "outputs")
+STAGE_COLORS = {"inputs": "#3f789e", "models": "#8A8", "faces": "#b06634", "spatial condition": "#a1309b",
+                "tokens": "#88A", "DVA": "#b58b2a", "PIE": "#b58b2a", "sampling": "#444", "blend and paste": "#3f789e",
+                "outputs": "#8A8"}
+INPUT_NODES = {"LoadImage", "LoadVideo", "GetVideoComponents", "ImageFromBatch", "RepeatImageBatch"}
+OUTPUT_NODES = {"SaveImage", "PreviewImage", "SaveAnimatedWEBP", "SaveVideo", "CreateVideo", "PreviewAny",
+                "FaceControlPreviewFaces", "FaceControlVideoMetrics"}
+TOKEN_NODES = {"CLIPTextEncode", "FaceControlFaceAdapterIdentity", "FaceControlFaceAdapterAttributes"}
+PASTE_NODES = {"FaceControlPasteBack", "FaceControlFaceAdapterBlend"}
+NODE_WIDTH, COLUMN_GAP, ROW_GAP, GROUP_PAD, TITLE_H, SLOT_H = 330, 70, 30, 20, 40, 26
+
+
+def stage_of(class_type: str, category: str) -> str:
+    if class_type in INPUT_NODES:
+        return "inputs"
+    if class_type in OUTPUT_NODES:
+        return "outputs"
+    if class_type in PASTE_NODES:
+        return "blend and paste"
+    if class_type in TOKEN_NODES:
+        return "tokens"
+    if class_type.startswith("FaceControlLoad") or category.startswith("loaders"):
+        return "models"
+    by_category = {"FaceControl/faces": "faces", "FaceControl/3dmm": "spatial condition", "FaceControl/dva": "DVA",
+                   "FaceControl/PIE": "PIE"}
+    return by_category.get(category, "sampling")
+
+
+def node_height(info: dict, node: dict) -> int:
+    slots = len(ordered_inputs(info)) + len(info["output"])
+    return TITLE_H + SLOT_H * max(1, slots)
+
+
 def depth_of(api: dict) -> dict[str, int]:
     depth: dict[str, int] = {}
 
@@ -55,17 +90,34 @@ def depth_of(api: dict) -> dict[str, int]:
     return depth
 
 
-def api_to_ui(api: dict, object_info: dict, note: str) -> dict:
+def layout(api: dict, object_info: dict) -> tuple[dict[str, list[int]], list[dict]]:
+    """Node positions in stage columns (stacked by depth in the graph) and one group box per stage."""
     depth = depth_of(api)
-    rows: dict[int, int] = {}
+    stages: dict[str, list[str]] = {}
+    for nid in sorted(api, key=lambda n: (depth[n], int(n))):
+        info = object_info[api[nid]["class_type"]]
+        stages.setdefault(stage_of(api[nid]["class_type"], info.get("category", "")), []).append(nid)
+    positions, groups, x = {}, [], 60
+    for stage in (s for s in STAGES if s in stages):
+        y = 60 + TITLE_H
+        for nid in stages[stage]:
+            positions[nid] = [x + GROUP_PAD, y]
+            y += node_height(object_info[api[nid]["class_type"]], api[nid]) + ROW_GAP
+        groups.append({"title": stage, "bounding": [x, 60, NODE_WIDTH + 2 * GROUP_PAD, y - 60],
+                       "color": STAGE_COLORS[stage], "font_size": 24, "flags": {}})
+        x += NODE_WIDTH + 2 * GROUP_PAD + COLUMN_GAP
+    return positions, groups
+
+
+def api_to_ui(api: dict, object_info: dict, note: str) -> dict:
+    positions, groups = layout(api, object_info)
+    depth = depth_of(api)
     nodes, links = [], []
     link_id = 0
     outputs_links: dict[tuple[str, int], list[int]] = {}
     ui_nodes = {}
     for order, (nid, node) in enumerate(sorted(api.items(), key=lambda kv: (depth[kv[0]], int(kv[0])))):
         info = object_info[node["class_type"]]
-        row = rows.get(depth[nid], 0)
-        rows[depth[nid]] = row + 1
         inputs, widgets = [], []
         for name, spec in ordered_inputs(info):
             value = node["inputs"].get(name)
@@ -89,11 +141,10 @@ def api_to_ui(api: dict, object_info: dict, note: str) -> dict:
                 links.append([link_id, int(src), slot, int(nid), len(inputs), object_info[api[src]["class_type"]]["output"][slot]])
                 outputs_links.setdefault((src, slot), []).append(link_id)
                 entry["link"] = link_id
-            elif name not in node["inputs"] and section_is_optional(info, name):
-                pass
             inputs.append(entry)
         ui_nodes[nid] = {
-            "id": int(nid), "type": node["class_type"], "pos": [60 + 380 * depth[nid], 60 + 330 * row], "size": [340, 260],
+            "id": int(nid), "type": node["class_type"], "pos": positions[nid],
+            "size": [NODE_WIDTH, node_height(info, node)],
             "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": [],
             "properties": {"Node name for S&R": node["class_type"]}, "widgets_values": widgets,
         }
@@ -106,10 +157,10 @@ def api_to_ui(api: dict, object_info: dict, note: str) -> dict:
                          for i, t in enumerate(info["output"])]
         nodes.append(ui)
     last_id = max(int(n) for n in api) + 1
-    nodes.append({"id": last_id, "type": "Note", "pos": [60, -260], "size": [520, 220], "flags": {}, "order": len(nodes),
+    nodes.append({"id": last_id, "type": "Note", "pos": [60, -300], "size": [620, 260], "flags": {}, "order": len(nodes),
                   "mode": 0, "inputs": [], "outputs": [], "properties": {"text": ""}, "widgets_values": [note]})
-    return {"last_node_id": last_id, "last_link_id": link_id, "nodes": nodes, "links": links, "groups": [],
-            "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 300]}}, "version": 0.4}
+    return {"last_node_id": last_id, "last_link_id": link_id, "nodes": nodes, "links": links, "groups": groups,
+            "config": {}, "extra": {"ds": {"scale": 0.6, "offset": [0, 360]}}, "version": 0.4}
 
 
 def section_is_optional(info: dict, name: str) -> bool:

@@ -9,6 +9,7 @@ this stays inside CI's time on CPU; the integration tests run the shipped step c
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -32,6 +33,7 @@ def page(comfy, tmp_path_factory):
         context = pw.chromium.launch_persistent_context(
             str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = context.new_page()
+        page.set_viewport_size({"width": 1600, "height": 1000})
         page.goto(comfy.url, wait_until="domcontentloaded", timeout=120_000)
         page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=120_000)
         yield page
@@ -63,12 +65,30 @@ def assert_widgets_match_api_workflow(page, name: str) -> None:
             assert got == value, f"node {node_id} ({node['class_type']}) '{input_name}': page has {got!r}, workflow {value!r}"
 
 
+def screenshot(page, name: str, tmp_path_factory) -> Path:
+    """A full-page picture of the loaded graph, fitted to the view: under $FACECONTROL_SCREENSHOTS when set
+    (to look at them), else in the test's temporary folder."""
+    folder = Path(os.environ.get("FACECONTROL_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    page.evaluate("() => { const c = window.app.canvas; if (c?.ds && window.app.graph) { c.ds.reset?.(); "
+                  "window.app.graph.setDirtyCanvas(true, true); } }")
+    for _ in range(2):  # the first start opens the template browser; close any dialog
+        page.keyboard.press("Escape")
+    page.mouse.click(800, 500)
+    page.keyboard.press(".")  # the frontend's "fit view to selection or graph" shortcut
+    page.wait_for_timeout(500)
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path))
+    assert path.stat().st_size > 10_000, f"{path} is nearly empty"
+    return path
+
+
 def history_ids(comfy) -> set[str]:
     return set(comfy.get_json("/history"))
 
 
 @pytest.mark.parametrize("path", UI_WORKFLOWS, ids=[p.stem for p in UI_WORKFLOWS])
-def test_ui_workflow_loads_and_queues(page, comfy, path):
+def test_ui_workflow_loads_and_queues(page, comfy, path, tmp_path_factory):
     workflow = json.loads(path.read_text())
     load_graph(page, workflow)
     unresolved = page.evaluate(
@@ -77,6 +97,9 @@ def test_ui_workflow_loads_and_queues(page, comfy, path):
     loaded = page.evaluate("() => window.app.graph._nodes.length")
     assert loaded == len(workflow["nodes"])
     assert_widgets_match_api_workflow(page, path.stem)
+    groups = page.evaluate("() => (window.app.graph._groups || window.app.graph.groups || []).map(g => g.title)")
+    assert groups == [g["title"] for g in workflow["groups"]], f"groups in the page: {groups}"
+    screenshot(page, path.stem, tmp_path_factory)
 
     page.evaluate("""(steps) => { for (const n of window.app.graph._nodes) for (const w of n.widgets || [])
         if (w.name === 'steps' && w.value > steps) w.value = steps; }""", CI_SAMPLER_STEPS)
