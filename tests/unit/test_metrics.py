@@ -219,16 +219,18 @@ def face_recognition_module():
     81+); only that path helper is supplied when it is missing."""
     if importlib.util.find_spec("face_recognition") is None:
         pytest.skip("the face_recognition package is not installed (pip install --no-deps face_recognition)")
-    try:
-        import pkg_resources  # noqa: F401
-    except ImportError:
-        from pathlib import Path
+    if importlib.util.find_spec("pkg_resources") is not None:
+        return importlib.import_module("face_recognition")
+    from pathlib import Path
 
-        shim = types.ModuleType("pkg_resources")
-        shim.resource_filename = lambda package, rel: str(
-            Path(importlib.util.find_spec(package).submodule_search_locations[0]) / rel)
-        sys.modules["pkg_resources"] = shim
-    return importlib.import_module("face_recognition")
+    shim = types.ModuleType("pkg_resources")
+    shim.resource_filename = lambda package, rel: str(
+        Path(importlib.util.find_spec(package).submodule_search_locations[0]) / rel)
+    sys.modules["pkg_resources"] = shim
+    try:  # face_recognition_models binds resource_filename at import; the shim must not outlive that
+        return importlib.import_module("face_recognition")
+    finally:
+        del sys.modules["pkg_resources"]
 
 
 def face_recognition_transcribed(rgb: np.ndarray) -> list[np.ndarray]:
