@@ -399,7 +399,8 @@ class Runner:
                 time.sleep(0.2)
                 continue
             tried = self.attempts.setdefault(sample.id, [])
-            if server.url in tried and any(s.url not in tried for s in self.servers if s is not server):
+            others = [s for s in self.servers if s is not server and s.url not in self.unhealthy]
+            if server.url in tried and any(s.url not in tried for s in others):
                 self.pending.put((sample, None))
                 time.sleep(0.2)
                 continue

@@ -142,7 +142,8 @@ class PIEPaper(rd.Paper):
             kept = [r for r, e in zip(ok, edits) if not e.get(name) and any(group_of(k) == group_of(name) for k in e)]
             if not asked and not kept:
                 continue
-            table_rows.append([name, group_of(name), len(asked), rd.mean(r.get(f"{name} requested") for r in asked),
+            requested = rd.mean(e[name] for e in edits if e.get(name))
+            table_rows.append([name, group_of(name), len(asked), requested,
                                rd.mean(r.get(f"{name} measured") for r in asked), rd.mean(r.get(f"{name} error") for r in asked),
                                rd.mean(r.get(f"{name} error") for r in kept)])
         measured = sum(1 for r in ok if r.get("faces_found") == 2)
