@@ -55,7 +55,7 @@ def reading_model_file(path: str | os.PathLike, what: str = "model file") -> Ite
     except (ModelFileError, FileNotFoundError, MemoryError, KeyboardInterrupt):
         raise
     except Exception as error:  # noqa: BLE001 - every parse failure of a file becomes one clear message
-        if not Path(path).is_file():
+        if not Path(path).exists():
             raise
         raise damaged_file_error(path, f"{what}: {type(error).__name__}: {_short(error)}") from error
 
