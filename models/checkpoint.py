@@ -57,7 +57,10 @@ def reading_model_file(path: str | os.PathLike, what: str = "model file") -> Ite
     except Exception as error:  # noqa: BLE001 - every parse failure of a file becomes one clear message
         if not Path(path).exists():
             raise
-        raise damaged_file_error(path, f"{what}: {type(error).__name__}: {_short(error)}") from error
+        if "allow_pickle" in str(error):
+            raise ModelFileError(f"{os.fspath(path)} holds pickled Python objects (object arrays), which the pack "
+                                 f"never loads: it is not the released file ({REDOWNLOAD})") from None
+        raise damaged_file_error(path, f"{what}: {type(error).__name__}: {_short(error)}") from None
 
 
 _GLOBAL_IN_MESSAGE = re.compile(r"GLOBAL ([\w.]+)")
@@ -163,5 +166,9 @@ def read_state_dict(source: StateSource) -> dict[str, torch.Tensor]:
     """Like read_state, for files that must hold a plain state dict (an OrderedDict of tensors)."""
     state = read_state(source)
     if not isinstance(state, Mapping):
-        raise ValueError(f"{describe_source(source)}: expected a state dict, got {type(state).__name__}")
+        raise ModelFileError(f"{describe_source(source)}: expected a state dict, got {type(state).__name__}")
+    not_tensors = [str(k) for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise ModelFileError(f"{describe_source(source)}: expected a state dict of tensors, but "
+                             f"{', '.join(not_tensors[:10])} {'is not a tensor' if len(not_tensors) == 1 else 'are not tensors'}")
     return dict(state)
