@@ -64,7 +64,7 @@ class PickleLimits:
     max_depth: int = 200
     objects_per_opcode: int = 8
     min_objects: int = 100_000
-    bytes_per_file_byte: int = 4
+    bytes_per_file_byte: int = 16  # shared storages (G and G_ema of one snapshot) count once per reference
     min_bytes: int = 1 << 20
 
     def max_objects(self, opcodes: int) -> int:
