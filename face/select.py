@@ -87,20 +87,39 @@ def detect_face_set(
     are searched near it first, and the selection rule only applies again when it is lost.
     """
     n, h, w = frames.shape[:3]
+    face_set = select_over_frames(n, (h, w), lambda i: detector.detect(frames[i]),
+                                  lambda i, box: detector.detect_near(frames[i], box), selection, track, on_frame,
+                                  backend)
+    face_set.blendshape_names = list(getattr(detector, "blendshape_names", []))
+    return face_set
+
+
+def select_over_frames(
+    n: int,
+    image_size: tuple[int, int],
+    faces_in: Callable[[int], list[Face]],
+    faces_near: Callable[[int, np.ndarray], list[Face]],
+    selection: Selection,
+    track: bool = True,
+    on_frame: Callable[[int], None] | None = None,
+    backend: str = "mediapipe",
+) -> FaceSet:
+    """One face per frame from ``faces_in(i)`` (all faces of frame i) and ``faces_near(i, box)`` (the faces
+    around a box), by ``selection``, following the chosen face by overlap when ``track``."""
     chosen: list[Face | None] = []
     unselected: dict[int, int] = {}
     previous: Face | None = None
     if selection.mode == "index" and track:
         log.debug("index selection applies to the first frame with faces, then the face is tracked")
-    for i, frame in enumerate(frames):
+    for i in range(n):
         face = None
         if track and previous is not None:
-            face = follow_face(detector.detect_near(frame, previous.box), previous)
+            face = follow_face(faces_near(i, previous.box), previous)
             if face is None:
-                face = follow_face(detector.detect(frame), previous)
+                face = follow_face(faces_in(i), previous)
         if face is None:
-            found = detector.detect(frame)
-            face = choose_face(found, selection, (h, w))
+            found = faces_in(i)
+            face = choose_face(found, selection, image_size)
             if face is None and found:
                 unselected[i] = len(found)
             if face is not None and previous is not None:
@@ -110,7 +129,7 @@ def detect_face_set(
             previous = face
         if on_frame is not None:
             on_frame(i)
-    return FaceSet(chosen, (h, w), backend, list(getattr(detector, "blendshape_names", [])), found_unselected=unselected)
+    return FaceSet(chosen, image_size, backend, [], found_unselected=unselected)
 
 
 def _frame_list(frames: Sequence[int], limit: int = 20) -> str:
@@ -134,6 +153,14 @@ def missing_faces_message(face_set: FaceSet, selection: Selection, input_name: s
         parts.append(f"no face found in frame {_frame_list(empty)} of '{input_name}'")
     return (f"{'; '.join(parts)} ({len(face_set.missing)} of {len(face_set)} frames without a selected face, "
             f"backend {face_set.backend}, select={selection.mode})")
+
+
+def finish_selection(face_set: FaceSet, selection: Selection, if_no_face: str, input_name: str = "image") -> FaceSet:
+    """Frames without a selected face: an error naming them ('error', or no face anywhere), else each takes the
+    nearest frame's face ('use nearest frame')."""
+    if face_set.missing and (if_no_face == "error" or len(face_set.missing) == len(face_set)):
+        raise ValueError(missing_faces_message(face_set, selection, input_name))
+    return fill_missing(face_set) if face_set.missing else face_set
 
 
 def fill_missing(face_set: FaceSet) -> FaceSet:

@@ -85,7 +85,8 @@ def test_no_pack_type_equals_a_core_type(comfy):
     assert not custom & core, f"pack types also registered by core: {custom & core}"
     builtin = {"IMAGE", "MASK", "INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "CONDITIONING", "LATENT", "MODEL",
                "CLIP", "VAE", "CONTROL_NET", "VIDEO"}
-    assert ours - custom <= builtin, f"pack types without the FACECONTROL_ prefix: {ours - custom - builtin}"
+    interop = {"FACE_LANDMARKS"}  # core's own type, taken on purpose by the converter nodes
+    assert ours - custom - builtin <= interop, f"pack types without the FACECONTROL_ prefix: {ours - custom - builtin}"
 
 
 # ---------------------------------------------------------------- in-process: inputs no core node produces
