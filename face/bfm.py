@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from scipy.io import loadmat
 
+from ..models.checkpoint import reading_model_file
 from .geometry import rotation_matrix_xyz
 
 FACE_ADAPTER_FOCAL = 1015.0 * 256 / 224
@@ -51,7 +52,8 @@ class BFMProjector(torch.nn.Module):
         path = Path(bfm_model_path)
         if not path.is_file():
             raise FileNotFoundError(f"BFM model not found: {path} (BFM_model_front.mat from Deep3DFaceRecon/Face-Adapter)")
-        mat = loadmat(str(path))
+        with reading_model_file(path, "MATLAB file"):
+            mat = loadmat(str(path))
         self._register_shape_model(mat, recenter)
         self._register_topology(mat)
         self.focal = float(focal)

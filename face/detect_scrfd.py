@@ -32,12 +32,34 @@ def choose_providers(requested: str = "auto") -> list[str]:
     return [p for p in PREFERRED_PROVIDERS if p in available] or list(available)
 
 
+def check_single_file_onnx(onnx_path: str | Path) -> None:
+    """Refuse an ONNX model whose tensors live in other files (external data can name any path to read)."""
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+
+    from ..models.checkpoint import ModelFileError, reading_model_file
+
+    with reading_model_file(onnx_path, "ONNX model"):
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    tensors = [t for t in model.graph.initializer] + [
+        a.t for node in model.graph.node for a in node.attribute if a.HasField("t")]
+    external = sorted({entry.value for t in tensors if uses_external_data(t) for entry in t.external_data
+                       if entry.key == "location"})
+    if external:
+        raise ModelFileError(f"{onnx_path} keeps tensors in other files ({', '.join(external[:5])}); the pack only "
+                             "loads single-file ONNX models such as insightface's release (download it again)")
+
+
 class ScrfdFaceDetector:
     def __init__(self, onnx_path: str | Path, landmarker: MediaPipeFaceDetector | None = None, providers: str = "auto",
                  det_size: int = 640, threshold: float = 0.5, nms_iou: float = 0.4):
         import onnxruntime as ort
 
-        self.session = ort.InferenceSession(str(onnx_path), providers=choose_providers(providers))
+        from ..models.checkpoint import reading_model_file
+
+        check_single_file_onnx(onnx_path)
+        with reading_model_file(onnx_path, "ONNX model"):
+            self.session = ort.InferenceSession(str(onnx_path), providers=choose_providers(providers))
         self.provider = self.session.get_providers()[0]
         log.info("SCRFD %s runs on %s", Path(onnx_path).name, self.provider)
         self.input_name = self.session.get_inputs()[0].name

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models.checkpoint import reading_model_file
+
 logger = logging.getLogger(__name__)
 
 NUM_IDENTITY = 100
@@ -97,7 +99,7 @@ def load_ict_model(path: str | Path) -> ICTFaceModel:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ICT-FaceKit model file not found: {path}")
-    with np.load(path, allow_pickle=False) as data:
+    with reading_model_file(path, "npz arrays"), np.load(path, allow_pickle=False) as data:
         arrays = {key: data[key] for key in data.files}
     for key in ("mean", "id_basis", "exp_basis", "exp_names"):
         if key not in arrays:

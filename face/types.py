@@ -46,6 +46,7 @@ class FaceSet:
     backend: str
     blendshape_names: list[str] = field(default_factory=list)
     filled_from: dict[int, int] = field(default_factory=dict)  # frame -> frame whose face was reused
+    found_unselected: dict[int, int] = field(default_factory=dict)  # frame -> faces found there, none selected
 
     def __len__(self) -> int:
         return len(self.faces)

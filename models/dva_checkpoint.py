@@ -20,6 +20,8 @@ from typing import Any, Mapping, Union
 
 import torch
 
+from .checkpoint import RefusedPickleError, torch_load_weights
+
 __all__ = [
     "DVAStates",
     "DVAClassifierState",
@@ -73,21 +75,14 @@ def _stub_for(qualified_name: str) -> type:
 def load_lightning_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """torch.load(weights_only=True) of a Lightning file, with inert stand-ins for its metadata classes."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as first_error:  # noqa: BLE001 - re-raised below unless stubs can help
-        refused = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-        if not refused:
+        return torch_load_weights(path)
+    except RefusedPickleError as error:
+        unknown = [name for name in error.refused if name.split(".", 1)[0] not in _STUBBABLE_MODULE_ROOTS]
+        if unknown or not error.refused:
             raise
-        unknown = [name for name in refused if name.split(".", 1)[0] not in _STUBBABLE_MODULE_ROOTS]
-        if unknown:
-            raise ValueError(
-                f"{os.fspath(path)} contains pickled objects that a safe (weights-only) load refuses: "
-                f"{', '.join(unknown)}"
-            ) from first_error
+        refused = error.refused
     logger.info("replacing Lightning metadata classes by inert stand-ins: %s", ", ".join(refused))
-    stubs = [(_stub_for(name), name) for name in refused]
-    with torch.serialization.safe_globals(stubs):
-        return torch.load(path, map_location="cpu", weights_only=True)
+    return torch_load_weights(path, [(_stub_for(name), name) for name in refused])
 
 
 def _state_dict_of(source: CheckpointSource) -> Mapping[str, Any]:

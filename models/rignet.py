@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import load_state_strict, read_state
+from .checkpoint import load_state_strict, read_state, reading_model_file
 
 FORMAT = "facecontrol-rignet"
 
@@ -91,7 +91,7 @@ def load_rignet(path: str | Path) -> RigNetBundle:
     if path.suffix == ".safetensors":
         from safetensors import safe_open
 
-        with safe_open(str(path), "pt") as handle:
+        with reading_model_file(path, "safetensors"), safe_open(str(path), "pt") as handle:
             metadata = handle.metadata() or {}
         if metadata.get("format") != FORMAT or "config" not in metadata:
             raise ValueError(f"{path} is not a FaceControl RigNet file (metadata format={metadata.get('format')!r})")

@@ -37,6 +37,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .checkpoint import torch_load_weights
+
 logger = logging.getLogger(__name__)
 
 NOISE_MODES = ("const", "random", "none")
@@ -440,8 +442,7 @@ def infer_rosinality_config(state: dict[str, torch.Tensor]) -> dict[str, int]:
 
 def read_rosinality_checkpoint(path: str | Path) -> dict[str, Any]:
     """``torch.load`` with ``weights_only=True``; train.py checkpoints also hold an argparse.Namespace."""
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+    checkpoint = torch_load_weights(path, [argparse.Namespace])
     if not isinstance(checkpoint, dict):
         raise ValueError(f"{path}: expected a dict with 'g_ema', got {type(checkpoint).__name__}")
     return checkpoint

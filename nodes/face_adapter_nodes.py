@@ -21,6 +21,7 @@ import comfy.utils
 from .. import model_files
 from .. import model_names as names
 from ..face.image import image_to_signed
+from ..models.checkpoint import read_safetensors, reading_model_file
 from ..models.face_adapter_vision import load_clip_vision_tower
 from ..models.iresnet import load_iresnet100
 from ..models.token_mappers import load_token_mapper
@@ -174,11 +175,12 @@ class FaceAdapterControlNet(comfy.controlnet.ControlNet):
 
 def load_face_adapter_controlnet(folder: Path) -> FaceAdapterControlNet:
     """controlnet/ (diffusers config.json + diffusion_pytorch_model.safetensors) -> FaceAdapterControlNet."""
-    config = json.loads((folder / "config.json").read_text())
+    with reading_model_file(folder / "config.json", "JSON config"):
+        config = json.loads((folder / "config.json").read_text())
     if config.get("cross_attention_dim", 768) != 768:
         raise ValueError(f"{folder / 'config.json'}: cross_attention_dim is {config['cross_attention_dim']}, "
                          "but the Face-Adapter ControlNet is an SD1.5 one (768)")
-    state = comfy.utils.load_torch_file(str(folder / "diffusion_pytorch_model.safetensors"), safe_load=True)
+    state = read_safetensors(folder / "diffusion_pytorch_model.safetensors")
     return controlnet_from_diffusers_state(state, str(folder))
 
 

@@ -12,7 +12,7 @@ from comfy_api.latest import io
 from ..face import align as face_align
 from ..face.paste import crop_area_mask, paste_back
 from ..face.preview import draw_face, draw_no_face
-from ..face.select import ORDERS, Selection, detect_face_set, fill_missing
+from ..face.select import ORDERS, Selection, detect_face_set, fill_missing, missing_faces_message
 from ..face.types import FaceCrop as FaceCropData
 from ..face.types import FaceSet
 from .. import model_names as names
@@ -76,12 +76,11 @@ class DetectFaces(FaceControlNode):
     def execute(cls, image, backend, select, index, order, x, y, track, if_no_face) -> io.NodeOutput:
         frames = image_to_uint8(image, "image")
         detector = get_detector(backend)
-        face_set = detect_face_set(frames, detector, Selection(select, index, order, (x, y)), track=track,
-                                   on_frame=progress(len(frames)), backend=backend)
+        selection = Selection(select, index, order, (x, y))
+        face_set = detect_face_set(frames, detector, selection, track=track, on_frame=progress(len(frames)),
+                                   backend=backend)
         if face_set.missing and (if_no_face == "error" or len(face_set.missing) == len(face_set)):
-            frames_text = ", ".join(str(i) for i in face_set.missing[:20])
-            raise ValueError(f"no face found in frame {frames_text} of 'image' ({len(face_set.missing)} of {len(face_set)} "
-                             f"frames, backend {backend}, select={select})")
+            raise ValueError(missing_faces_message(face_set, selection, "image"))
         if face_set.missing:
             face_set = fill_missing(face_set)
         report = face_set.describe()

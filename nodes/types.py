@@ -28,6 +28,11 @@ STYLEGAN = io.Custom(PREFIX + "STYLEGAN")
 RIGNET = io.Custom(PREFIX + "RIGNET")
 PIE_LATENT = io.Custom(PREFIX + "PIE_LATENT")
 
+# Core ComfyUI's own types, used on purpose by the converter nodes (nodes/interop_nodes.py). ComfyUI 0.23+ registers
+# FACE_LANDMARKS itself; this declares the same name so our converters connect to core's sockets.
+CORE_FACE_LANDMARKS = io.Custom("FACE_LANDMARKS")
+CORE_TYPES = {CORE_FACE_LANDMARKS.io_type}
+
 # Old type name -> current name, for workflows saved before a rename (web/renamed_types.json, which the frontend
 # extension and scripts/migrate_workflows.py read too).
 RENAMED_TYPES: dict[str, str] = {

@@ -45,15 +45,11 @@ class ClipEditSettings:
 
 
 def load_clip(path: str):
-    """An open_clip model from OpenAI's released file (TorchScript archive or its state dict), eval, CPU."""
-    from open_clip.model import build_model_from_openai_state_dict
+    """An open_clip model from OpenAI's released file, eval, CPU: the TorchScript archive's tensors are read
+    without its code (models/clip_archive.py); the open_clip safetensors or state-dict form also loads."""
+    from ..models.clip_archive import load_openai_clip
 
-    try:  # OpenAI's release is a TorchScript archive: only its tensors are taken, its code never runs
-        state = torch.jit.load(path, map_location="cpu").state_dict()
-    except RuntimeError:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    state = {k: v for k, v in state.items() if k not in ("input_resolution", "context_length", "vocab_size")}
-    return build_model_from_openai_state_dict(state).float().eval()
+    return load_openai_clip(path)
 
 
 class TextDirection:

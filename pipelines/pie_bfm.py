@@ -25,6 +25,7 @@ from ..face.align import ffhq_quad_params
 from ..face.bfm import BFMProjector
 from ..face.geometry import XYZ_FROM_YAW_PITCH_ROLL, YAW_PITCH_ROLL_FROM_XYZ, rotation_matrix
 from ..face.render import render_colors
+from ..models.checkpoint import reading_model_file
 from ..models.d3dfr import split_coeffs
 from .pie import FaceFormation, Theta
 
@@ -36,7 +37,8 @@ RESCALE_FACTOR = 102.0  # align_img: pixels per BFM unit of the standard landmar
 
 def read_standard_landmarks(path: str | Path) -> np.ndarray:
     """Deep3DFaceRecon's ``similarity_Lm3D_all.mat`` -> (68,3) standard 3D landmarks (plain arrays, no code)."""
-    points = np.asarray(loadmat(str(path))["lm"], np.float64)
+    with reading_model_file(path, "MATLAB file"):
+        points = np.asarray(loadmat(str(path))["lm"], np.float64)
     if points.shape != (68, 3):
         raise ValueError(f"{path}: expected 'lm' of shape (68, 3), got {points.shape}")
     return points

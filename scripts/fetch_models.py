@@ -3,17 +3,27 @@
 
     python scripts/fetch_models.py --models-dir <ComfyUI>/models [--paper face_adapter|dva|pie|faces]
                                    [--only NAME ...] [--with-optional] [--list] [--manifest PATH]
+                                   [--allow-unverified]
 
 Files go to <models-dir>/<folder>/<path> as listed in model_manifest.json. A file that is already present in
-any of its locations (or shipped by an installed package) and verifies is left alone. Each download is written to
-a temporary file beside its target, checked (size, sha256 where known) and only then renamed into place; on any
-failure the temporary file is deleted, so a corrupted or partial file is never left behind. Nothing is resumed.
+any of its locations (or shipped by an installed package) and verifies is left alone.
 
-Exit status: 0 when every selected file is in place, 1 when something failed, 2 when only manual steps remain.
+Every file is verified by size and sha256 before it is installed: against the manifest, and for Hugging Face
+files also against the hub's own metadata (the sha256 and size of each LFS file, the git blob hash of small
+files), read with huggingface_hub from --hf-endpoint. A file for which no checksum is known anywhere (Google
+Drive files, for one) is refused before anything is downloaded, unless --allow-unverified is given.
+
+Each download is written to a hidden ``.<name>.*.part`` file beside its target, never longer than the expected
+size, checked and only then renamed into place; on any failure the partial file is deleted, and partial files
+that a killed run left behind are removed on the next run. Nothing is resumed.
+
+Exit status: 0 when every selected file is in place and verified, 1 when something failed or was refused,
+2 when only manual steps remain.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import html.parser
 import http.client
 import http.cookiejar
@@ -77,10 +87,33 @@ class ManualStepRequired(FetchError):
     """The file cannot be fetched automatically; the message says what to do."""
 
 
+class UnverifiableFile(FetchError):
+    """No checksum is known for the file, and --allow-unverified was not given."""
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a file must be: its sha256 (or, for a small file on the hub, its git blob sha1) and size."""
+
+    sha256: str | None = None
+    size: int | None = None
+    git_sha1: str | None = None
+    content_sha256: str | None = None
+    source: str = "manifest"
+
+    @property
+    def checkable(self) -> bool:
+        return bool(self.sha256 or self.git_sha1)
+
+    @classmethod
+    def of(cls, entry: Any) -> "Expected":
+        return cls(entry.sha256, entry.size, None, entry.content_sha256, "manifest")
+
+
 @dataclass
 class Outcome:
     name: str
-    status: str  # present | downloaded | built | failed | manual | skipped
+    status: str  # present | downloaded | built | failed | refused | manual | skipped
     path: Path | None = None
     message: str = ""
 
@@ -92,6 +125,7 @@ class FetchContext:
     hf_endpoint: str = DEFAULT_HF_ENDPOINT
     gdrive_url: str = DEFAULT_GDRIVE_URL
     timeout: float = 60.0
+    allow_unverified: bool = False
     cookies: http.cookiejar.CookieJar = field(default_factory=http.cookiejar.CookieJar)
     cache: dict[Any, Path] = field(default_factory=dict)
 
@@ -130,32 +164,65 @@ def existing_copy(entry: Any, models_dir: Path) -> Path | None:
     return None
 
 
-def verify(path: Path, entry: Any) -> str:
-    """Check size and sha256 where the manifest knows them; returns how the file was verified."""
-    if entry.sha256:
-        if mf.verify_sha256(path, entry.sha256):
-            return "sha256"
-        if entry.content_sha256 and zipfile.is_zipfile(path) and mf.zip_content_sha256(path) == entry.content_sha256:
+def git_blob_sha1(path: Path) -> str:
+    """The hash git (and so the Hugging Face hub) gives a small, non-LFS file: sha1 of 'blob <size>\\0' + bytes."""
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(path: Path, expected: Expected, name: str | None = None) -> str:
+    """Check size and checksum; returns how the file was verified. Raises VerificationError naming `name`."""
+    name = name or path.name
+    if expected.size is not None and path.stat().st_size != expected.size:
+        raise VerificationError(f"{name}: size {path.stat().st_size} bytes, expected {expected.size} ({expected.source})")
+    if expected.sha256:
+        if mf.verify_sha256(path, expected.sha256):
+            return f"sha256 ({expected.source})"
+        if expected.content_sha256 and zipfile.is_zipfile(path) and mf.zip_content_sha256(path) == expected.content_sha256:
             return "content_sha256 (same arrays, different compression)"
-        raise VerificationError(f"{path.name}: sha256 {mf.file_sha256(path)} does not match the expected {entry.sha256}")
-    if entry.size is not None:
-        actual = path.stat().st_size
-        if actual != entry.size:
-            raise VerificationError(f"{path.name}: size {actual} bytes, expected {entry.size}")
-        return "size"
-    return "unverified (no checksum known)"
+        raise VerificationError(f"{name}: sha256 {mf.file_sha256(path)} does not match the expected "
+                                f"{expected.sha256} ({expected.source})")
+    if expected.git_sha1:
+        actual = git_blob_sha1(path)
+        if actual != expected.git_sha1:
+            raise VerificationError(f"{name}: git blob sha1 {actual} does not match the expected "
+                                    f"{expected.git_sha1} ({expected.source})")
+        return f"git blob sha1 ({expected.source})"
+    return "UNVERIFIED (no checksum known" + (", size only)" if expected.size is not None else ")")
 
 
-def install(produce: Callable[[BinaryIO], None], target: Path, entry: Any) -> str:
+def require_checkable(entry: Any, expected: Expected, ctx: FetchContext) -> None:
+    if expected.checkable or ctx.allow_unverified:
+        return
+    why = entry.extra.get("verification") or "no sha256 is known for it and its source publishes none"
+    raise UnverifiableFile(
+        f"{entry.name} cannot be verified ({why}); refusing to install it. Check the file yourself and pass "
+        "--allow-unverified to install it anyway, or place a copy you trust at its path.")
+
+
+def remove_stale_parts(target: Path) -> None:
+    """Partial downloads of this target that an earlier, killed run left behind."""
+    if not target.parent.is_dir():
+        return
+    for stale in target.parent.glob(f".{target.name}.*.part"):
+        logger.info("removing a partial download left by an earlier run: %s", stale)
+        stale.unlink(missing_ok=True)
+
+
+def install(produce: Callable[[BinaryIO], None], target: Path, expected: Expected) -> str:
     """Write through `produce` into a temporary file beside target, verify it, then rename it into place."""
     created = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(target)
     handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     temp = Path(temp_name)
     try:
         with os.fdopen(handle, "wb") as out:
             produce(out)
-        how = verify(temp, entry)
+        how = verify(temp, expected, target.name)
         os.replace(temp, target)
         return how
     except BaseException:
@@ -179,16 +246,25 @@ def is_html(response) -> bool:
     return response.headers.get_content_type() in ("text/html", "application/xhtml+xml")
 
 
-def copy_response(response, out: BinaryIO, url: str) -> int:
-    """Stream a response into out; a short body (fewer bytes than Content-Length) is an error."""
+def copy_response(response, out: BinaryIO, url: str, expected_size: int | None = None) -> int:
+    """Stream a response into out. A short body (fewer bytes than Content-Length), a Content-Length that is not
+    the expected size, or a body running past the expected size is an error."""
+    announced = response.headers.get("Content-Length")
+    if expected_size is not None and announced is not None and announced.isdigit() and int(announced) != expected_size:
+        response.close()
+        raise FetchError(f"{url} announces {announced} bytes, but the file is {expected_size} bytes")
     written = 0
+    read = getattr(response, "read1", response.read)  # what has arrived, so the partial file grows as it comes
     with response:
-        for chunk in iter(lambda: response.read(CHUNK), b""):
-            out.write(chunk)
+        for chunk in iter(lambda: read(CHUNK), b""):
             written += len(chunk)
-    expected = response.headers.get("Content-Length")
-    if expected is not None and expected.isdigit() and written != int(expected):
-        raise FetchError(f"download of {url} was cut short: {written} of {expected} bytes")
+            if expected_size is not None and written > expected_size:
+                raise FetchError(f"{url} sent more than the {expected_size} bytes the file has")
+            out.write(chunk)
+    if announced is not None and announced.isdigit() and written != int(announced):
+        raise FetchError(f"download of {url} was cut short: {written} of {announced} bytes")
+    if expected_size is not None and written != expected_size:
+        raise FetchError(f"download of {url} ended after {written} of {expected_size} bytes (cut short)")
     return written
 
 
@@ -270,38 +346,83 @@ def hf_url(ctx: FetchContext, repo: str, path: str, revision: str = "main") -> s
     return f"{ctx.hf_endpoint.rstrip('/')}/{repo}/resolve/{revision}/{urllib.parse.quote(path)}"
 
 
-def source_urls(entry: Any, ctx: FetchContext) -> list[tuple[str, str]]:
-    """(url, relative target path) pairs to try in order for a plain-download source."""
+def hub_expected(ctx: FetchContext, repo: str, path: str, revision: str, known: Expected) -> tuple[Expected, str]:
+    """The hub's metadata for one file (huggingface_hub, at ctx.hf_endpoint), checked against the manifest's.
+
+    Returns what the file must be and the commit to download it from. Raises HttpError(404) for a missing file."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.utils import HfHubHTTPError
+
+    url = hf_hub_url(repo, path, revision=revision, endpoint=ctx.hf_endpoint.rstrip("/"))
+    try:
+        meta = get_hf_file_metadata(url, timeout=ctx.timeout)
+    except HfHubHTTPError as error:
+        code = getattr(getattr(error, "response", None), "status_code", None) or 0
+        raise HttpError(int(code), f"HTTP {code} from the hub for {repo}/{path}") from None
+    except Exception as error:  # noqa: BLE001 - network errors of httpx, offline mode, ...
+        raise FetchError(f"could not read the hub's metadata for {repo}/{path}: {type(error).__name__}: {error}") from None
+    etag = (meta.etag or "").lower()
+    hub_sha256 = etag if len(etag) == 64 and all(c in "0123456789abcdef" for c in etag) else None
+    hub_sha1 = etag if len(etag) == 40 and all(c in "0123456789abcdef" for c in etag) else None
+    if known.sha256 and hub_sha256 and known.sha256.lower() != hub_sha256:
+        raise VerificationError(f"the hub's {repo}/{path} has sha256 {hub_sha256}, not the {known.sha256} this pack "
+                                "was made for: the file was changed; refusing it")
+    if known.size is not None and meta.size is not None and known.size != meta.size:
+        raise VerificationError(f"the hub's {repo}/{path} is {meta.size} bytes, not the {known.size} this pack expects")
+    expected = Expected(known.sha256 or hub_sha256, known.size if known.size is not None else meta.size,
+                        None if (known.sha256 or hub_sha256) else hub_sha1, known.content_sha256,
+                        known.source if known.sha256 else "the hub's metadata")
+    return expected, meta.commit_hash or revision
+
+
+def hf_candidates(entry: Any) -> list[tuple[str, str]]:
+    """(file in the repo, relative target path) pairs: the file, then its fallback names."""
     source = entry.source
-    if "hf_repo" in source:
-        paths = [source["path"], *source.get("fallback_paths", [])]
-        revision = source.get("revision", "main")
-        relative = [entry.path, *source.get("fallback_paths", [])]
-        return [(hf_url(ctx, source["hf_repo"], p, revision), r) for p, r in zip(paths, relative)]
-    return [(source["url"], entry.path)]
+    fallbacks = list(source.get("fallback_paths", []))
+    return list(zip([source["path"], *fallbacks], [entry.path, *fallbacks]))
+
+
+def fetch_hf(entry: Any, ctx: FetchContext) -> Outcome:
+    """A Hugging Face file: the hub's metadata first (trying fallback names on a 404), then the verified download."""
+    source = entry.source
+    last_error: FetchError | None = None
+    for path, relative in hf_candidates(entry):
+        known = Expected.of(entry) if relative == entry.path else Expected()
+        try:
+            expected, commit = hub_expected(ctx, source["hf_repo"], path, source.get("revision", "main"), known)
+        except HttpError as error:
+            last_error = error
+            if error.code == 404:
+                continue
+            raise
+        require_checkable(entry, expected, ctx)
+        url = hf_url(ctx, source["hf_repo"], path, commit)
+        target = target_path(entry, ctx.models_dir, relative)
+        logger.info("downloading %s -> %s", url, target)
+        how = install(lambda out: copy_response(open_binary(url, ctx), out, url, expected.size), target, expected)
+        return Outcome(entry.name, "downloaded", target, f"verified by {how}")
+    raise last_error or FetchError("no file to try")
 
 
 def fetch_direct(entry: Any, ctx: FetchContext) -> Outcome:
-    """Download a file from its URL (or Hugging Face), trying fallback names on a 404."""
-    last_error: FetchError | None = None
-    for url, relative in source_urls(entry, ctx):
-        target = target_path(entry, ctx.models_dir, relative)
-        logger.info("downloading %s -> %s", url, target)
-        try:
-            how = install(lambda out: copy_response(open_binary(url, ctx), out, url), target, entry)
-            return Outcome(entry.name, "downloaded", target, f"verified by {how}")
-        except HttpError as error:
-            last_error = error
-            if error.code != 404:
-                break
-    raise last_error or FetchError("no URL to try")
+    """Download a file from its URL, verified against the manifest."""
+    expected = Expected.of(entry)
+    require_checkable(entry, expected, ctx)
+    url = entry.source["url"]
+    target = target_path(entry, ctx.models_dir)
+    logger.info("downloading %s -> %s", url, target)
+    how = install(lambda out: copy_response(open_binary(url, ctx), out, url, expected.size), target, expected)
+    return Outcome(entry.name, "downloaded", target, f"verified by {how}")
 
 
 def fetch_drive(entry: Any, ctx: FetchContext) -> Outcome:
+    expected = Expected.of(entry)
+    require_checkable(entry, expected, ctx)
     target = target_path(entry, ctx.models_dir)
     file_id = entry.source["gdrive_id"]
     logger.info("downloading Google Drive file %s -> %s", file_id, target)
-    how = install(lambda out: copy_response(open_drive(file_id, ctx, target), out, file_id), target, entry)
+    how = install(lambda out: copy_response(open_drive(file_id, ctx, target), out, file_id, expected.size), target,
+                  expected)
     return Outcome(entry.name, "downloaded", target, f"verified by {how}")
 
 
@@ -336,6 +457,8 @@ def archive_of(entry: Any, ctx: FetchContext) -> Path:
 
 def fetch_archive_member(entry: Any, ctx: FetchContext) -> Outcome:
     """Take one member (matched by file name) out of a zip archive that holds several model files."""
+    expected = Expected.of(entry)
+    require_checkable(entry, expected, ctx)
     archive = archive_of(entry, ctx)
     member_name = entry.source["member"]
     target = target_path(entry, ctx.models_dir)
@@ -348,7 +471,7 @@ def fetch_archive_member(entry: Any, ctx: FetchContext) -> Outcome:
             with bundle.open(members[0]) as stream:
                 shutil.copyfileobj(stream, out, CHUNK)
 
-        how = install(extract, target, entry)
+        how = install(extract, target, expected)
     return Outcome(entry.name, "downloaded", target, f"from {members[0]}, verified by {how}")
 
 
@@ -410,6 +533,8 @@ def build_outputs(entry: Any, ctx: FetchContext) -> Path:
 
 
 def fetch_built(entry: Any, ctx: FetchContext) -> Outcome:
+    expected = Expected.of(entry)
+    require_checkable(entry, expected, ctx)
     built = build_outputs(entry, ctx) / entry.filename
     if not built.is_file():
         raise FetchError(f"the builder did not write {entry.filename}")
@@ -419,7 +544,7 @@ def fetch_built(entry: Any, ctx: FetchContext) -> Outcome:
         with open(built, "rb") as stream:
             shutil.copyfileobj(stream, out, CHUNK)
 
-    how = install(copy, target, entry)
+    how = install(copy, target, expected)
     return Outcome(entry.name, "built", target, f"verified by {how}")
 
 
@@ -430,7 +555,7 @@ def fetch_entry(entry: Any, ctx: FetchContext) -> Outcome:
     present = existing_copy(entry, ctx.models_dir)
     if present is not None:
         try:
-            how = verify(present, entry)
+            how = verify(present, Expected.of(entry))
         except VerificationError as error:
             return Outcome(entry.name, "failed", present, f"present but does not verify: {error}; move it away to fetch again")
         return Outcome(entry.name, "present", present, f"verified by {how}")
@@ -444,9 +569,13 @@ def fetch_entry(entry: Any, ctx: FetchContext) -> Outcome:
             return fetch_archive_member(entry, ctx)
         if "gdrive_id" in source:
             return fetch_drive(entry, ctx)
+        if "hf_repo" in source:
+            return fetch_hf(entry, ctx)
         return fetch_direct(entry, ctx)
     except ManualStepRequired as step:
         return Outcome(entry.name, "manual", None, str(step))
+    except UnverifiableFile as refusal:
+        return Outcome(entry.name, "refused", None, str(refusal))
     except (FetchError, OSError, http.client.HTTPException, zipfile.BadZipFile, tarfile.TarError) as error:
         return Outcome(entry.name, "failed", None, f"{type(error).__name__}: {error}" if not isinstance(error, FetchError) else str(error))
 
@@ -475,7 +604,7 @@ def fetch_all(entries: Sequence[Any], ctx: FetchContext) -> list[Outcome]:
     outcomes = []
     for entry in entries:
         outcome = fetch_entry(entry, ctx)
-        log = logger.error if outcome.status == "failed" else logger.warning if outcome.status == "manual" else logger.info
+        log = logger.error if outcome.status in ("failed", "refused") else logger.warning if outcome.status == "manual" else logger.info
         log("%-10s %s %s %s", outcome.status, entry.name, outcome.path or "", outcome.message)
         outcomes.append(outcome)
     return outcomes
@@ -488,9 +617,12 @@ def summarize(outcomes: Sequence[Outcome]) -> int:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
     logger.info("summary: %s", ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing selected")
     for outcome in outcomes:
-        if outcome.status in ("failed", "manual"):
+        if outcome.status in ("failed", "refused", "manual"):
             logger.warning("%s: %s: %s", outcome.status.upper(), outcome.name, outcome.message)
-    if counts.get("failed"):
+        elif "UNVERIFIED" in outcome.message:
+            logger.warning("UNVERIFIED: %s: %s (installed because --allow-unverified was given)", outcome.name,
+                           outcome.path)
+    if counts.get("failed") or counts.get("refused"):
         return 1
     return 2 if counts.get("manual") else 0
 
@@ -507,8 +639,18 @@ def list_entries(manifest: Mapping[str, Any], models_dir: Path | None, paper: st
         flags = ",".join(f for f, on in (("pointer", entry.pointer), ("optional", not entry.required)) if on)
         sys.stdout.write(
             f"{entry.name}\n    {where} | size {size} | {flags or 'required'} | papers {','.join(entry.papers)}\n"
-            f"    source: {entry.source_text()}\n    licence: {entry.license}\n"
+            f"    source: {entry.source_text()}\n    licence: {entry.license}\n    verified by: {verified_by(entry)}\n"
         )
+
+
+def verified_by(entry: Any) -> str:
+    if entry.sha256:
+        return "sha256 in the manifest" + (" and the hub's metadata" if "hf_repo" in entry.source else "")
+    if "hf_repo" in entry.source:
+        return "the hub's sha256 and size (read at download time)"
+    if "manual" in entry.source:
+        return "nothing (a manual step; " + (entry.extra.get("verification") or "no checksum known") + ")"
+    return "nothing: refused unless --allow-unverified (" + (entry.extra.get("verification") or "no checksum known") + ")"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -522,6 +664,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--hf-endpoint", default=os.environ.get("HF_ENDPOINT", DEFAULT_HF_ENDPOINT))
     parser.add_argument("--gdrive-url", default=DEFAULT_GDRIVE_URL, help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per network read")
+    parser.add_argument("--allow-unverified", action="store_true",
+                        help="also install files for which no sha256 is known (checked by size where known); "
+                             "without it they are refused")
     args = parser.parse_args(argv)
     if not args.list and args.models_dir is None:
         parser.error("--models-dir is required")
@@ -544,7 +689,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="facecontrol-fetch-") as work:
         ctx = FetchContext(
             models_dir=args.models_dir, work_dir=Path(work), hf_endpoint=args.hf_endpoint,
-            gdrive_url=args.gdrive_url, timeout=args.timeout,
+            gdrive_url=args.gdrive_url, timeout=args.timeout, allow_unverified=args.allow_unverified,
         )
         outcomes = fetch_all(entries, ctx)
     for outcome in skipped:

@@ -52,7 +52,7 @@ OUTPUT_NODES = {"SaveImage", "PreviewImage", "SaveAnimatedWEBP", "SaveVideo", "C
                 "FaceControlPreviewFaces", "FaceControlVideoMetrics"}
 TOKEN_NODES = {"CLIPTextEncode", "FaceControlFaceAdapterIdentity", "FaceControlFaceAdapterAttributes"}
 PASTE_NODES = {"FaceControlPasteBack", "FaceControlFaceAdapterBlend"}
-NODE_WIDTH, COLUMN_GAP, ROW_GAP, GROUP_PAD, TITLE_H, SLOT_H = 330, 70, 30, 20, 40, 26
+NODE_WIDTH, COLUMN_GAP, ROW_GAP, GROUP_PAD, TITLE_H, SLOT_H, IMAGE_PREVIEW_H = 330, 70, 30, 20, 40, 26, 300
 
 
 def stage_of(class_type: str, category: str) -> str:
@@ -73,7 +73,8 @@ def stage_of(class_type: str, category: str) -> str:
 
 def node_height(info: dict, node: dict) -> int:
     slots = len(ordered_inputs(info)) + len(info["output"])
-    return TITLE_H + SLOT_H * max(1, slots)
+    preview = IMAGE_PREVIEW_H if node["class_type"] in ("LoadImage", "LoadVideo") else 0
+    return TITLE_H + SLOT_H * max(1, slots) + preview
 
 
 def depth_of(api: dict) -> dict[str, int]:

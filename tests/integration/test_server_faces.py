@@ -125,6 +125,22 @@ def test_no_face_is_an_error_naming_the_frame(comfy):
     _still_serving(comfy)
 
 
+def test_face_index_beyond_the_faces_found_says_how_many(comfy):
+    prompt = load_workflow("face_group_select")
+    prompt["2"]["inputs"]["index"] = 7
+    _expect_execution_error(comfy, prompt, r"index 7 of 6 faces found in frame 0 of 'image'.*use 0 to 5")
+    _still_serving(comfy)
+
+
+def test_negative_face_index_from_a_link_is_refused(comfy):
+    """A linked value skips the widget's min=0: -1 used to take the last face silently."""
+    prompt = load_workflow("face_group_select")
+    prompt["20"] = {"class_type": "PrimitiveInt", "inputs": {"value": -1}}
+    prompt["2"]["inputs"]["index"] = ["20", 0]
+    _expect_execution_error(comfy, prompt, r"index.*-1")
+    _still_serving(comfy)
+
+
 def test_rgba_input_is_an_error(comfy):
     prompt = load_workflow("face_photo_pipeline")
     prompt["20"] = {"class_type": "JoinImageWithAlpha", "inputs": {"image": ["1", 0], "alpha": ["1", 1]}}

@@ -8,9 +8,10 @@
   conditions) at 32 instead of 128 base channels: 1/16 of the compute, so CI on two CPU cores can
   run a few frames; the loader reads the width from the tensors.
 - `dva/diffusion_video_autoencoder_cls/last.ckpt`: classifier (40,512) with `conds_mean`/`conds_std`.
-- `dva/clip/ViT-B-16.pt`: a CLIP ViT in OpenAI's key layout (the real file is a TorchScript archive of
-  the same state dict; the loader reads either), at width 64, one layer per tower, patch 32, 224 px,
-  with the real 49408-token vocabulary and 77-token context, so the CLIP edit runs in CI.
+- `dva/clip/ViT-B-16.pt`: a CLIP ViT written like OpenAI's release, a TorchScript archive (the weights
+  half precision as OpenAI stores them, `input_resolution`/`context_length`/`vocab_size` tensors beside
+  them), at width 64, one layer per tower, patch 32, 224 px, with the real 49408-token vocabulary and
+  77-token context, so the CLIP edit runs in CI. The pack reads its tensors without its code.
 """
 from __future__ import annotations
 
@@ -75,6 +76,46 @@ def clip_state(seed: int = 5) -> dict[str, torch.Tensor]:
     return state
 
 
+def clip_module(state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """open_clip's CLIP (QuickGELU, float32) holding a state dict in OpenAI's key layout."""
+    from open_clip.model import CLIP as OpenClip, CLIPTextCfg, CLIPVisionCfg
+
+    vision_width, patch = state["visual.conv1.weight"].shape[0], state["visual.conv1.weight"].shape[-1]
+    grid = round((state["visual.positional_embedding"].shape[0] - 1) ** 0.5)
+    text_width = state["ln_final.weight"].shape[0]
+    vision_layers = len({k.split(".")[3] for k in state if k.startswith("visual.transformer.resblocks.")})
+    text_layers = len({k.split(".")[2] for k in state if k.startswith("transformer.resblocks.")})
+    model = OpenClip(state["text_projection"].shape[1],
+                     CLIPVisionCfg(layers=vision_layers, width=vision_width, patch_size=patch, image_size=patch * grid),
+                     CLIPTextCfg(context_length=state["positional_embedding"].shape[0],
+                                 vocab_size=state["token_embedding.weight"].shape[0], width=text_width,
+                                 heads=max(1, text_width // 64), layers=text_layers), quick_gelu=True)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def write_openai_clip_archive(model: torch.nn.Module, path: Path) -> torch.nn.Module:
+    """Save `model` as OpenAI released CLIP: a TorchScript archive, weights in half precision, the three
+    metadata tensors as buffers. Returns the scripted module (its compiled code is the archive's code)."""
+    import copy
+
+    from open_clip.model import convert_weights_to_fp16
+
+    released = copy.deepcopy(model).eval()
+    convert_weights_to_fp16(released)
+    image_size = released.visual.image_size
+    metadata = {"input_resolution": image_size[0] if isinstance(image_size, (tuple, list)) else image_size,
+                "context_length": released.context_length, "vocab_size": released.vocab_size}
+    for name, value in metadata.items():
+        if hasattr(released, name):
+            delattr(released, name)
+        released.register_buffer(name, torch.tensor(value))
+    scripted = torch.jit.script(released)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.jit.save(scripted, str(path))
+    return scripted
+
+
 def _lightning(state: dict) -> dict:
     return {"epoch": 51, "global_step": 1000000, "pytorch-lightning_version": "1.4.5", "state_dict": state,
             "optimizer_states": [], "lr_schedulers": []}
@@ -86,4 +127,7 @@ def install(model_root: Path) -> None:
         if path.exists():
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(make() if rel == CLIP else _lightning(make()), path)
+        if rel == CLIP:
+            write_openai_clip_archive(clip_module(make()), path)
+        else:
+            torch.save(_lightning(make()), path)

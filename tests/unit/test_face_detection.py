@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from facecontrol.face.types import head_angles_degrees
-from facecontrol.face.select import Selection, choose_face, detect_face_set, order_faces
+from facecontrol.face.select import Selection, choose_face, detect_face_set, missing_faces_message, order_faces
 from media import load_rgb, load_video_rgb
 from face_test_utils import dlib_landmarks
 
@@ -68,6 +68,8 @@ def test_selection_orders_and_closest(detector):
     last = choose_face(faces, Selection("index", 0, "right-left"), image.shape[:2])
     assert last.center[0] == max(xs)
     assert choose_face(faces, Selection("index", 6), image.shape[:2]) is None
+    with pytest.raises(ValueError, match="negative values do not count from the end"):
+        Selection("index", -1)
     near = choose_face(faces, Selection("closest", position=(1.0, 0.0)), image.shape[:2])
     assert near.center[0] > 800 and near.center[1] < 250  # the top-right face
     with pytest.raises(ValueError, match="face selection"):
@@ -91,3 +93,53 @@ def test_frame_without_face_is_reported(detector):
     assert "no face in frames [1]" in face_set.describe()
     with pytest.raises(ValueError, match="no face in frame 1 of 'image'"):
         face_set.require(1, "image")
+
+
+def _matched_boxes(found, expected):
+    """For each expected box, the IoU of the best found box."""
+    from facecontrol.face.detect_mediapipe import box_iou
+
+    return [max(box_iou(f.box, box) for f in found) for box in expected]
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+def test_t1_upscaled_finds_the_same_six_faces(detector, scale):
+    import cv2
+
+    image = load_rgb("t1.jpg")
+    base = [f.box for f in detector.detect(image)]
+    big = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    faces = detector.detect(big)
+    assert len(faces) == 6, [np.round(f.box / scale) for f in faces]
+    assert min(_matched_boxes(faces, [b * scale for b in base])) > 0.85
+
+
+@pytest.mark.parametrize("layout", ["4096 px canvas", "2x2 mosaic"])
+def test_faces_of_100_px_in_large_photos_are_found(detector, layout):
+    """The probe's finding: ~100 px faces were missed in photos of 2048 px and more (2 of 6 at 3072, none
+    at 4096, 19 of 24 in the 2560 px mosaic before the tile pyramid)."""
+    image = load_rgb("t1.jpg")
+    h, w = image.shape[:2]
+    base = [f.box for f in detector.detect(image)]
+    if layout == "2x2 mosaic":
+        photo = np.tile(image, (2, 2, 1))
+        expected = [b + np.array([dx, dy, dx, dy]) for b in base for dx in (0, w) for dy in (0, h)]
+    else:
+        photo = np.full((2835, 4096, 3), 128, np.uint8)
+        photo[:h, :w] = image
+        expected = base
+    faces = detector.detect(photo)
+    assert len(faces) == len(expected)
+    # the same faces: IoU over 0.5 (the mesh fitted to t1's face turned by 57 degrees shifts with what lies beside it)
+    assert min(_matched_boxes(faces, expected)) > 0.5
+
+
+def test_out_of_range_index_says_how_many_faces_were_found(detector):
+    selection = Selection("index", 7)
+    face_set = detect_face_set(load_rgb("t1.jpg")[None], detector, selection)
+    assert face_set.missing == [0] and face_set.found_unselected == {0: 6}
+    message = missing_faces_message(face_set, selection)
+    assert "index 7 of 6 faces found in frame 0 of 'image'" in message and "use 0 to 5" in message
+    assert "no face found" not in message
+    empty = detect_face_set(np.zeros((1, 64, 64, 3), np.uint8), detector, selection)
+    assert "no face found in frame 0 of 'image'" in missing_faces_message(empty, selection)

@@ -1,10 +1,17 @@
-"""scripts/fetch_models.py against a local HTTP server on 127.0.0.1 serving fake model files (no network)."""
+"""scripts/fetch_models.py against a local HTTP server on 127.0.0.1 (no network): plain files, a Google Drive
+look-alike, and a Hugging Face hub look-alike whose resolve URLs answer HEAD with the hub's metadata headers
+(X-Repo-Commit, X-Linked-Etag = the LFS sha256, X-Linked-Size; a small file's ETag = its git blob sha1) and
+redirect GET to a CDN path, as huggingface.co does."""
 import hashlib
 import importlib.util
 import io
 import json
+import os
+import signal
+import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 import zipfile
 from functools import partial
@@ -19,6 +26,8 @@ SCRIPT = Path(facecontrol.__file__).resolve().parent / "scripts" / "fetch_models
 GOOD = b"good model bytes " * 64
 DRIVE_FILES = {"bigfile": b"drive large file " * 100, "smallfile": b"drive small file"}
 DRIVE_TOKEN = "t0k"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+SLOW = b"s" * (64 << 10)
 
 
 def load_script():
@@ -37,18 +46,35 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def git_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
 class FakeServer(SimpleHTTPRequestHandler):
-    """Static files plus a Google Drive look-alike and a few broken responses."""
+    """Static files, a Google Drive look-alike, a hub look-alike and a few broken responses."""
 
     requests: list = []
+    hub: dict = {}  # "Org/Repo/path" -> {"data": bytes, "lfs": bool, "cdn": bytes (what the CDN serves)}
 
     def log_message(self, *args):
         pass
+
+    def do_HEAD(self):
+        self.requests.append(("HEAD", self.path))
+        hub_file = self.hub_file()
+        if hub_file is not None:
+            return self.hub_head(*hub_file)
+        return super().do_HEAD()
 
     def do_GET(self):
         self.requests.append(self.path)
         url = urllib.parse.urlsplit(self.path)
         query = dict(urllib.parse.parse_qsl(url.query))
+        hub_file = self.hub_file()
+        if hub_file is not None:
+            return self.hub_get(*hub_file)
+        if url.path.startswith("/cdn/"):
+            return self.send_bytes(self.hub_by_sha()[url.path[5:]]["cdn"])
         if url.path == "/uc":
             return self.drive_page(query.get("id", ""))
         if url.path == "/drive-download":
@@ -56,16 +82,93 @@ class FakeServer(SimpleHTTPRequestHandler):
                 return self.send_bytes(DRIVE_FILES[query["id"]])
             return self.send_bytes(b"<html>denied</html>", "text/html")
         if url.path == "/truncated.bin":
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", "1000")
-            self.end_headers()
-            self.wfile.write(b"only ten b")
-            self.close_connection = True
-            return None
+            return self.raw(b"only ten b", {"Content-Length": "1000"})
+        if url.path == "/no-length.bin":  # a body cut short, with nothing announcing its length
+            return self.raw(GOOD[:100], {})
+        if url.path == "/too-long.bin":
+            return self.raw(GOOD + b"and then some more", {})
+        if url.path == "/slow.bin":
+            return self.slow()
         if url.path == "/login.bin":
             return self.send_bytes(b"<html><body>please sign in</body></html>", "text/html; charset=utf-8")
+        if url.path.startswith("/redirect/"):
+            return self.redirect(urllib.parse.unquote(url.path[len("/redirect/"):]))
         return super().do_GET()
+
+    # --------------------------------------------------------------- hub look-alike
+
+    def hub_file(self):
+        parts = urllib.parse.urlsplit(self.path).path.strip("/").split("/")
+        if len(parts) >= 5 and parts[2] == "resolve" and parts[3] in ("main", COMMIT):
+            key = "/".join(parts[:2]) + "/" + urllib.parse.unquote("/".join(parts[4:]))
+            return (self.hub.get(key),)
+        return None
+
+    def hub_by_sha(self):
+        return {sha(f["data"]): f for f in self.hub.values()}
+
+    def hub_head(self, file):
+        if file is None:
+            self.send_response(404)
+            self.send_header("X-Error-Code", "EntryNotFound")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        if file["lfs"]:
+            self.send_response(302)
+            # another host name for the same server, as the hub sends its LFS files to a CDN host
+            port = self.server.server_address[1]
+            self.send_header("Location", f"http://localhost:{port}/cdn/{sha(file['data'])}")
+            self.send_header("X-Linked-Etag", f'"{sha(file["data"])}"')
+            self.send_header("X-Linked-Size", str(len(file["data"])))
+        else:
+            self.send_response(200)
+            self.send_header("ETag", f'"{git_sha1(file["data"])}"')
+            self.send_header("Content-Length", str(len(file["data"])))
+        self.send_header("X-Repo-Commit", COMMIT)
+        self.end_headers()
+        return None
+
+    def hub_get(self, file):
+        if file is None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        if file["lfs"]:
+            return self.redirect(f"http://localhost:{self.server.server_address[1]}/cdn/{sha(file['data'])}")
+        return self.send_bytes(file["cdn"])
+
+    # --------------------------------------------------------------- helpers
+
+    def redirect(self, location):
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def raw(self, data, headers):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+        self.close_connection = True
+
+    def slow(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(SLOW)))
+        self.end_headers()
+        try:
+            for i in range(0, len(SLOW), 4096):
+                self.wfile.write(SLOW[i:i + 4096])
+                self.wfile.flush()
+                time.sleep(0.2)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
 
     def drive_page(self, file_id):
         if file_id == "smallfile":
@@ -89,18 +192,24 @@ class FakeServer(SimpleHTTPRequestHandler):
         self.wfile.write(data)
 
 
+PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
+
+
 @pytest.fixture
 def server(tmp_path, monkeypatch):
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+    for var in PROXY_VARS:
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     root = tmp_path / "served"
     root.mkdir()
     requests: list = []
-    handler = type("Handler", (FakeServer,), {"requests": requests})
+    hub: dict = {}
+    handler = type("Handler", (FakeServer,), {"requests": requests, "hub": hub})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield {"root": root, "url": f"http://127.0.0.1:{httpd.server_address[1]}", "requests": requests}
+    yield {"root": root, "url": f"http://127.0.0.1:{httpd.server_address[1]}", "requests": requests, "hub": hub}
     httpd.shutdown()
     httpd.server_close()
 
@@ -110,6 +219,10 @@ def serve(server, relative: str, data: bytes) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return f"{server['url']}/{relative}"
+
+
+def on_hub(server, repo_path: str, data: bytes, lfs: bool = True, cdn: bytes | None = None) -> None:
+    server["hub"][repo_path] = {"data": data, "lfs": lfs, "cdn": data if cdn is None else cdn}
 
 
 def model(name_path: str, source: dict, folder: str = "face_adapter", **extra) -> dict:
@@ -137,6 +250,13 @@ def run_main(tmp_path, server, models, *extra):
     return fetch.main(argv), models_dir
 
 
+def outcomes_of(tmp_path, server, models, allow_unverified=False):
+    manifest = mf.load_manifest(write_manifest(tmp_path, models))
+    ctx = fetch.FetchContext(models_dir=tmp_path / "models", work_dir=tmp_path / "work", hf_endpoint=server["url"],
+                             timeout=10, allow_unverified=allow_unverified)
+    return {o.name: o for o in fetch.fetch_all(list(manifest.values()), ctx)}, tmp_path / "models"
+
+
 def test_good_corrupt_missing_and_present(tmp_path, server, caplog):
     caplog.set_level("INFO")
     good_url = serve(server, "files/good.pth", GOOD)
@@ -145,7 +265,7 @@ def test_good_corrupt_missing_and_present(tmp_path, server, caplog):
     models = [
         model("good.pth", {"url": good_url}, sha256=sha(GOOD), size=len(GOOD)),
         model("corrupt.pth", {"url": bad_url}, sha256=sha(b"the real bytes")),
-        model("gone.pth", {"url": f"{server['url']}/files/gone.pth"}),
+        model("gone.pth", {"url": f"{server['url']}/files/gone.pth"}, sha256=sha(GOOD)),
         model("present.pth", {"url": present_url}, sha256=sha(GOOD)),
     ]
     models_dir = tmp_path / "models"
@@ -159,40 +279,126 @@ def test_good_corrupt_missing_and_present(tmp_path, server, caplog):
     assert not (target_dir / "corrupt.pth").exists()
     assert not (target_dir / "gone.pth").exists()
     assert leftovers(models_dir) == []
-    assert not any("present.pth" in r for r in server["requests"])
+    assert not any("present.pth" in str(r) for r in server["requests"])
     assert "HTTP 404" in caplog.text and "gone.pth" in caplog.text
-    assert "does not match the expected" in caplog.text
+    assert "corrupt.pth: sha256" in caplog.text and "does not match the expected" in caplog.text
     assert "summary:" in caplog.text
 
 
-def test_outcomes_per_file(tmp_path, server):
-    serve(server, "Org/Repo/resolve/main/sub/model.safetensors", GOOD)
-    serve(server, "Org/Repo/resolve/main/weights/pytorch_model.bin", GOOD)
+def test_unverifiable_file_is_refused_before_download_unless_allowed(tmp_path, server, caplog):
+    caplog.set_level("INFO")
+    url = serve(server, "nohash.pth", GOOD)
+    entry = model("nohash.pth", {"url": url}, size=len(GOOD), verification="the test source publishes no checksum")
+    status, models_dir = run_main(tmp_path, server, [entry])
+    assert status == 1
+    assert not (models_dir / "face_adapter" / "nohash.pth").exists()
+    assert server["requests"] == []  # refused before anything was downloaded
+    assert "cannot be verified (the test source publishes no checksum)" in caplog.text
+    assert "--allow-unverified" in caplog.text
+
+    status, models_dir = run_main(tmp_path, server, [entry], "--allow-unverified")
+    assert status == 0
+    assert (models_dir / "face_adapter" / "nohash.pth").read_bytes() == GOOD
+    assert "UNVERIFIED" in caplog.text
+
+
+def test_hub_metadata_verifies_hugging_face_files(tmp_path, server):
+    config = b'{"model_type": "clip_vision_model"}'
+    on_hub(server, "Org/Repo/sub/model.safetensors", GOOD)
+    on_hub(server, "Org/Repo/sub/config.json", config, lfs=False)
+    on_hub(server, "Org/Repo/weights/pytorch_model.bin", GOOD)
+    on_hub(server, "Org/Repo/swapped.pth", GOOD + b"swap", cdn=(GOOD + b"swap")[::-1])  # same size, other bytes
+    on_hub(server, "Org/Repo/changed.pth", b"a newer upload")
+    on_hub(server, "Org/Repo/bigger.pth", GOOD)
     models = [
-        model("sub/model.safetensors", {"hf_repo": "Org/Repo", "path": "sub/model.safetensors"}, size=len(GOOD)),
+        model("sub/model.safetensors", {"hf_repo": "Org/Repo", "path": "sub/model.safetensors"}),
+        model("sub/config.json", {"hf_repo": "Org/Repo", "path": "sub/config.json"}),
         model("weights/model.safetensors", {"hf_repo": "Org/Repo", "path": "weights/model.safetensors",
                                             "fallback_paths": ["weights/pytorch_model.bin"]},
               alternatives=[{"folder": "face_adapter", "path": "weights/pytorch_model.bin"}]),
-        model("wrong_size.bin", {"url": serve(server, "wrong_size.bin", GOOD)}, size=3),
-        model("short.bin", {"url": f"{server['url']}/truncated.bin"}),
-        model("page.bin", {"url": f"{server['url']}/login.bin"}),
+        model("swapped.pth", {"hf_repo": "Org/Repo", "path": "swapped.pth"}),
+        model("changed.pth", {"hf_repo": "Org/Repo", "path": "changed.pth"}, sha256=sha(GOOD)),
+        model("bigger.pth", {"hf_repo": "Org/Repo", "path": "bigger.pth"}, size=len(GOOD) - 1),
+        model("absent.pth", {"hf_repo": "Org/Repo", "path": "absent.pth"}),
     ]
-    manifest = mf.load_manifest(write_manifest(tmp_path, models))
-    models_dir = tmp_path / "models"
-    ctx = fetch.FetchContext(models_dir=models_dir, work_dir=tmp_path / "work", hf_endpoint=server["url"], timeout=10)
-    outcomes = {o.name: o for o in fetch.fetch_all(list(manifest.values()), ctx)}
+    outcomes, models_dir = outcomes_of(tmp_path, server, models)
+    folder = models_dir / "face_adapter"
 
-    assert outcomes["face_adapter/sub/model.safetensors"].status == "downloaded"
-    assert "size" in outcomes["face_adapter/sub/model.safetensors"].message
+    lfs = outcomes["face_adapter/sub/model.safetensors"]
+    assert lfs.status == "downloaded" and "sha256 (the hub's metadata)" in lfs.message
+    assert (folder / "sub/model.safetensors").read_bytes() == GOOD
+    small = outcomes["face_adapter/sub/config.json"]
+    assert small.status == "downloaded" and "git blob sha1" in small.message
+    assert (folder / "sub/config.json").read_bytes() == config
     fallback = outcomes["face_adapter/weights/model.safetensors"]
     assert fallback.status == "downloaded" and fallback.path.name == "pytorch_model.bin"
-    assert mf.resolve(manifest["face_adapter/weights/model.safetensors"], mf.default_folders(models_dir)) == fallback.path
-    assert outcomes["face_adapter/wrong_size.bin"].status == "failed"
-    short = outcomes["face_adapter/short.bin"]
-    assert short.status == "failed" and ("cut short" in short.message or "IncompleteRead" in short.message)
-    assert outcomes["face_adapter/page.bin"].status == "failed" and "web page" in outcomes["face_adapter/page.bin"].message
-    for name in ("wrong_size.bin", "short.bin", "page.bin"):
-        assert not (models_dir / "face_adapter" / name).exists()
+    assert mf.resolve(mf.load_manifest(tmp_path / "manifest.json")["face_adapter/weights/model.safetensors"],
+                      mf.default_folders(models_dir)) == fallback.path
+    assert f"/Org/Repo/resolve/{COMMIT}/sub/model.safetensors" in server["requests"]  # pinned to the commit
+
+    assert outcomes["face_adapter/swapped.pth"].status == "failed"
+    assert "does not match" in outcomes["face_adapter/swapped.pth"].message
+    assert outcomes["face_adapter/changed.pth"].status == "failed"
+    assert "the file was changed" in outcomes["face_adapter/changed.pth"].message
+    assert outcomes["face_adapter/bigger.pth"].status == "failed"
+    assert outcomes["face_adapter/absent.pth"].status == "failed" and "404" in outcomes["face_adapter/absent.pth"].message
+    for name in ("swapped.pth", "changed.pth", "bigger.pth", "absent.pth"):
+        assert not (folder / name).exists()
+    assert f"/cdn/{sha(b'a newer upload')}" not in server["requests"]  # refused before the body
+    assert leftovers(models_dir) == []
+
+
+def test_broken_bodies_and_redirects_are_refused(tmp_path, server):
+    elsewhere = serve(server, "elsewhere/other.bin", b"some other file")
+    serve(server, "elsewhere/good.bin", GOOD)
+    with_hash = {"sha256": sha(GOOD), "size": len(GOOD)}
+    redirect = f"{server['url']}/redirect/"
+    models = [
+        model("wrong_size.bin", {"url": serve(server, "wrong_size.bin", GOOD + b"x")}, **with_hash),
+        model("short.bin", {"url": f"{server['url']}/truncated.bin"}, sha256=sha(GOOD)),
+        model("no_length.bin", {"url": f"{server['url']}/no-length.bin"}, **with_hash),
+        model("no_length_no_size.bin", {"url": f"{server['url']}/no-length.bin"}, sha256=sha(GOOD)),
+        model("too_long.bin", {"url": f"{server['url']}/too-long.bin"}, **with_hash),
+        model("page.bin", {"url": f"{server['url']}/login.bin"}, **with_hash),
+        model("redirected.bin", {"url": redirect + urllib.parse.quote(elsewhere, safe="")}, sha256=sha(GOOD)),
+        model("to_file.bin", {"url": redirect + urllib.parse.quote("file:///etc/passwd", safe="")}, **with_hash),
+        model("cdn.bin", {"url": redirect + urllib.parse.quote("/elsewhere/good.bin", safe="")}, **with_hash),
+    ]
+    outcomes, models_dir = outcomes_of(tmp_path, server, models)
+    folder = models_dir / "face_adapter"
+    expected_words = {"wrong_size.bin": "announces", "short.bin": "cut short", "no_length.bin": "cut short",
+                      "no_length_no_size.bin": "does not match", "too_long.bin": "more than",
+                      "page.bin": "web page", "redirected.bin": "does not match", "to_file.bin": "redirect"}
+    for name, words in expected_words.items():
+        outcome = outcomes[f"face_adapter/{name}"]
+        assert outcome.status == "failed", (name, outcome)
+        assert words in outcome.message.lower(), (name, outcome.message)
+        assert not (folder / name).exists(), name
+    assert outcomes["face_adapter/cdn.bin"].status == "downloaded"  # a redirect to the right bytes is fine
+    assert (folder / "cdn.bin").read_bytes() == GOOD
+    assert leftovers(models_dir) == []
+
+
+def test_killed_download_leaves_a_part_file_that_the_next_run_removes(tmp_path, server):
+    entry = model("slow.bin", {"url": f"{server['url']}/slow.bin"}, sha256=sha(SLOW), size=len(SLOW))
+    manifest = write_manifest(tmp_path, [entry])
+    models_dir = tmp_path / "models"
+    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARS}
+    env["NO_PROXY"] = "127.0.0.1"
+    process = subprocess.Popen([sys.executable, str(SCRIPT), "--models-dir", str(models_dir), "--manifest", str(manifest),
+                                "--timeout", "10"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not [p for p in leftovers(models_dir) if p.stat().st_size > 0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+    assert len(leftovers(models_dir)) == 1 and not (models_dir / "face_adapter" / "slow.bin").exists()
+
+    status, _ = run_main(tmp_path, server, [entry])
+    assert status == 0
+    assert (models_dir / "face_adapter" / "slow.bin").read_bytes() == SLOW
     assert leftovers(models_dir) == []
 
 
@@ -210,8 +416,8 @@ def test_present_file_that_fails_verification_is_reported_and_kept(tmp_path, ser
 def test_google_drive_confirm_page_and_refusal(tmp_path, server):
     models = [
         model("big.ckpt", {"gdrive_id": "bigfile"}, folder="dva", sha256=sha(DRIVE_FILES["bigfile"])),
-        model("small.pkl", {"gdrive_id": "smallfile"}, folder="dva", size=len(DRIVE_FILES["smallfile"])),
-        model("blocked.ckpt", {"gdrive_id": "quota"}, folder="dva"),
+        model("small.pkl", {"gdrive_id": "smallfile"}, folder="dva", sha256=sha(DRIVE_FILES["smallfile"])),
+        model("blocked.ckpt", {"gdrive_id": "quota"}, folder="dva", sha256=sha(b"whatever Drive would send")),
     ]
     status, models_dir = run_main(tmp_path, server, models)
     dva_dir = models_dir / "dva"
@@ -250,7 +456,7 @@ def test_archive_members(tmp_path, server):
     models = [
         model("pretrained_models/a.pth", {**source, "member": "a.pth"}, folder="dva", sha256=sha(GOOD)),
         model("pretrained_models/b.dat", {**source, "member": "b.dat"}, folder="dva", sha256=sha(b"wrong")),
-        model("pretrained_models/c.pth", {**source, "member": "c.pth"}, folder="dva"),
+        model("pretrained_models/c.pth", {**source, "member": "c.pth"}, folder="dva", sha256=sha(b"c")),
     ]
     status, models_dir = run_main(tmp_path, server, models)
     assert status == 1
@@ -292,7 +498,7 @@ def test_build_hook_with_fake_kit_archive(tmp_path, server):
 
 def test_missing_builder_fails_cleanly(tmp_path, server):
     source = {"build": "ict_facekit", "url": serve(server, "kit.zip", b"PK"), "builder": "scripts/no_such_builder.py:f"}
-    status, models_dir = run_main(tmp_path, server, [model("f.npz", source, folder="face_3dmm")])
+    status, models_dir = run_main(tmp_path, server, [model("f.npz", source, folder="face_3dmm", sha256=sha(b"f"))])
     assert status == 1 and not (models_dir / "face_3dmm/f.npz").exists()
 
 

@@ -160,3 +160,88 @@ def test_tiny_nvlabs_generator_round_trip(tmp_path, fake_persistence):
     assert info["num_ws"] == original.num_ws == rebuilt.num_ws
     z = torch.randn(2, 16)
     assert torch.equal(rebuilt(z), original(z))
+
+
+# --------------------------------------------------------------------------- bounds (pickle bombs)
+
+
+def shared_nesting(levels: int, fan: int = 10):
+    """A list whose shared references expand to fan**levels items: a few hundred bytes pickled."""
+    value = 0
+    for _ in range(levels):
+        value = [value] * fan
+    return value
+
+
+def test_nested_shared_references_bomb_is_refused_early(tmp_path, fake_persistence):
+    """The kind of file the probe found: ~300 bytes whose _init_kwargs expand to 10**8 objects
+    (the old reader spent 5.8 s and 200 MB on 10**7, 76 s and 2.1 GB on the probe's file)."""
+    import time
+    import tracemalloc
+
+    record = PersistentStub("Generator", {"_init_kwargs": {"mapping_kwargs": shared_nesting(8)}}, "pass\n")
+    path = write_pickle(tmp_path / "bomb.pkl", {"G_ema": record})
+    assert path.stat().st_size < 400
+    tracemalloc.start()
+    start = time.perf_counter()
+    with pytest.raises(UnsafePickleError, match="pickle bomb") as refused:
+        load_network_pickle(path)
+    elapsed = time.perf_counter() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert str(path) in str(refused.value)
+    assert elapsed < 2.0 and peak < 16 << 20, (elapsed, peak)
+
+
+def test_large_memo_index_is_refused(tmp_path):
+    # EMPTY_LIST, LONG_BINPUT 2**31-1: the C unpickler would grow its memo to that many slots
+    path = tmp_path / "memo.pkl"
+    path.write_bytes(b"\x80\x04]r\xff\xff\xff\x7f.")
+    with pytest.raises(UnsafePickleError, match="memo index 2147483647") as refused:
+        load_network_pickle(path)
+    assert str(path) in str(refused.value)
+
+
+def test_deep_nesting_is_refused(tmp_path):
+    # an empty tuple wrapped 5000 times by TUPLE1: any recursive walk of it overflows the stack
+    path = tmp_path / "deep.pkl"
+    path.write_bytes(b"\x80\x04)" + b"\x85" * 5000 + b".")
+    with pytest.raises(UnsafePickleError, match="nested 5000 deep"):
+        load_network_pickle(path)
+
+
+def test_length_past_the_end_is_refused_before_reading(tmp_path):
+    # BINBYTES8 declaring 2**40 bytes in a 20-byte file
+    path = tmp_path / "long.pkl"
+    path.write_bytes(b"\x80\x04\x8e" + (1 << 40).to_bytes(8, "little") + b"abc.")
+    with pytest.raises(UnsafePickleError, match="runs past the end"):
+        load_network_pickle(path)
+
+
+def test_truncated_snapshot_names_the_file_and_says_download_again(tmp_path):
+    from facecontrol.models.checkpoint import ModelFileError
+
+    source = golden_snapshot()
+    path = tmp_path / "network-snapshot.pkl"
+    path.write_bytes(source.read_bytes()[: source.stat().st_size // 2])
+    with pytest.raises(ModelFileError, match="download it again") as refused:
+        load_nvlabs_pkl(path)
+    assert str(path) in str(refused.value) and "weights_only" not in str(refused.value)
+
+
+def golden_snapshot():
+    from golden_fixtures import golden_dir
+
+    return golden_dir() / "sg2_nvlabs_pkl" / "network-snapshot.pkl"
+
+
+def test_golden_snapshot_is_within_bounds():
+    from facecontrol.models.safe_pickle import check_pickle_bounds
+
+    with open(golden_snapshot(), "rb") as handle:
+        stats = check_pickle_bounds(handle)
+    # a real snapshot: about one object per opcode, shallow, no more bytes than the file
+    assert stats.expanded_objects < 2 * stats.opcodes and stats.depth < 64
+    assert stats.expanded_bytes < 1.1 * golden_snapshot().stat().st_size
+    generator, info = load_nvlabs_pkl(golden_snapshot())
+    assert info["num_ws"] == generator.num_ws > 0
