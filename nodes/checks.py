@@ -113,6 +113,8 @@ def _check_choice(node: str, spec, value) -> None:
 def _check_pixels(node: str, name: str, kind: str, value) -> None:
     if not isinstance(value, torch.Tensor):
         raise ValueError(f"{node}: '{name}' must be an {kind}, got {type(value).__name__}")
+    if value.dim() >= 3 and value.shape[0] == 0:
+        raise ValueError(f"{node}: '{name}' is an empty batch (0 frames)")
     bad = _nonfinite_items(value)
     if bad:
         raise ValueError(f"{node}: '{name}' has NaN or infinite values in {_frames_text(bad)}; "

@@ -9,7 +9,7 @@ diffusers side: UNet2DConditionModel + ControlNetModel with the authors' pipelin
 from __future__ import annotations
 
 import sys
-from types import SimpleNamespace
+from pathlib import Path
 
 import pytest
 import torch
@@ -60,7 +60,8 @@ def test_one_step_equals_diffusers(fan):
 
     unet, cnet = diffusers_unet(), diffusers_controlnet()
     model = comfy.sd.load_diffusion_model_state_dict(unet_to_ldm(unet.state_dict()))
-    bundle = SimpleNamespace(controlnet=fan.controlnet_from_diffusers_state(cnet.state_dict()))
+    controlnet = fan.controlnet_from_diffusers_state(cnet.state_dict())
+    bundle = fan.FaceAdapterBundle(None, None, None, None, controlnet, Path("."))
 
     g = torch.Generator().manual_seed(0)
     identity, attributes, empty, target_identity = (torch.randn(1, 77, 768, generator=g) for _ in range(4))
