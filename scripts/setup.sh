@@ -135,6 +135,15 @@ for name, (package, rel) in files.items():
 PYEOF
 }
 
+install_identity_crosscheck() {
+  # face_recognition (the reference for the dlib identity metric) names the source build of dlib as a
+  # dependency; dlib-bin from the test extras provides the same module, so it is installed without its own.
+  if ! "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('face_recognition') is None)"; then
+    log "installing face_recognition (without its dlib requirement: dlib-bin provides dlib)"
+    "${PIP[@]}" install --no-deps "face_recognition==1.3.0"
+  fi
+}
+
 install_browser() {
   if [ ! -x /usr/bin/chromium ]; then
     log "installing Debian's chromium"
@@ -150,5 +159,6 @@ get_comfyui
 install_comfyui_requirements
 install_pack
 copy_media
+[ "$WITH_TEST" = 1 ] && install_identity_crosscheck
 [ "$WITH_TEST" = 1 ] && install_browser
 log "ready: ComfyUI at $(comfyui_dir), pack linked as custom_nodes/facecontrol"
