@@ -52,6 +52,7 @@ def build_models(args) -> "pie.PIEModels":
     from facecontrol.pipelines import pie
 
     sys.path.insert(0, str(REPO / "tests"))
+    import media
     from test_weights import pie as test_weights
 
     generator = load_stylegan2(args.generator)[0] if args.generator else test_weights.tiny_generator()
@@ -61,7 +62,7 @@ def build_models(args) -> "pie.PIEModels":
     if args.face_model == "bfm_deep3dfacerecon":
         formation = bfm_formation(args, landmark_net, test_weights)
     else:
-        formation = pie.ICTFaceFormation(load_ict_model(args.ict or test_weights.ict_dir() / "face_model.npz"), landmark_net)
+        formation = pie.ICTFaceFormation(load_ict_model(args.ict or media.ict_facekit_dir() / "face_model.npz"), landmark_net)
     perceptual = pie.load_vgg_perceptual(read_state(args.vgg)) if args.vgg else pie.VGGPerceptual()
     models = pie.PIEModels(generator, formation.eval().requires_grad_(False), None, perceptual.eval().requires_grad_(False))
     for module in (models.generator, models.formation, models.perceptual):

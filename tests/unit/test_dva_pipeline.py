@@ -184,6 +184,7 @@ def test_cancel_from_the_callback_stops_the_loop():
 # ---------------------------------------------------------------- CLIP edit
 
 
+@pytest.mark.slow  # an optimisation loop: minutes on the 2-core CI machine; stays in CI
 def test_clip_edit_lowers_its_loss_and_moves_the_video_code(tmp_path):
     import importlib.util
     from pathlib import Path
