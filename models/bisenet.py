@@ -213,7 +213,9 @@ def _upsample(x: torch.Tensor, size) -> torch.Tensor:
 
 
 def load_bisenet_state(source, n_classes: int = 19) -> BiSeNet:
-    """zllrunning ``79999_iter.pth`` (path or state dict; ``module.`` prefixes stripped) -> eval-mode BiSeNet, strict keys."""
+    """zllrunning ``79999_iter.pth`` (path or state dict) -> eval-mode BiSeNet, strict keys.
+
+    ``module.`` prefixes are stripped."""
     from .checkpoint import describe_source, load_state_strict, read_state, strip_prefix
 
     model = BiSeNet(n_classes)
