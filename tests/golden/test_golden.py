@@ -270,7 +270,7 @@ NVLABS_PSI = 0.7  # the truncation of the w_psi07 output
 
 @torch.no_grad()
 def _check_sg2_rosinality(fx: Fixture, tmp: Path) -> None:
-    from facecontrol.models.stylegan2 import Generator, load_stylegan2
+    from facecontrol.models.stylegan2 import Generator
 
     torch.manual_seed(0)
     generator = Generator(**fx.config).eval()
