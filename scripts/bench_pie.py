@@ -46,8 +46,8 @@ def astronaut_crop(size: int) -> torch.Tensor:
 
 def build_models(args) -> "pie.PIEModels":
     from facecontrol.face.ict_model import load_ict_model
-    from facecontrol.models.checkpoint import read_state, strip_prefix
-    from facecontrol.models.dva_face_encoder import LandmarkNet
+    from facecontrol.models.vgg_perceptual import VGGPerceptual, load_vgg_perceptual
+    from facecontrol.models.dva_face_encoder import load_landmark_net
     from facecontrol.models.stylegan2 import load_stylegan2
     from facecontrol.pipelines import pie
 
@@ -56,14 +56,12 @@ def build_models(args) -> "pie.PIEModels":
     from test_weights import pie as test_weights
 
     generator = load_stylegan2(args.generator)[0] if args.generator else test_weights.tiny_generator()
-    landmark_net = LandmarkNet()
-    state = read_state(args.landmark_net)["state_dict"] if args.landmark_net else test_weights.landmark_state()
-    landmark_net.backbone.load_state_dict(strip_prefix(state))
+    landmark_net = load_landmark_net(args.landmark_net or test_weights.landmark_state())
     if args.face_model == "bfm_deep3dfacerecon":
         formation = bfm_formation(args, landmark_net, test_weights)
     else:
         formation = pie.ICTFaceFormation(load_ict_model(args.ict or media.ict_facekit_dir() / "face_model.npz"), landmark_net)
-    perceptual = pie.load_vgg_perceptual(read_state(args.vgg)) if args.vgg else pie.VGGPerceptual()
+    perceptual = load_vgg_perceptual(args.vgg) if args.vgg else VGGPerceptual()
     models = pie.PIEModels(generator, formation.eval().requires_grad_(False), None, perceptual.eval().requires_grad_(False))
     for module in (models.generator, models.formation, models.perceptual):
         module.to(args.device)

@@ -17,6 +17,7 @@ from torch import nn
 from media import ict_facekit_dir
 
 from facecontrol.face.ict_model import load_ict_model
+from facecontrol.models.vgg_perceptual import VGGPerceptual
 from facecontrol.pipelines import pie
 
 
@@ -68,7 +69,7 @@ def small_models(with_recognition: bool = True, with_perceptual: bool = True,
         formation = pie.ICTFaceFormation(model, landmark_net)
     formation = formation.eval().requires_grad_(False)
     recognition = TinyRecognition().eval().requires_grad_(False) if with_recognition else None
-    perceptual = pie.VGGPerceptual(layers=(3, 8)).eval().requires_grad_(False) if with_perceptual else None
+    perceptual = VGGPerceptual(layers=(3, 8)).eval().requires_grad_(False) if with_perceptual else None
     return pie.PIEModels(small_generator(), formation, recognition, perceptual)
 
 

@@ -149,7 +149,7 @@ def test_torchscript_that_writes_on_load(room):
     """The finding of the probe: DVA's text edit read dva/clip/ViT-B-16.pt with torch.jit.load."""
     from facecontrol.models.checkpoint import read_state
     from facecontrol.models.safe_pickle import UnsafePickleError
-    from facecontrol.pipelines.dva_clip import load_clip
+    from facecontrol.models.clip_archive import load_openai_clip as load_clip
 
     models, marker = room
     path = models / "ViT-B-16.pt"

@@ -2,8 +2,6 @@
 and the fitted ICT-FaceKit face of the astronaut rendered over the photo."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
