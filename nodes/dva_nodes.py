@@ -26,7 +26,7 @@ from ..face.image import image_to_signed, image_to_unit, unit_to_image
 from .checks import FaceControlNode
 from .common import (cached_object, cached_patcher, check_batch, check_image, free_memory, load_patchers, make_patcher,
                      progress, resolve_model)
-from .types import DVA_LATENT, DVA_MODEL, FACE_CROP
+from .sockets import DVA_LATENT, DVA_MODEL, FACE_CROP
 
 log = logging.getLogger("facecontrol")
 

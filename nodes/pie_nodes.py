@@ -21,7 +21,7 @@ from .. import model_names as names
 from ..face.image import image_to_signed, signed_to_image
 from .checks import FaceControlNode
 from .common import Progress, cached_patcher, check_image, check_interrupted, folder_file, load_patchers, loaded_model, resolve_model
-from .types import PIE_LATENT, RIGNET, STYLEGAN
+from .sockets import PIE_LATENT, RIGNET, STYLEGAN
 
 log = logging.getLogger("facecontrol")
 

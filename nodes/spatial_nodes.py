@@ -19,7 +19,7 @@ from ..face.image import image_to_signed, uint8_to_signed
 from .checks import FaceControlNode
 from .common import (cached_object, cached_patcher, check_batch, check_image, check_same_frames, image_to_uint8,
                      images_with_mask, loaded_model, progress, resolve_model)
-from .types import FACE_3DMM, FACE_CROP, FACE_LANDMARKS, FACES
+from .sockets import FACE_3DMM, FACE_CROP, FACE_LANDMARKS, FACES
 
 log = logging.getLogger("facecontrol")
 

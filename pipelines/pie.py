@@ -99,7 +99,7 @@ class FaceFormation(nn.Module):
 class ICTFaceFormation(FaceFormation):
     """Differentiable regressor, renderer and landmark projection over the dense ICT-FaceKit mesh.
 
-    Camera: weak perspective as in :mod:`facecontrol.face.fit_3dmm` (u = s X + tx, v = ty - s Y after
+    Camera: weak perspective as in :mod:`facecontrol.face.ict_fit` (u = s X + tx, v = ty - s Y after
     rotation), in pixels of the image being analysed. ``scale`` and ``translation`` in theta are stored
     relative to the image size so theta means the same at any resolution.
     """

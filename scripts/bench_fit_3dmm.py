@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facecontrol.face.fit_3dmm import fit_landmarks, project_landmarks, reprojection_error
+from facecontrol.face.ict_fit import fit_landmarks, project_landmarks, reprojection_error
 from facecontrol.face.ict_model import ICTFaceModel, load_ict_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

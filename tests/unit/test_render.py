@@ -90,7 +90,7 @@ def test_sh_shading_gradient_and_lambertian_direction():
 def test_fitted_ict_face_of_the_astronaut_lands_on_the_detected_landmarks(detector):
     from media import ict_facekit_dir, load_rgb
 
-    from facecontrol.face.fit_3dmm import fit_landmarks, interocular_distance
+    from facecontrol.face.ict_fit import fit_landmarks, interocular_distance
     from facecontrol.face.geometry import rotation_matrix
     from facecontrol.face.ict_model import load_ict_model
 

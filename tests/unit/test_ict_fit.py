@@ -1,4 +1,4 @@
-"""ICT-FaceKit model, landmark fitting (face/fit_3dmm.py) and gaze (face/gaze.py).
+"""ICT-FaceKit model, landmark fitting (face/ict_fit.py) and gaze (face/gaze.py).
 
 Real-photo checks use dlib's HOG detector + 68-point predictor (test-only dependency) on the shared media.
 """
@@ -14,7 +14,7 @@ import torch
 
 from media import ict_facekit_dir
 
-from facecontrol.face.fit_3dmm import (
+from facecontrol.face.ict_fit import (
     fit_landmarks,
     interocular_distance,
     project,
