@@ -72,14 +72,14 @@ def bfm_formation(args, landmark_net, test_weights):
     import tempfile
 
     from facecontrol.face.bfm import BFMProjector
-    from facecontrol.models.d3dfr import load_deep3dfacerecon_state
+    from facecontrol.models.d3dfr import load_deep3dfacerecon
     from facecontrol.pipelines.pie_bfm import BFMFaceFormation
 
     bfm_path = args.bfm
     if bfm_path is None:
         bfm_path = Path(tempfile.mkdtemp()) / "BFM_model_front.mat"
         test_weights.write_ict_bfm(bfm_path)
-    regressor = load_deep3dfacerecon_state(args.d3dfr) if args.d3dfr else test_weights.calibrated_regressor()
+    regressor = load_deep3dfacerecon(args.d3dfr) if args.d3dfr else test_weights.calibrated_regressor()
     return BFMFaceFormation(BFMProjector(bfm_path), regressor, landmark_net)
 
 
