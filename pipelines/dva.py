@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterator, Literal, Mapping, Protocol
+from typing import Callable, Iterator, Literal, Protocol
 
 import numpy as np
 import torch
