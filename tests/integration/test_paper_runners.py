@@ -121,7 +121,7 @@ def run_with_interruptions(script: str, args: list[str], out: Path, a, b, total:
 
 def check_results(out: Path, a, b, total: int, before: set, counts_before: dict, counts_b: dict) -> list[dict]:
     """Every sample once; nothing finished before the kill queued again (b: live server, or None with its history
-    taken before it was stopped in counts_b); with b live, both servers finished samples of this run."""
+    taken before it was stopped in counts_b); with b live, samples were queued on both servers."""
     results = lines(out / "results.jsonl")
     ids = [r["sample"] for r in results]
     assert len(ids) == len(set(ids)) == total, ids
@@ -129,8 +129,9 @@ def check_results(out: Path, a, b, total: int, before: set, counts_before: dict,
     counts_b = history_counts(b) if b is not None else counts_b
     for sample in before:  # nothing finished before the kill was queued again
         assert counts_a.get(sample, 0) + counts_b.get(sample, 0) == counts_before[sample], sample
-    if b is not None:  # two servers at once: the samples were spread over both
-        assert {r["server"] for r in results} == {a.url, b.url}, [(r["sample"], r["server"]) for r in results]
+    if b is not None:  # two servers at once: the runner spread the samples over both (its queue log, kept as it goes)
+        queued = {q["server"] for q in lines(out / "queued.jsonl")}
+        assert queued == {a.url, b.url}, queued
     table = (out / "table.md").read_text()
     assert LABEL in table and (out / "table.csv").is_file() and (out / "samples.csv").is_file()
     return results
