@@ -314,7 +314,9 @@ def verify_sha256(path: Path | str, expected: str | None) -> bool:
 
 
 def zip_content_sha256(path: Path | str) -> str:
-    """sha256 over a zip's (.npz) member names and uncompressed bytes: equal for equal arrays whatever the compressor."""
+    """sha256 over a zip's (.npz) member names and uncompressed bytes.
+
+    Equal for equal arrays whatever the compressor."""
     digest = hashlib.sha256()
     with zipfile.ZipFile(path) as archive:
         for member in sorted(archive.namelist()):

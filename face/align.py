@@ -161,7 +161,9 @@ def faceadapter_box_corners(box: np.ndarray, crop_ratio: float = 0.81) -> np.nda
 
 
 def smooth_boxes(boxes: np.ndarray, sigma_center: float = 1.0, sigma_size: float = 3.0) -> np.ndarray:
-    """(N,4) x1,y1,x2,y2 boxes smoothed over frames like the FFHQ quads: sigma_center on the centre, sigma_size on the size."""
+    """(N,4) x1,y1,x2,y2 boxes smoothed over frames like the FFHQ quads.
+
+    sigma_center smooths the centre, sigma_size the size."""
     centre = (boxes[:, :2] + boxes[:, 2:4]) / 2
     half = (boxes[:, 2:4] - boxes[:, :2]) / 2
     centre, half = smooth_over_frames(centre, sigma_center), smooth_over_frames(half, sigma_size)

@@ -6,6 +6,7 @@ import matplotlib
 import numpy as np
 import torch
 
+from .gaze import gaze_points
 from .image import uint8_to_signed
 
 CANVAS_SIZE = 256
@@ -13,18 +14,9 @@ CONTROL_SIZE = 512
 NUM_POINTS = 70
 
 
-def gaze_points(lm68: torch.Tensor, gaze: torch.Tensor) -> torch.Tensor:
-    """(B,68,2) landmarks and (B,4) gaze offsets -> (B,2,2) pupil points, in eye-width units from each eye centre."""
-    eye_a = lm68[:, [36, 42]]  # outer corner of the first eye, inner corner of the second
-    eye_b = lm68[:, [39, 45]]
-    eye_width = torch.sqrt(((eye_b - eye_a) ** 2).sum(dim=-1, keepdim=True))
-    eye_center = (eye_b + eye_a) * 0.5
-    return gaze.reshape(-1, 2, 2) * eye_width + eye_center
-
-
 def pts70(lm68: torch.Tensor, gaze: torch.Tensor) -> torch.Tensor:
     """(B,70,2) float points: the 68 landmarks followed by the left and right gaze points."""
-    return torch.cat([lm68, gaze_points(lm68, gaze)], dim=1)
+    return torch.cat([lm68, gaze_points(gaze, lm68)], dim=1)
 
 
 def rainbow_bgr_swapped(num_points: int = NUM_POINTS) -> list[tuple[int, int, int]]:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import fit_3dmm
+from . import ict_fit
 from .gaze import gaze_from_iris
 from .temporal import smooth_over_frames
 from .types import FaceSet, apply_affine
@@ -75,7 +75,7 @@ class Face3DMM:
         """(B,68,2) projected iBUG-68 landmarks in 256-canvas pixels."""
         c = self.coeffs
         if self.backend == "ict_facekit":
-            return fit_3dmm.project_landmarks(self.model, c["identity"], c["expression"], c["angles"],
+            return ict_fit.project_landmarks(self.model, c["identity"], c["expression"], c["angles"],
                                               c["scale"].reshape(-1), c["translation"])
         return self.model.get_lm68(bfm_vector(c))
 
@@ -147,7 +147,7 @@ def fit_ict(faces: FaceSet, model, *, shared_identity: bool, smooth_sigma: float
     canvas = smooth_canvas(arcface_canvas(faces, input_name), smooth_sigma)
     lm68 = faces.lm68(input_name)
     lm_canvas = torch.from_numpy(np.stack([apply_affine(m, p) for m, p in zip(canvas, lm68)])).float()
-    result = fit_3dmm.fit_landmarks(lm_canvas, model, shared_identity=shared_identity,
+    result = ict_fit.fit_landmarks(lm_canvas, model, shared_identity=shared_identity,
                                     smooth_sigma=smooth_sigma, **fit_options)
     gaze = measured_gaze(faces, canvas, lm_canvas)
     if smooth_sigma > 0:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["BiSeNet", "FaceParsing", "BISENET_CLASSES", "Preprocess", "preprocess_for_bisenet", "load_bisenet_state"]
+__all__ = ["BiSeNet", "FaceParsing", "BISENET_CLASSES", "Preprocess", "preprocess_for_bisenet", "load_bisenet"]
 
 BISENET_CLASSES = (
     "background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear", "ear_r",
@@ -212,8 +212,10 @@ def _upsample(x: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(x, size, mode="bilinear", align_corners=True)
 
 
-def load_bisenet_state(source, n_classes: int = 19) -> BiSeNet:
-    """zllrunning ``79999_iter.pth`` (path or state dict; ``module.`` prefixes stripped) -> eval-mode BiSeNet, strict keys."""
+def load_bisenet(source, n_classes: int = 19) -> BiSeNet:
+    """zllrunning ``79999_iter.pth`` (path or state dict) -> eval-mode BiSeNet, strict keys.
+
+    ``module.`` prefixes are stripped."""
     from .checkpoint import describe_source, load_state_strict, read_state, strip_prefix
 
     model = BiSeNet(n_classes)

@@ -123,7 +123,7 @@ class Deep3DFaceReconRegressor(_CoeffRegressor):
             logger.info("Deep3DFaceReconRegressor ignores init_path %s (training initialisation only)", init_path)
 
 
-def load_d3dfr_state(source: StateSource, **config) -> D3DFRRegressor:
+def load_d3dfr(source: StateSource, **config) -> D3DFRRegressor:
     """Face-Adapter ``d3dfr_res50_nofc.pth`` (optionally ``module.``-prefixed) -> eval-mode D3DFRRegressor.
 
     Unlike the authors (strict=False, then BN fusion) this loads strictly and keeps BatchNorm separate.
@@ -133,7 +133,7 @@ def load_d3dfr_state(source: StateSource, **config) -> D3DFRRegressor:
     return load_state_strict(model, state, describe_source(source)).eval()
 
 
-def load_deep3dfacerecon_state(source: StateSource, **config) -> Deep3DFaceReconRegressor:
+def load_deep3dfacerecon(source: StateSource, **config) -> Deep3DFaceReconRegressor:
     """Deep3DFaceRecon ``epoch_20.pth`` (``{'net_recon': state, ...}``) or a bare state -> eval-mode regressor."""
     checkpoint = read_state(source)
     state = checkpoint["net_recon"] if "net_recon" in checkpoint else checkpoint

@@ -132,3 +132,31 @@ def read_dva_classifier(source: CheckpointSource, use_ema: bool = False) -> DVAC
         conds_mean=state["conds_mean"].float().reshape(1, -1),
         conds_std=state["conds_std"].float().reshape(1, -1),
     )
+
+
+def load_dva_networks(
+    checkpoint: str | Mapping[str, Any],
+    weights: str = "ema",
+    aux_files: Mapping[str, str] | None = None,
+):
+    """(DVAUNet, DVAFaceEncoder) from the Lightning checkpoint, in eval mode on the CPU.
+
+    weights: "ema" (inference default) or "model". The encoders are frozen during training, so when
+    the chosen copy lacks `encoder.*` keys the other copy's are used. aux_files maps "idnet",
+    "lndnet", "bgnet" to their own released files, which then replace the checkpoint's copies.
+    """
+    from .dva_face_encoder import build_dva_face_encoder, encoder_state_from_files
+    from .dva_unet import build_dva_unet, unet_config_from_state
+
+    loaded = checkpoint if isinstance(checkpoint, Mapping) else load_lightning_checkpoint(checkpoint)
+    state = loaded.get("state_dict", loaded)
+    states = split_dva_state(state, weights)
+    encoder_state = states.encoder
+    if not encoder_state:
+        other = "model" if weights == "ema" else "ema"
+        encoder_state = split_dva_state(state, other).encoder
+    if "linear.weight" not in encoder_state:
+        raise ValueError("the DVA checkpoint has no 'encoder.linear.*' (the face-code layer)")
+    encoder_state = encoder_state_from_files(encoder_state, **dict(aux_files or {}))
+    unet = build_dva_unet(states.unet, unet_config_from_state(states.unet))
+    return unet, build_dva_face_encoder(encoder_state)

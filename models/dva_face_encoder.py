@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .bisenet import BiSeNet
+from .checkpoint import StateSource, load_state_strict, read_state, strip_prefix
 from .irse50 import IRSEBackbone
 from .mobilenet_gdconv import MobileNetGDConv
 
@@ -154,3 +155,41 @@ def build_dva_face_encoder(state_dict: Mapping[str, torch.Tensor] | None = None)
         encoder = DVAFaceEncoder()
     encoder.load_state_dict(dict(state_dict), strict=True, assign=True)
     return encoder.float().eval()
+
+
+def landmark_checkpoint_filter(checkpoint: Mapping) -> dict[str, torch.Tensor]:
+    """The MobileNetV2-GDConv state from its released file: ``mobilenet_224_model_best_gdconv_external.pth.tar``
+    wraps it in ``['state_dict']`` with ``module.`` prefixes (DataParallel); a bare state dict passes as is."""
+    state = checkpoint.get("state_dict", checkpoint)
+    return strip_prefix(state, "module.")
+
+
+def load_landmark_net(source: StateSource) -> LandmarkNet:
+    """LandmarkNet (eval) strictly loaded from the landmark network's released file, its checkpoint dict, or a state
+    dict (wrapped or not)."""
+    net = LandmarkNet()
+    load_state_strict(net.backbone, landmark_checkpoint_filter(read_state(source)), str(source)[:200])
+    return net.eval()
+
+
+def encoder_state_from_files(
+    checkpoint_encoder: Mapping[str, torch.Tensor],
+    idnet: StateSource | None = None,
+    lndnet: StateSource | None = None,
+    bgnet: StateSource | None = None,
+) -> dict[str, torch.Tensor]:
+    """The `encoder.*` state with the given networks replaced by their own released files.
+
+    idnet: `model_ir_se50.pth`; lndnet: `mobilenet_224_model_best_gdconv_external.pth.tar` (see
+    landmark_checkpoint_filter); bgnet: `79999_iter.pth`. The face-code Linear always comes from the DVA
+    checkpoint, which is its only source.
+    """
+    state = dict(checkpoint_encoder)
+    for name, path in (("idnet", idnet), ("lndnet", lndnet), ("bgnet", bgnet)):
+        if path is None:
+            continue
+        loaded = read_state(path)
+        loaded = landmark_checkpoint_filter(loaded) if name == "lndnet" else strip_prefix(loaded, "module.")
+        state = {k: v for k, v in state.items() if not k.startswith(f"{name}.")}
+        state.update({f"{name}.backbone.{k}": v for k, v in loaded.items()})
+    return state

@@ -357,3 +357,32 @@ def build_dva_unet(
         model = DVAUNet.from_config(config)
     model.load_state_dict(dict(state_dict), strict=strict, assign=True)
     return model.float().eval()
+
+
+def unet_config_from_state(state: Mapping[str, torch.Tensor], image_size: int = 256) -> dict[str, Any]:
+    """The DVAUNet constructor arguments that produce `state`'s keys and shapes.
+
+    Width, channel multipliers, blocks per level, attention levels and the condition width are read
+    from the tensors, so the released 128-channel model and smaller ones in the same layout both load.
+    """
+    if "input_blocks.0.0.weight" not in state:
+        raise ValueError("not a DVA UNet state: 'input_blocks.0.0.weight' is missing")
+    model_channels = int(state["input_blocks.0.0.weight"].shape[0])
+    output_blocks = sorted({int(k.split(".")[1]) for k in state if k.startswith("output_blocks.")})
+    # every level but the top one ends its decoder part with an upsampling ResBlock after index 0
+    upsampling = [b for b in output_blocks if any(f"output_blocks.{b}.{j}.in_layers.0.weight" in state for j in (1, 2))]
+    levels = len(upsampling) + 1
+    num_res_blocks = len(output_blocks) // levels - 1
+    channel_mult, attention = [], []
+    for level in range(levels):
+        first = 1 + level * (num_res_blocks + 1)
+        channel_mult.append(int(state[f"input_blocks.{first}.0.out_layers.6.weight"].shape[0]) // model_channels)
+        if f"input_blocks.{first}.1.qkv.weight" in state:
+            attention.append(image_size // 2 ** level)
+    embed = int(state["time_embed.time_embed.2.weight"].shape[0])
+    cond = int(state["input_blocks.1.0.cond_emb_layers.1.weight"].shape[1])
+    return {
+        "image_size": image_size, "model_channels": model_channels, "channel_mult": tuple(channel_mult),
+        "num_res_blocks": num_res_blocks, "attention_resolutions": tuple(attention), "embed_channels": embed,
+        "cond_channels": cond if cond != embed else None,
+    }

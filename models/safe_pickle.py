@@ -32,7 +32,7 @@ import pickle
 import pickletools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 import torch
@@ -253,7 +253,7 @@ def check_pickle_bounds(stream: BinaryIO, size: int | None = None, limits: Pickl
     graph = _OpcodeGraph(limits)
     opcodes = 0
     try:
-        for opcodes, (op, arg, _pos) in enumerate(pickletools.genops(reader), 1):
+        for opcodes, (op, arg, _pos) in enumerate(pickletools.genops(reader), 1):  # noqa: B007 (read after the loop)
             if graph.step(op, arg):
                 break
     except UnsafePickleError:

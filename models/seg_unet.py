@@ -78,7 +78,7 @@ class AdaptingAreaPredictor(nn.Module):
         return (prob > threshold).to(prob.dtype)
 
 
-def load_seg_unet_state(source: StateSource, **config) -> AdaptingAreaPredictor:
+def load_seg_unet(source: StateSource, **config) -> AdaptingAreaPredictor:
     """Face-Adapter ``net_seg_res18.pth`` (path or state dict) -> eval-mode AdaptingAreaPredictor (strict)."""
     model = AdaptingAreaPredictor(**config)
     return load_state_strict(model, strip_prefix(read_state(source)), describe_source(source)).eval()

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from comfy_api.latest import io
 
-from .types import PREFIX, carried_class
+from .sockets import PREFIX, carried_class
 
 _CHECKED = "_facecontrol_checked"
 

@@ -19,14 +19,14 @@ from comfy_api.latest import io
 import comfy.model_patcher
 import folder_paths
 
-from ..models.dva_checkpoint import DVAClassifierState, read_dva_classifier
+from ..models.dva_checkpoint import DVAClassifierState, load_dva_networks, read_dva_classifier
 from ..pipelines import dva
 from .. import model_names as names
 from ..face.image import image_to_signed, image_to_unit, unit_to_image
 from .checks import FaceControlNode
 from .common import (cached_object, cached_patcher, check_batch, check_image, free_memory, load_patchers, make_patcher,
                      progress, resolve_model)
-from .types import DVA_LATENT, DVA_MODEL, FACE_CROP
+from .sockets import DVA_LATENT, DVA_MODEL, FACE_CROP
 
 log = logging.getLogger("facecontrol")
 
@@ -111,7 +111,7 @@ class LoadDVA(FaceControlNode):
 
 
 def _build_dva_model(path: Path, weights: str, aux: dict[str, str] | None) -> DVAModel:
-    unet, encoder = dva.load_dva_networks(str(path), weights, aux)
+    unet, encoder = load_dva_networks(str(path), weights, aux)
     return DVAModel(make_patcher(unet), make_patcher(encoder), unet.model_channels, str(path))
 
 
@@ -249,10 +249,10 @@ NODES = [LoadDVA, DVAEncode, DVAEditClassifier, DVADecode]
 
 
 def _build_clip(path: Path) -> torch.nn.Module:
-    from ..pipelines.dva_clip import load_clip
+    from ..models.clip_archive import load_openai_clip
 
     with torch.inference_mode(False):
-        return load_clip(str(path))
+        return load_openai_clip(str(path))
 
 
 def clip_patcher() -> comfy.model_patcher.ModelPatcher:

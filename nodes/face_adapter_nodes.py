@@ -29,7 +29,7 @@ from ..pipelines import face_adapter as fa
 from .checks import FaceControlNode
 from .common import (cached_object, cached_patcher, check_batch, check_image, image_to_uint8, images_with_mask,
                      load_patchers, progress, resolve_model)
-from .types import FACE_ADAPTER, FACE_ADAPTER_TOKENS
+from .sockets import FACE_ADAPTER, FACE_ADAPTER_TOKENS
 
 log = logging.getLogger("facecontrol")
 

@@ -19,7 +19,7 @@ from .. import model_names as names
 from .checks import FaceControlNode
 from .common import (cached_object, check_batch, check_same_frames, image_to_uint8, mask_batch, progress, resolve_model,
                      uint8_to_image)
-from .types import FACE_CROP, FACES
+from .sockets import FACE_CROP, FACES
 
 log = logging.getLogger("facecontrol")
 

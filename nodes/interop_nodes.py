@@ -16,7 +16,7 @@ from ..face.select import ORDERS, SELECTIONS, Selection, finish_selection, selec
 from ..face.types import FaceSet
 from .checks import FaceControlNode
 from .common import progress
-from .types import CORE_FACE_LANDMARKS, FACES
+from .sockets import CORE_FACE_LANDMARKS, FACES
 
 log = logging.getLogger("facecontrol")
 

@@ -14,12 +14,14 @@ from comfy_api.latest import io
 import folder_paths
 
 from ..models.checkpoint import load_state_strict, read_state, strip_prefix
+from ..models.dva_face_encoder import load_landmark_net
+from ..models.vgg_perceptual import load_vgg_perceptual
 from ..pipelines import pie
 from .. import model_names as names
 from ..face.image import image_to_signed, signed_to_image
 from .checks import FaceControlNode
 from .common import Progress, cached_patcher, check_image, check_interrupted, folder_file, load_patchers, loaded_model, resolve_model
-from .types import PIE_LATENT, RIGNET, STYLEGAN
+from .sockets import PIE_LATENT, RIGNET, STYLEGAN
 
 log = logging.getLogger("facecontrol")
 
@@ -74,22 +76,11 @@ def build_rignet(path: Path) -> torch.nn.Module:
     return load_rignet(path)
 
 
-def build_landmark_net(path: Path) -> torch.nn.Module:
-    """The MobileNetV2-GDConv 68-point landmark network (L(I') of the image loss)."""
-    from ..models.dva_face_encoder import LandmarkNet
-
-    landmark_net = LandmarkNet()
-    state = read_state(path)
-    state = state.get("state_dict", state)
-    load_state_strict(landmark_net.backbone, strip_prefix(state), str(path))
-    return landmark_net
-
-
 def build_formation(path: Path) -> pie.ICTFaceFormation:
     """ICT-FaceKit dense mesh + the landmark network (``path``)."""
     from ..face.ict_model import load_ict_model
 
-    return pie.ICTFaceFormation(load_ict_model(resolve_model(names.ICT_FACE_MODEL)), build_landmark_net(path))
+    return pie.ICTFaceFormation(load_ict_model(resolve_model(names.ICT_FACE_MODEL)), load_landmark_net(path))
 
 
 def build_bfm_formation(path: Path) -> torch.nn.Module:
@@ -101,7 +92,7 @@ def build_bfm_formation(path: Path) -> torch.nn.Module:
         standard = resolve_model(names.PIE_STANDARD_LANDMARKS)
     except FileNotFoundError:
         standard = None
-    return load_bfm_formation(resolve_model(names.PIE_BFM), path, build_landmark_net(resolve_model(names.DVA_LNDNET)), standard)
+    return load_bfm_formation(resolve_model(names.PIE_BFM), path, load_landmark_net(resolve_model(names.DVA_LNDNET)), standard)
 
 
 def formation_patcher(face_model: str):
@@ -122,7 +113,7 @@ def build_recognition(path: Path) -> torch.nn.Module:
 
 
 def build_perceptual(path: Path) -> torch.nn.Module:
-    return pie.load_vgg_perceptual(read_state(path))
+    return load_vgg_perceptual(path)
 
 
 def _autograd_mode():

@@ -19,7 +19,7 @@ from ..face.image import image_to_signed, uint8_to_signed
 from .checks import FaceControlNode
 from .common import (cached_object, cached_patcher, check_batch, check_image, check_same_frames, image_to_uint8,
                      images_with_mask, loaded_model, progress, resolve_model)
-from .types import FACE_3DMM, FACE_CROP, FACE_LANDMARKS, FACES
+from .sockets import FACE_3DMM, FACE_CROP, FACE_LANDMARKS, FACES
 
 log = logging.getLogger("facecontrol")
 
@@ -82,9 +82,9 @@ def fit_ict_backend(faces: FaceSet, shared: bool, smooth_sigma: float) -> f3.Fac
 
 def fit_bfm_backend(frames: np.ndarray, faces: FaceSet, shared: bool, smooth_sigma: float) -> f3.Face3DMM:
     from ..face.bfm import BFMProjector
-    from ..models.d3dfr import load_d3dfr_state
+    from ..models.d3dfr import load_d3dfr
 
-    regressor = loaded_model(cached_patcher(resolve_model(names.FA_D3DFR), load_d3dfr_state))
+    regressor = loaded_model(cached_patcher(resolve_model(names.FA_D3DFR), load_d3dfr))
     projector = cached_object(resolve_model(names.FA_BFM), BFMProjector.face_adapter)
     canvas = f3.arcface_canvas(faces)
     device = next(regressor.parameters()).device
@@ -247,9 +247,9 @@ def _geometric(base_image, landmarks: f3.CropLandmarks, base_faces, base_crop, d
 
 
 def _seg_unet_mask(base_image: torch.Tensor, landmark_image: torch.Tensor) -> torch.Tensor:
-    from ..models.seg_unet import load_seg_unet_state
+    from ..models.seg_unet import load_seg_unet
 
-    net = loaded_model(cached_patcher(resolve_model(names.FA_SEG_UNET), load_seg_unet_state))
+    net = loaded_model(cached_patcher(resolve_model(names.FA_SEG_UNET), load_seg_unet))
     device = next(net.parameters()).device
     tick = progress(len(base_image))
     masks = []
@@ -262,9 +262,9 @@ def _seg_unet_mask(base_image: torch.Tensor, landmark_image: torch.Tensor) -> to
 
 
 def _bisenet_mask(base_image: torch.Tensor, bisenet_input: str) -> torch.Tensor:
-    from ..models.bisenet import load_bisenet_state
+    from ..models.bisenet import load_bisenet
 
-    net = loaded_model(cached_patcher(resolve_model(names.FA_BISENET), load_bisenet_state))
+    net = loaded_model(cached_patcher(resolve_model(names.FA_BISENET), load_bisenet))
     device = next(net.parameters()).device
     preprocess = "none" if bisenet_input.startswith("authors") else "imagenet_signed"
     size = base_image.shape[1]

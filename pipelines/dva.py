@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterator, Literal, Mapping, Protocol
+from typing import Callable, Iterator, Literal, Protocol
 
 import numpy as np
 import torch
@@ -44,9 +44,6 @@ __all__ = [
     "DVALatent",
     "encode_video",
     "decode_video",
-    "unet_config_from_state",
-    "encoder_state_from_files",
-    "load_dva_networks",
     "frames_per_chunk",
     "stream_edit_video",
 ]
@@ -430,95 +427,6 @@ def decode_video(
     z_face = _face_codes(encoder, identity, latent.z_lnd, device)
     frames = (generate or generate_frames)(unet, latent.x_T, z_face, schedule, chunk_size, device, callback)
     return (frames + 1) / 2
-
-
-# ----------------------------------------------------------------------------------------------
-# Loading: architecture from the checkpoint, encoders from the checkpoint or their own files
-
-
-def unet_config_from_state(state: Mapping[str, torch.Tensor], image_size: int = 256) -> dict[str, Any]:
-    """The DVAUNet constructor arguments that produce `state`'s keys and shapes.
-
-    Width, channel multipliers, blocks per level, attention levels and the condition width are read
-    from the tensors, so the released 128-channel model and smaller ones in the same layout both load.
-    """
-    if "input_blocks.0.0.weight" not in state:
-        raise ValueError("not a DVA UNet state: 'input_blocks.0.0.weight' is missing")
-    model_channels = int(state["input_blocks.0.0.weight"].shape[0])
-    output_blocks = sorted({int(k.split(".")[1]) for k in state if k.startswith("output_blocks.")})
-    # every level but the top one ends its decoder part with an upsampling ResBlock after index 0
-    upsampling = [b for b in output_blocks if any(f"output_blocks.{b}.{j}.in_layers.0.weight" in state for j in (1, 2))]
-    levels = len(upsampling) + 1
-    num_res_blocks = len(output_blocks) // levels - 1
-    channel_mult, attention = [], []
-    for level in range(levels):
-        first = 1 + level * (num_res_blocks + 1)
-        channel_mult.append(int(state[f"input_blocks.{first}.0.out_layers.6.weight"].shape[0]) // model_channels)
-        if f"input_blocks.{first}.1.qkv.weight" in state:
-            attention.append(image_size // 2 ** level)
-    embed = int(state["time_embed.time_embed.2.weight"].shape[0])
-    cond = int(state["input_blocks.1.0.cond_emb_layers.1.weight"].shape[1])
-    return {
-        "image_size": image_size, "model_channels": model_channels, "channel_mult": tuple(channel_mult),
-        "num_res_blocks": num_res_blocks, "attention_resolutions": tuple(attention), "embed_channels": embed,
-        "cond_channels": cond if cond != embed else None,
-    }
-
-
-def encoder_state_from_files(
-    checkpoint_encoder: Mapping[str, torch.Tensor],
-    idnet: str | None = None,
-    lndnet: str | None = None,
-    bgnet: str | None = None,
-) -> dict[str, torch.Tensor]:
-    """The `encoder.*` state with the given networks replaced by their own released files.
-
-    idnet: `model_ir_se50.pth`; lndnet: `mobilenet_224_model_best_gdconv_external.pth.tar`
-    (['state_dict'], `module.` prefix); bgnet: `79999_iter.pth`. The face-code Linear always comes
-    from the DVA checkpoint, which is its only source.
-    """
-    from ..models.checkpoint import read_state, strip_prefix
-
-    state = dict(checkpoint_encoder)
-    for name, path in (("idnet", idnet), ("lndnet", lndnet), ("bgnet", bgnet)):
-        if path is None:
-            continue
-        loaded = read_state(path)
-        if name == "lndnet" and "state_dict" in loaded:
-            loaded = loaded["state_dict"]
-        loaded = strip_prefix(loaded, "module.")
-        state = {k: v for k, v in state.items() if not k.startswith(f"{name}.")}
-        state.update({f"{name}.backbone.{k}": v for k, v in loaded.items()})
-    return state
-
-
-def load_dva_networks(
-    checkpoint: str | Mapping[str, Any],
-    weights: str = "ema",
-    aux_files: Mapping[str, str] | None = None,
-):
-    """(DVAUNet, DVAFaceEncoder) from the Lightning checkpoint, in eval mode on the CPU.
-
-    weights: "ema" (inference default) or "model". The encoders are frozen during training, so when
-    the chosen copy lacks `encoder.*` keys the other copy's are used. aux_files maps "idnet",
-    "lndnet", "bgnet" to their own released files, which then replace the checkpoint's copies.
-    """
-    from ..models.dva_checkpoint import load_lightning_checkpoint, split_dva_state
-    from ..models.dva_face_encoder import build_dva_face_encoder
-    from ..models.dva_unet import build_dva_unet
-
-    loaded = checkpoint if isinstance(checkpoint, Mapping) else load_lightning_checkpoint(checkpoint)
-    state = loaded.get("state_dict", loaded)
-    states = split_dva_state(state, weights)
-    encoder_state = states.encoder
-    if not encoder_state:
-        other = "model" if weights == "ema" else "ema"
-        encoder_state = split_dva_state(state, other).encoder
-    if "linear.weight" not in encoder_state:
-        raise ValueError("the DVA checkpoint has no 'encoder.linear.*' (the face-code layer)")
-    encoder_state = encoder_state_from_files(encoder_state, **dict(aux_files or {}))
-    unet = build_dva_unet(states.unet, unet_config_from_state(states.unet))
-    return unet, build_dva_face_encoder(encoder_state)
 
 
 def frames_per_chunk(free_bytes: int, model_channels: int = 128, image_size: int = 256, limit: int = 64) -> int:

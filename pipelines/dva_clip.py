@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from .dva import DDIMSchedule, DVALatent, _denoise, _move_to_level, ddim_invert, l2_normalize
 
-__all__ = ["ClipEditSettings", "clip_direction_edit", "TextDirection", "load_clip"]
+__all__ = ["ClipEditSettings", "clip_direction_edit", "TextDirection"]
 
 logger = logging.getLogger(__name__)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -42,14 +42,6 @@ class ClipEditSettings:
     clip_weight: float = 3.0
     id_weight: float = 1.0
     l1_weight: float = 5.0
-
-
-def load_clip(path: str):
-    """An open_clip model from OpenAI's released file, eval, CPU: the TorchScript archive's tensors are read
-    without its code (models/clip_archive.py); the open_clip safetensors or state-dict form also loads."""
-    from ..models.clip_archive import load_openai_clip
-
-    return load_openai_clip(path)
 
 
 class TextDirection:

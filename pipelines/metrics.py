@@ -515,6 +515,6 @@ def load_identity_net(kind: str, resolve: Resolver) -> IdentityNet:
 def load_face_adapter_d3dfr(resolve: Resolver) -> torch.nn.Module:
     """Face-Adapter's D3DFR (d3dfr_res50_nofc.pth, 261 outputs with gaze): the paper's Exp/Pose/Gaze network."""
     from .. import model_names as names
-    from ..models.d3dfr import load_d3dfr_state
+    from ..models.d3dfr import load_d3dfr
 
-    return load_d3dfr_state(resolve(names.FA_D3DFR))
+    return load_d3dfr(resolve(names.FA_D3DFR))

@@ -149,7 +149,7 @@ def load_bfm_formation(bfm_path: str | Path, regressor_path: str | Path, landmar
                        standard_landmarks_path: str | Path | None = None) -> BFMFaceFormation:
     """The formation from the released files: ``BFM_model_front.mat``, Deep3DFaceRecon's ``epoch_20.pth``, and
     optionally ``similarity_Lm3D_all.mat``."""
-    from ..models.d3dfr import load_deep3dfacerecon_state
+    from ..models.d3dfr import load_deep3dfacerecon
 
     standard = read_standard_landmarks(standard_landmarks_path) if standard_landmarks_path else None
-    return BFMFaceFormation(BFMProjector(bfm_path), load_deep3dfacerecon_state(regressor_path), landmark_net, standard)
+    return BFMFaceFormation(BFMProjector(bfm_path), load_deep3dfacerecon(regressor_path), landmark_net, standard)

@@ -26,11 +26,12 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
+from facecontrol.models.dva_checkpoint import load_dva_networks  # noqa: E402
 from facecontrol.pipelines import dva, dva_solvers  # noqa: E402
 from facecontrol.pipelines import video_metrics as vm  # noqa: E402
 
 
-def test_checkpoint() -> str:
+def filled_test_checkpoint() -> str:
     spec = importlib.util.spec_from_file_location("dva_test_weights", REPO_ROOT / "tests" / "test_weights" / "dva.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -40,7 +41,7 @@ def test_checkpoint() -> str:
 
 
 def networks(args):
-    unet, encoder = dva.load_dva_networks(args.checkpoint or test_checkpoint())
+    unet, encoder = load_dva_networks(args.checkpoint or filled_test_checkpoint())
     return unet.to(args.device), encoder.to(args.device)
 
 

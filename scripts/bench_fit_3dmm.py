@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from facecontrol.face.fit_3dmm import fit_landmarks, project_landmarks, reprojection_error
+from facecontrol.face.ict_fit import fit_landmarks, project_landmarks, reprojection_error
 from facecontrol.face.ict_model import ICTFaceModel, load_ict_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_ICT_DIR = Path(os.environ.get("FACE_ICT_DIR", REPO_ROOT.parent / "shared" / "data" / "ict_facekit"))
 
 
 def synthetic_track(model: ICTFaceModel, frames: int, seed: int = 0) -> torch.Tensor:
@@ -49,9 +48,16 @@ def time_fit(points: torch.Tensor, model: ICTFaceModel, repeats: int, **options)
     return (time.perf_counter() - start) / repeats, reprojection_error(result, points)
 
 
+def default_ict_dir() -> Path:
+    sys.path.insert(0, str(REPO_ROOT / "tests"))
+    from media import ict_facekit_dir
+
+    return ict_facekit_dir()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ict-dir", type=Path, default=DEFAULT_ICT_DIR)
+    parser.add_argument("--ict-dir", type=Path, help="ICT-FaceKit export (default: tests/media.py ict_facekit_dir)")
     parser.add_argument("--landmarks", type=Path, help="(N,68,2) .npy of detected landmarks in pixels")
     parser.add_argument("--frames", type=int, default=120, help="synthetic track length")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
@@ -62,7 +68,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_ict_model(args.ict_dir / "landmarks_model.npz").to(args.device)
+    model = load_ict_model((args.ict_dir or default_ict_dir()) / "landmarks_model.npz").to(args.device)
     if args.landmarks:
         points = torch.from_numpy(np.load(args.landmarks)).float()
     else:

@@ -46,23 +46,22 @@ def astronaut_crop(size: int) -> torch.Tensor:
 
 def build_models(args) -> "pie.PIEModels":
     from facecontrol.face.ict_model import load_ict_model
-    from facecontrol.models.checkpoint import read_state, strip_prefix
-    from facecontrol.models.dva_face_encoder import LandmarkNet
+    from facecontrol.models.vgg_perceptual import VGGPerceptual, load_vgg_perceptual
+    from facecontrol.models.dva_face_encoder import load_landmark_net
     from facecontrol.models.stylegan2 import load_stylegan2
     from facecontrol.pipelines import pie
 
     sys.path.insert(0, str(REPO / "tests"))
+    import media
     from test_weights import pie as test_weights
 
     generator = load_stylegan2(args.generator)[0] if args.generator else test_weights.tiny_generator()
-    landmark_net = LandmarkNet()
-    state = read_state(args.landmark_net)["state_dict"] if args.landmark_net else test_weights.landmark_state()
-    landmark_net.backbone.load_state_dict(strip_prefix(state))
+    landmark_net = load_landmark_net(args.landmark_net or test_weights.landmark_state())
     if args.face_model == "bfm_deep3dfacerecon":
         formation = bfm_formation(args, landmark_net, test_weights)
     else:
-        formation = pie.ICTFaceFormation(load_ict_model(args.ict or test_weights.ict_dir() / "face_model.npz"), landmark_net)
-    perceptual = pie.load_vgg_perceptual(read_state(args.vgg)) if args.vgg else pie.VGGPerceptual()
+        formation = pie.ICTFaceFormation(load_ict_model(args.ict or media.ict_facekit_dir() / "face_model.npz"), landmark_net)
+    perceptual = load_vgg_perceptual(args.vgg) if args.vgg else VGGPerceptual()
     models = pie.PIEModels(generator, formation.eval().requires_grad_(False), None, perceptual.eval().requires_grad_(False))
     for module in (models.generator, models.formation, models.perceptual):
         module.to(args.device)
@@ -73,14 +72,14 @@ def bfm_formation(args, landmark_net, test_weights):
     import tempfile
 
     from facecontrol.face.bfm import BFMProjector
-    from facecontrol.models.d3dfr import load_deep3dfacerecon_state
+    from facecontrol.models.d3dfr import load_deep3dfacerecon
     from facecontrol.pipelines.pie_bfm import BFMFaceFormation
 
     bfm_path = args.bfm
     if bfm_path is None:
         bfm_path = Path(tempfile.mkdtemp()) / "BFM_model_front.mat"
         test_weights.write_ict_bfm(bfm_path)
-    regressor = load_deep3dfacerecon_state(args.d3dfr) if args.d3dfr else test_weights.calibrated_regressor()
+    regressor = load_deep3dfacerecon(args.d3dfr) if args.d3dfr else test_weights.calibrated_regressor()
     return BFMFaceFormation(BFMProjector(bfm_path), regressor, landmark_net)
 
 

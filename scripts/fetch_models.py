@@ -399,7 +399,10 @@ def fetch_hf(entry: Any, ctx: FetchContext) -> Outcome:
         url = hf_url(ctx, source["hf_repo"], path, commit)
         target = target_path(entry, ctx.models_dir, relative)
         logger.info("downloading %s -> %s", url, target)
-        how = install(lambda out: copy_response(open_binary(url, ctx), out, url, expected.size), target, expected)
+        def download(out, url=url, expected=expected):
+            return copy_response(open_binary(url, ctx), out, url, expected.size)
+
+        how = install(download, target, expected)
         return Outcome(entry.name, "downloaded", target, f"verified by {how}")
     raise last_error or FetchError("no file to try")
 

@@ -5,7 +5,8 @@
 
 Only workflows whose outputs need no restricted weights run here (the open path: mediapipe and ICT-FaceKit),
 so every picture is what a user gets: face_photo_pipeline, face_adapter_spatial_condition and the first
-frames of face_video_pipeline (none shows the people of the group photo t1.jpg). Each picture is a strip of the workflow's saved images, small JPEGs.
+frames of face_video_pipeline (none shows the people of the group photo t1.jpg). Each picture is a strip of the
+workflow's saved images, small JPEGs.
 """
 from __future__ import annotations
 

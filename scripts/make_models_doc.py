@@ -45,8 +45,9 @@ def table(manifest_path: Path | None = None) -> str:
             where += " (or shipped by the " + ", ".join(f"`{c.package}`" for c in entry.package_copies) + " package)"
         papers = ", ".join(PAPER_NAMES.get(p, p) for p in entry.papers)
         optional = "" if entry.required else " (optional)"
+        sha = f"`{entry.sha256}`" if entry.sha256 else "not known"
         lines.append(f"| `{entry.filename}`{optional} | {where} | {papers}: {cell(entry.used_by)} | "
-                     f"{cell(entry.source_text())} | {size_text(entry)} | {f'`{entry.sha256}`' if entry.sha256 else 'not known'} | "
+                     f"{cell(entry.source_text())} | {size_text(entry)} | {sha} | "
                      f"{licence_text(entry)} |")
     research = [e for e in entries.values() if e.non_commercial]
     lines += ["", f"{len(entries)} files; {len(research)} of them are research / non-commercial only: "

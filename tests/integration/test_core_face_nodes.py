@@ -50,4 +50,5 @@ def test_core_face_mask_node_reads_our_faces(comfy):
     assert 0.002 < mask.mean() < 0.2, f"core's mask covers {mask.mean():.1%} of the photo"
     # core's mask lies on the face our preview marked (the third from the left of t1.jpg)
     assert abs(xs.mean() - drawn_xs.mean()) < 25 and abs(ys.mean() - drawn_ys.mean()) < 25, (
-        f"core's mask centre ({xs.mean():.0f}, {ys.mean():.0f}), our face ({drawn_xs.mean():.0f}, {drawn_ys.mean():.0f})")
+        f"core's mask centre ({xs.mean():.0f}, {ys.mean():.0f}), "
+        f"our face ({drawn_xs.mean():.0f}, {drawn_ys.mean():.0f})")

@@ -8,12 +8,11 @@ Type names: no pack socket type may equal a type core ComfyUI registers (core's 
 from __future__ import annotations
 
 import math
-import sys
 
 import pytest
 import torch
 
-from comfy_client import WorkflowError, comfyui_dir, load_workflow
+from comfy_client import WorkflowError, load_workflow
 
 pytestmark = pytest.mark.integration
 
@@ -93,8 +92,7 @@ def test_no_pack_type_equals_a_core_type(comfy):
 
 
 @pytest.fixture(scope="module")
-def nodes():
-    sys.path.insert(0, str(comfyui_dir()))
+def nodes(comfy_in_process):
     from comfy_api.latest import io
 
     from facecontrol.nodes import checks, face_nodes, spatial_nodes

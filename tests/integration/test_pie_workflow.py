@@ -27,12 +27,10 @@ def _formation(model_root):
     from test_weights import pie as weights
 
     from facecontrol.face.ict_model import load_ict_model
-    from facecontrol.models.checkpoint import read_state, strip_prefix
-    from facecontrol.models.dva_face_encoder import LandmarkNet
+    from facecontrol.models.dva_face_encoder import load_landmark_net
     from facecontrol.pipelines import pie
 
-    net = LandmarkNet()
-    net.backbone.load_state_dict(strip_prefix(read_state(model_root / weights.LANDMARK_FILE)["state_dict"]))
+    net = load_landmark_net(model_root / weights.LANDMARK_FILE)
     model = load_ict_model(model_root / weights.ICT_FILE)
     return pie.ICTFaceFormation(model, net).eval().requires_grad_(False)
 

@@ -28,7 +28,6 @@
 from __future__ import annotations
 
 import collections
-import os
 import pickle
 import shutil
 import sys
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import torch
 
+from media import ict_facekit_dir
 from facecontrol import model_names as names
 
 GENERATOR_FILE = Path("stylegan2/ffhq.pkl")
@@ -53,10 +53,6 @@ CM_TO_BFM = 0.1  # the BFM front model is in decimetres
 GENERATOR_KWARGS = {"z_dim": 512, "c_dim": 0, "w_dim": 512, "img_resolution": 64, "img_channels": 3,
                     "mapping_kwargs": {"num_layers": 8, "layer_features": 64},
                     "synthesis_kwargs": {"channel_base": 4096, "channel_max": 64, "num_fp16_res": 0, "conv_clamp": None}}
-
-
-def ict_dir() -> Path:
-    return Path(os.environ.get("FACE_ICT_DIR", Path(__file__).resolve().parents[3] / "shared" / "data" / "ict_facekit"))
 
 
 @torch.no_grad()
@@ -92,7 +88,7 @@ def landmark_state(seed: int = 8) -> dict[str, torch.Tensor]:
     spread = net(probe).std(0).mean()
     bn = net.linear1.bn
     scale = 0.05 / float(spread) * bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    base = mean_face_landmarks_unit(load_ict_model(ict_dir() / "landmarks_model.npz")).reshape(136)
+    base = mean_face_landmarks_unit(load_ict_model(ict_facekit_dir() / "landmarks_model.npz")).reshape(136)
     bn.running_mean.zero_()
     bn.running_var.fill_(1.0 - bn.eps)
     bn.weight.copy_(scale)
@@ -115,7 +111,7 @@ def ict_bfm_arrays() -> dict:
     """The arrays of a ``BFM_model_front.mat`` built from the ICT-FaceKit mesh (see the module docstring)."""
     import numpy as np
 
-    with np.load(ict_dir() / "face_model.npz") as data:
+    with np.load(ict_facekit_dir() / "face_model.npz") as data:
         mean, id_basis, exp_basis = data["mean"], data["id_basis"], data["exp_basis"]
         faces, landmarks = data["triangles_skin"].astype(np.int64), data["lmk68"].astype(np.int64)
     num_vertices = mean.shape[0]
@@ -254,13 +250,13 @@ def _write(path: Path, make) -> None:
 
 def install(model_root: Path) -> None:
     from facecontrol.models.rignet import RigNetBundle, save_rignet
-    from facecontrol.pipelines.pie import VGGPerceptual
+    from facecontrol.models.vgg_perceptual import VGGPerceptual
 
     root = Path(model_root)
     _write(root / GENERATOR_FILE, lambda p: write_generator_pickle(p, tiny_generator()))
     _write(root / VGG_FILE, lambda p: torch.save({f"features.{k}": v for k, v in _fill(VGGPerceptual().features, 7).items()}, p))
     _write(root / LANDMARK_FILE, lambda p: torch.save({"state_dict": landmark_state()}, p))
-    _write(root / ICT_FILE, lambda p: shutil.copyfile(ict_dir() / "face_model.npz", p))
+    _write(root / ICT_FILE, lambda p: shutil.copyfile(ict_facekit_dir() / "face_model.npz", p))
     generator = tiny_generator()
     torch.manual_seed(9)
     bundle = RigNetBundle(generator.num_ws, generator.w_dim, {"pose": 3, "expression": 53, "illumination": 27})

@@ -3,17 +3,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from media import ict_facekit_dir
 from facecontrol.face.ict_model import load_ict_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ICT_DIR = Path(os.environ.get("FACE_ICT_DIR", REPO_ROOT.parent / "shared" / "data" / "ict_facekit"))
 
 NUM_VERTICES = 16  # 0-5 skin, 6-7 dropped, 8-11 eye socket left, 12-15 eye socket right
 QUADS = [(0, 1, 4, 3), (1, 2, 5, 4), (5, 6, 7, 2), (8, 9, 10, 11), (12, 13, 14, 15)]
@@ -147,7 +146,7 @@ def test_built_model_loads_and_combines(synthetic_kit, tmp_path):
 
 
 def test_shipped_export_layout():
-    face = np.load(ICT_DIR / "face_model.npz", allow_pickle=False)
+    face = np.load(ict_facekit_dir() / "face_model.npz", allow_pickle=False)
     assert face["mean"].shape == (7474, 3) and face["id_basis"].shape == (100, 7474, 3)
     assert face["exp_basis"].shape == (53, 7474, 3) and face["triangles"].shape == (14736, 3)
     np.testing.assert_array_equal(face["kept_full_index"][face["lmk68"]], face["lmk68_full"])

@@ -11,7 +11,9 @@ import torch
 
 from golden_fixtures import golden_dir, load_fixture
 
-from facecontrol.models.dva_unet import DVAUNet
+from facecontrol.models.dva_checkpoint import load_dva_networks
+from facecontrol.models.dva_face_encoder import encoder_state_from_files
+from facecontrol.models.dva_unet import DVAUNet, unet_config_from_state
 from facecontrol.pipelines import dva, dva_solvers
 from facecontrol.pipelines import video_metrics as vm
 
@@ -19,7 +21,7 @@ from facecontrol.pipelines import video_metrics as vm
 def test_unet_config_read_from_the_released_keys():
     shapes = json.loads((golden_dir() / "dva_unet" / "shapes.json").read_text())
     state = {k: torch.empty(v["shape"], device="meta") for k, v in shapes.items()}
-    config = dva.unet_config_from_state(state)
+    config = unet_config_from_state(state)
     assert config["model_channels"] == 128 and config["channel_mult"] == (1, 1, 2, 2, 4, 4)
     assert config["num_res_blocks"] == 2 and config["attention_resolutions"] == (16,)
     assert config["embed_channels"] == 512
@@ -32,7 +34,7 @@ def test_unet_config_read_from_the_released_keys():
 def test_unet_config_round_trips(kwargs):
     with torch.device("meta"):
         state = DVAUNet(**kwargs).state_dict()
-    config = dva.unet_config_from_state(state)
+    config = unet_config_from_state(state)
     with torch.device("meta"):
         rebuilt = DVAUNet.from_config(config).state_dict()
     assert {k: v.shape for k, v in rebuilt.items()} == {k: v.shape for k, v in state.items()}
@@ -55,11 +57,11 @@ def test_load_networks_model_copy_falls_back_to_the_frozen_encoders(tmp_path):
     state.update({f"ema_model.encoder.{k}": v for k, v in encoder.items()})
     path = tmp_path / "epoch=51-step=1000000.ckpt"
     torch.save({"state_dict": state, "epoch": 51}, path)
-    unet, enc = dva.load_dva_networks(str(path), weights="model")
+    unet, enc = load_dva_networks(str(path), weights="model")
     key = "input_blocks.0.0.weight"
     assert torch.equal(unet.state_dict()[key], train[key]) and not torch.equal(train[key], ema[key])
     assert torch.equal(enc.linear.weight, encoder["linear.weight"])
-    unet_ema, _ = dva.load_dva_networks(str(path))
+    unet_ema, _ = load_dva_networks(str(path))
     assert torch.equal(unet_ema.state_dict()[key], ema[key])
 
 
@@ -72,7 +74,7 @@ def test_aux_files_replace_the_checkpoint_copies(tmp_path):
     torch.save(ir, tmp_path / "model_ir_se50.pth")
     torch.save({"state_dict": lnd, "epoch": 1}, tmp_path / "mobilenet.pth.tar")
     torch.save(bg, tmp_path / "79999_iter.pth")
-    merged = dva.encoder_state_from_files(encoder, str(tmp_path / "model_ir_se50.pth"),
+    merged = encoder_state_from_files(encoder, str(tmp_path / "model_ir_se50.pth"),
                                           str(tmp_path / "mobilenet.pth.tar"), str(tmp_path / "79999_iter.pth"))
     assert set(merged) == set(encoder)
     for key in merged:
@@ -184,11 +186,13 @@ def test_cancel_from_the_callback_stops_the_loop():
 # ---------------------------------------------------------------- CLIP edit
 
 
+@pytest.mark.slow  # an optimisation loop: minutes on the 2-core CI machine; stays in CI
 def test_clip_edit_lowers_its_loss_and_moves_the_video_code(tmp_path):
     import importlib.util
     from pathlib import Path
 
-    from facecontrol.pipelines.dva_clip import ClipEditSettings, clip_direction_edit, load_clip
+    from facecontrol.models.clip_archive import load_openai_clip as load_clip
+    from facecontrol.pipelines.dva_clip import ClipEditSettings, clip_direction_edit
 
     spec = importlib.util.spec_from_file_location("dva_test_weights", Path(__file__).parents[1] / "test_weights" / "dva.py")
     weights = importlib.util.module_from_spec(spec)

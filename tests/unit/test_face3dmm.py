@@ -13,7 +13,7 @@ from facecontrol.face import adapting_mask
 from facecontrol.face import face3dmm as f3
 from facecontrol.face.align import faceadapter512_crop
 from facecontrol.face.bfm import BFMProjector
-from facecontrol.face.fit_3dmm import fit_landmarks, interocular_distance
+from facecontrol.face.ict_fit import fit_landmarks, interocular_distance
 from facecontrol.face.ict_model import load_ict_model
 from facecontrol.face.select import Selection, detect_face_set
 from facecontrol.face.types import apply_affine

@@ -9,7 +9,9 @@ from media import load_rgb
 
 
 def test_clip_pixels_equal_clip_image_processor():
-    """The authors' transformers 4.37 CLIPImageProcessor resized with PIL; transformers 5 keeps that as the PIL backend."""
+    """The authors' transformers 4.37 CLIPImageProcessor resized with PIL.
+
+    transformers 5 keeps that as the PIL backend."""
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil as CLIPImageProcessor
 
     photo = load_rgb("astronaut.png")

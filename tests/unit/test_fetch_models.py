@@ -178,7 +178,8 @@ class FakeServer(SimpleHTTPRequestHandler):
                 "<html><body>Google Drive can't scan this file for viruses."
                 '<form id="download-form" action="/drive-download" method="get">'
                 f'<input type="hidden" name="id" value="{file_id}"><input type="hidden" name="export" value="download">'
-                f'<input type="hidden" name="confirm" value="{DRIVE_TOKEN}"><input type="hidden" name="uuid" value="u-1">'
+                f'<input type="hidden" name="confirm" value="{DRIVE_TOKEN}">'
+                '<input type="hidden" name="uuid" value="u-1">'
                 '<input type="submit" value="Download anyway"></form></body></html>'
             )
             return self.send_bytes(page.encode(), "text/html; charset=utf-8")

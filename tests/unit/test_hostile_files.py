@@ -104,7 +104,7 @@ def test_reduce_pickle_in_an_nvlabs_snapshot(room):
 
 @pytest.mark.parametrize("loader", ["token_mapper", "lightning", "rosinality", "bisenet"])
 def test_reduce_pickle_in_a_torch_file(room, loader):
-    from facecontrol.models.bisenet import load_bisenet_state
+    from facecontrol.models.bisenet import load_bisenet
     from facecontrol.models.dva_checkpoint import load_lightning_checkpoint
     from facecontrol.models.stylegan2 import read_rosinality_checkpoint
     from facecontrol.models.token_mappers import load_token_mapper
@@ -113,7 +113,7 @@ def test_reduce_pickle_in_a_torch_file(room, loader):
     path = models / "weights.pth"
     torch.save({"state_dict": {"w": torch.zeros(1)}, "payload": WritesMarker(marker)}, path)
     call = {"token_mapper": load_token_mapper, "lightning": load_lightning_checkpoint,
-            "rosinality": read_rosinality_checkpoint, "bisenet": load_bisenet_state}[loader]
+            "rosinality": read_rosinality_checkpoint, "bisenet": load_bisenet}[loader]
     refused(call, path, "posix.system", "Nothing of it was run")
 
 
@@ -149,7 +149,7 @@ def test_torchscript_that_writes_on_load(room):
     """The finding of the probe: DVA's text edit read dva/clip/ViT-B-16.pt with torch.jit.load."""
     from facecontrol.models.checkpoint import read_state
     from facecontrol.models.safe_pickle import UnsafePickleError
-    from facecontrol.pipelines.dva_clip import load_clip
+    from facecontrol.models.clip_archive import load_openai_clip as load_clip
 
     models, marker = room
     path = models / "ViT-B-16.pt"

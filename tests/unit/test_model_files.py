@@ -3,14 +3,13 @@ import hashlib
 import json
 import re
 import zipfile
-import os
 from pathlib import Path
 
 import pytest
 
+from media import ict_facekit_dir
 from facecontrol import model_files as mf
 
-ICT_DATA = Path(os.environ.get("FACE_ICT_DIR", Path(__file__).resolve().parents[3] / "shared" / "data" / "ict_facekit"))
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -88,7 +87,7 @@ def test_google_drive_ids_are_the_authors(manifest):
 @pytest.mark.parametrize("filename", ["face_model.npz", "landmarks_model.npz"])
 def test_ict_checksums_match_reference_export(manifest, filename):
     entry = manifest[f"face_3dmm/ict_facekit/{filename}"]
-    path = ICT_DATA / filename
+    path = ict_facekit_dir() / filename
     assert mf.verify_sha256(path, entry.sha256)
     assert path.stat().st_size == entry.size
     assert mf.zip_content_sha256(path) == entry.content_sha256

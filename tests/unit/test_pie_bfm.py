@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.io import savemat
 
-from test_pie_utils import TinyLandmarkNet, astronaut_crop, bfm_test_file, small_bfm_formation, small_models
+from pie_stand_ins import TinyLandmarkNet, astronaut_crop, bfm_test_file, small_bfm_formation, small_models
 
 from facecontrol.face.align import ffhq_quad_params
 from facecontrol.face.bfm import BFMProjector
@@ -160,6 +160,7 @@ def _energies_on_fixed_v(models, target, w_plus, weights, rignet, count: int = 4
     return total
 
 
+@pytest.mark.slow  # an optimisation loop: minutes on the 2-core CI machine; stays in CI
 def test_embedding_with_the_bfm_lowers_the_energies():
     """E(w) at the start (w_avg) and after 12 W + 12 W+ steps, on the same four v (a fresh v each step makes
     single-step values noisy). E_edit is logged but not asserted here: with the stand-in regressor the pose
@@ -183,6 +184,7 @@ def test_embedding_with_the_bfm_lowers_the_energies():
         assert after[term] < 0.9 * before[term], f"E_{term}: {before[term]:.5g} at w_avg, {after[term]:.5g} embedded"
 
 
+@pytest.mark.slow  # an optimisation loop: minutes on the 2-core CI machine; stays in CI
 def test_direct_mode_with_the_bfm_moves_the_regressed_yaw():
     models = small_models(with_perceptual=False, face_model=BFM)
     w_plus = pie.sample_w_plus(models.generator, 1, torch.Generator().manual_seed(0))

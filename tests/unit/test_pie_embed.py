@@ -1,9 +1,10 @@
 """PIE embedding on the astronaut's FFHQ crop with a small generator: every energy term goes down."""
 from __future__ import annotations
 
+import pytest
 import torch
 
-from test_pie_utils import astronaut_crop, small_models
+from pie_stand_ins import astronaut_crop, small_models
 
 from facecontrol.models.rignet import RigNetBundle
 from facecontrol.pipelines import pie
@@ -24,6 +25,7 @@ def _window_mean(history, term, start, stop):
     return sum(values) / len(values)
 
 
+@pytest.mark.slow  # an optimisation loop: minutes on the 2-core CI machine; stays in CI
 def test_every_energy_term_decreases_over_the_w_then_wplus_schedule():
     models = small_models()
     image = astronaut_crop(models.generator.resolution)
@@ -45,6 +47,7 @@ def test_every_energy_term_decreases_over_the_w_then_wplus_schedule():
     assert spread > 0
 
 
+@pytest.mark.slow  # an optimisation loop: minutes on the 2-core CI machine; stays in CI
 def test_direct_mode_moves_the_regressed_yaw_towards_the_target():
     models = small_models(with_perceptual=False)
     generator = models.generator

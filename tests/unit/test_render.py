@@ -2,9 +2,6 @@
 and the fitted ICT-FaceKit face of the astronaut rendered over the photo."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -18,7 +15,6 @@ from facecontrol.face.render import (
     vertex_normals,
 )
 
-ICT_DIR = Path(os.environ.get("FACE_ICT_DIR", Path(__file__).resolve().parents[3] / "shared" / "data" / "ict_facekit"))
 
 
 def _two_layer_scene(dtype=torch.float64):
@@ -92,9 +88,9 @@ def test_sh_shading_gradient_and_lambertian_direction():
 
 
 def test_fitted_ict_face_of_the_astronaut_lands_on_the_detected_landmarks(detector):
-    from media import load_rgb
+    from media import ict_facekit_dir, load_rgb
 
-    from facecontrol.face.fit_3dmm import fit_landmarks, interocular_distance
+    from facecontrol.face.ict_fit import fit_landmarks, interocular_distance
     from facecontrol.face.geometry import rotation_matrix
     from facecontrol.face.ict_model import load_ict_model
 
@@ -102,7 +98,7 @@ def test_fitted_ict_face_of_the_astronaut_lands_on_the_detected_landmarks(detect
     faces = detector.detect(image)
     assert faces, "no face detected on astronaut.png"
     detected = torch.from_numpy(np.asarray(faces[0].lm68, np.float64))[None]
-    model = load_ict_model(ICT_DIR / "face_model.npz").double()
+    model = load_ict_model(ict_facekit_dir() / "face_model.npz").double()
     fit = fit_landmarks(detected, model)
     shape = model.shape(fit.identity, fit.expression)
     rotated = shape @ rotation_matrix(fit.angles).transpose(1, 2)

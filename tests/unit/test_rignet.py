@@ -1,9 +1,10 @@
 """RigNet: the StyleRig layout, its file, and self-supervised training whose losses go down."""
 from __future__ import annotations
 
+import pytest
 import torch
 
-from test_pie_utils import small_models
+from pie_stand_ins import small_models
 
 from facecontrol.models.rignet import RigNet, RigNetBundle, load_rignet, save_rignet
 
@@ -40,6 +41,7 @@ def _mean(history, key, part):
     return sum(values) / len(values)
 
 
+@pytest.mark.slow  # an optimisation loop: minutes on the 2-core CI machine; stays in CI
 def test_training_a_few_hundred_steps_lowers_every_loss():
     import train_rignet
 
@@ -59,6 +61,7 @@ def test_training_a_few_hundred_steps_lowers_every_loss():
         assert last < 0.9 * first, f"{key}: first 25 steps {first:.4g}, last 25 {last:.4g}"
 
 
+@pytest.mark.slow  # an optimisation loop: minutes on the 2-core CI machine; stays in CI
 def test_script_saves_logs_and_resumes(tmp_path):
     import train_rignet
     from test_weights import pie as weights
@@ -86,6 +89,7 @@ def test_script_saves_logs_and_resumes(tmp_path):
     assert load_rignet(out).groups == ["pose"]
 
 
+@pytest.mark.slow  # an optimisation loop: minutes on the 2-core CI machine; stays in CI
 def test_script_trains_for_the_bfm_face_model(tmp_path):
     """--face-model bfm_deep3dfacerecon: the released epoch_20.pth and BFM_model_front.mat layouts; the RigNet
     gets the BFM's 64 expression coefficients and records its face model."""

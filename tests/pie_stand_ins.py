@@ -8,17 +8,18 @@ unit-length embeddings, like IR-SE50's.
 from __future__ import annotations
 
 import functools
-import os
 import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from media import ict_facekit_dir
+
 from facecontrol.face.ict_model import load_ict_model
+from facecontrol.models.vgg_perceptual import VGGPerceptual
 from facecontrol.pipelines import pie
 
-ICT_DIR = Path(os.environ.get("FACE_ICT_DIR", Path(__file__).resolve().parents[3] / "shared" / "data" / "ict_facekit"))
 
 
 def small_generator():
@@ -58,7 +59,7 @@ def small_models(with_recognition: bool = True, with_perceptual: bool = True,
 
     ``bfm_deep3dfacerecon``: the ICT-filled BFM layout of the test weights and a calibrated ResNet-18 ReconNet
     (the released ResNet-50 works the same, four times slower)."""
-    model = load_ict_model(ICT_DIR / "face_model.npz")
+    model = load_ict_model(ict_facekit_dir() / "face_model.npz")
     from test_weights.pie import mean_face_landmarks_unit
 
     landmark_net = TinyLandmarkNet(mean_face_landmarks_unit(model))
@@ -68,7 +69,7 @@ def small_models(with_recognition: bool = True, with_perceptual: bool = True,
         formation = pie.ICTFaceFormation(model, landmark_net)
     formation = formation.eval().requires_grad_(False)
     recognition = TinyRecognition().eval().requires_grad_(False) if with_recognition else None
-    perceptual = pie.VGGPerceptual(layers=(3, 8)).eval().requires_grad_(False) if with_perceptual else None
+    perceptual = VGGPerceptual(layers=(3, 8)).eval().requires_grad_(False) if with_perceptual else None
     return pie.PIEModels(small_generator(), formation, recognition, perceptual)
 
 

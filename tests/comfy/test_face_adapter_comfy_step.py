@@ -8,26 +8,18 @@ diffusers side: UNet2DConditionModel + ControlNetModel with the authors' pipelin
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from comfy_client import comfyui_dir
-
+pytestmark = pytest.mark.comfy
 CFG = 5.0
 T0, T1 = 899, 859  # two of SD1.5's training timesteps, so both sides use the same integer timestep
 
 
 @pytest.fixture(scope="module")
-def fan():
-    if str(comfyui_dir()) not in sys.path:
-        sys.path.insert(0, str(comfyui_dir()))
-    import comfy.cli_args
-
-    if not torch.cuda.is_available():
-        comfy.cli_args.args.cpu = True  # read when comfy.model_management is first imported
+def fan(comfy_in_process):
     from facecontrol.nodes import face_adapter_nodes
 
     return face_adapter_nodes

@@ -5,20 +5,15 @@ the same checks end to end where a workflow can produce the input (RGBA, mismatc
 """
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 import torch
 
-from comfy_client import comfyui_dir
-
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.comfy
 
 
 @pytest.fixture(scope="module")
-def face_nodes():
-    sys.path.insert(0, str(comfyui_dir()))
+def face_nodes(comfy_in_process):
     from facecontrol.nodes import face_nodes
 
     return face_nodes
@@ -46,11 +41,7 @@ def test_paste_back_refuses_a_crop_of_the_wrong_size(face_nodes):
 
 
 @pytest.fixture(scope="module")
-def combine_nodes():
-    sys.path.insert(0, str(comfyui_dir()))
-    from comfy.cli_args import args
-
-    args.cpu = args.cpu or not torch.cuda.is_available()  # as the server is started without a GPU
+def combine_nodes(comfy_in_process):
     from facecontrol.nodes import face_adapter_nodes, spatial_nodes
 
     return spatial_nodes.SpatialControl, face_adapter_nodes.FaceAdapterBlend

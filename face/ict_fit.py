@@ -28,7 +28,6 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from .geometry import matrix_to_angles, weak_perspective
 from .ict_model import ICTFaceModel

@@ -3,23 +3,17 @@ ControlNet folder, a transformers vision folder) and the token nodes compute wha
 from __future__ import annotations
 
 import shutil
-import sys
 
 import pytest
 import torch
 
-from comfy_client import comfyui_dir
 from media import load_rgb
+
+pytestmark = pytest.mark.comfy
 
 
 @pytest.fixture(scope="module")
-def fan():
-    if str(comfyui_dir()) not in sys.path:
-        sys.path.insert(0, str(comfyui_dir()))
-    import comfy.cli_args
-
-    if not torch.cuda.is_available():
-        comfy.cli_args.args.cpu = True
+def fan(comfy_in_process):
     from facecontrol.nodes import face_adapter_nodes
 
     return face_adapter_nodes

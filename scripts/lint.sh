@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# ruff lint and format check over the pack (settings in pyproject's [tool.ruff]); exit status 1 on any finding.
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+RUFF="$ROOT/.venv/bin/ruff"
+[ -x "$RUFF" ] || RUFF="$ROOT/.venv/bin/python -m ruff"
+status=0
+$RUFF check . || status=1
+$RUFF format --check . || status=1
+exit "$status"
