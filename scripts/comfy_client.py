@@ -28,6 +28,9 @@ def comfyui_dir() -> Path:
 
 
 def venv_python() -> Path:
+    """The interpreter that runs ComfyUI: COMFYUI_PYTHON (another ComfyUI's own environment), else .venv."""
+    if os.environ.get("COMFYUI_PYTHON"):
+        return Path(os.environ["COMFYUI_PYTHON"])
     candidate = REPO_ROOT / ".venv" / "bin" / "python"
     return candidate if candidate.exists() else Path(sys.executable)
 
@@ -127,8 +130,10 @@ class ComfyClient:
 class ComfyServer(ComfyClient):
     """A ComfyUI process with its own input/output/user folders under `workdir`."""
 
-    def __init__(self, workdir: Path, extra_model_paths: Path | None = None, port: int | None = None):
+    def __init__(self, workdir: Path, extra_model_paths: Path | None = None, port: int | None = None,
+                 comfyui_root: Path | None = None):
         self.workdir = Path(workdir)
+        self.comfyui_root = Path(comfyui_root) if comfyui_root else comfyui_dir()
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra_model_paths = extra_model_paths
@@ -154,7 +159,7 @@ class ComfyServer(ComfyClient):
             cmd += ["--extra-model-paths-config", str(self.extra_model_paths)]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._log_file = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, cwd=comfyui_dir(), stdout=self._log_file, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(cmd, cwd=self.comfyui_root, stdout=self._log_file, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
