@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -33,6 +34,29 @@ def venv_python() -> Path:
         return Path(os.environ["COMFYUI_PYTHON"])
     candidate = REPO_ROOT / ".venv" / "bin" / "python"
     return candidate if candidate.exists() else Path(sys.executable)
+
+
+FRONTEND_CACHE = REPO_ROOT / ".cache" / "frontend"
+
+
+def frontend_root(version: str) -> Path:
+    """The static folder of comfyui-frontend-package==version ('latest': the newest on PyPI), installed with
+    pip into .cache/frontend/<version>/ (never into the environment), for ComfyUI's --front-end-root."""
+    if version != "latest" and (FRONTEND_CACHE / version / "comfyui_frontend_package" / "static").is_dir():
+        return FRONTEND_CACHE / version / "comfyui_frontend_package" / "static"
+    FRONTEND_CACHE.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=FRONTEND_CACHE) as tmp:
+        spec = "comfyui-frontend-package" + ("" if version == "latest" else f"=={version}")
+        subprocess.run([str(venv_python()), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
+                        "--target", tmp, spec], check=True)
+        dist = next(Path(tmp).glob("comfyui_frontend_package-*.dist-info"))
+        resolved = dist.name[len("comfyui_frontend_package-"):-len(".dist-info")]
+        dest = FRONTEND_CACHE / resolved
+        if not dest.is_dir():
+            Path(tmp).rename(dest)
+            Path(tmp).mkdir()  # TemporaryDirectory removes what it made
+    log.info("frontend comfyui-frontend-package %s (asked for %s)", resolved, version)
+    return dest / "comfyui_frontend_package" / "static"
 
 
 def free_port() -> int:
@@ -134,6 +158,7 @@ class ComfyServer(ComfyClient):
                  comfyui_root: Path | None = None):
         self.workdir = Path(workdir)
         self.comfyui_root = Path(comfyui_root) if comfyui_root else comfyui_dir()
+        self.frontend: Path | None = None  # set at start when COMFYUI_FRONTEND_VERSION asks for one
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra_model_paths = extra_model_paths
@@ -157,6 +182,9 @@ class ComfyServer(ComfyClient):
                "--database-url", "sqlite:///:memory:"]
         if self.extra_model_paths:
             cmd += ["--extra-model-paths-config", str(self.extra_model_paths)]
+        if os.environ.get("COMFYUI_FRONTEND_VERSION"):
+            self.frontend = frontend_root(os.environ["COMFYUI_FRONTEND_VERSION"])
+            cmd += ["--front-end-root", str(self.frontend)]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._log_file = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, cwd=self.comfyui_root, stdout=self._log_file, stderr=subprocess.STDOUT, env=env)
