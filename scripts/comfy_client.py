@@ -107,7 +107,17 @@ class ComfyClient:
     def wait(self, prompt_id: str, timeout: float = 1800.0) -> dict:
         deadline = time.time() + timeout
         while time.time() < deadline:
-            history = self.get_json(f"/history/{prompt_id}")
+            try:
+                history = self.get_json(f"/history/{prompt_id}")
+            except (TimeoutError, ConnectionError, urllib.error.URLError) as exc:
+                # a server busy on a long node can leave /history unanswered past the request's 30 s (seen on
+                # ComfyUI 0.33 with two CPU cores shared); the prompt's own deadline is what counts
+                proc = getattr(self, "proc", None)
+                if proc is not None and proc.poll() is not None:
+                    raise RuntimeError(f"ComfyUI exited with {proc.returncode} while running {prompt_id}") from exc
+                log.info("/history did not answer (%s); asking again", exc)
+                time.sleep(1.0)
+                continue
             entry = history.get(prompt_id)
             if entry and entry.get("status", {}).get("completed") is not None and (
                 entry["status"].get("status_str") in ("success", "error")):
