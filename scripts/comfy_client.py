@@ -80,12 +80,20 @@ class ComfyClient:
         self.url = url.rstrip("/")
 
     def get_json(self, route: str) -> dict:
-        with urllib.request.urlopen(self.url + route, timeout=30) as r:
-            return json.loads(r.read())
+        return json.loads(self.get_bytes(route, timeout=30))
 
-    def get_bytes(self, route: str) -> bytes:
-        with urllib.request.urlopen(self.url + route, timeout=60) as r:
-            return r.read()
+    def get_bytes(self, route: str, timeout: float = 60, attempts: int = 4) -> bytes:
+        """A GET, asked again when it times out: a server busy on a long node (ComfyUI 0.33, or any ComfyUI on
+        two shared CPU cores) can leave a request unanswered past its timeout; a GET is safe to repeat."""
+        for attempt in range(attempts):
+            try:
+                with urllib.request.urlopen(self.url + route, timeout=timeout) as r:
+                    return r.read()
+            except TimeoutError:
+                if attempt == attempts - 1:
+                    raise
+                log.info("GET %s timed out after %.0f s; asking again", route, timeout)
+        raise AssertionError("unreachable")
 
     def post_json(self, route: str, payload: dict) -> tuple[int, dict]:
         req = urllib.request.Request(self.url + route, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
