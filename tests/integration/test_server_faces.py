@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from comfy_client import WorkflowError, load_workflow
-from comfy_test_utils import outputs_of, png, timed_run
+from comfy_test_utils import outputs_of, png, server_decoded, timed_run
 from media import load_rgb
 
 pytestmark = pytest.mark.integration
@@ -70,7 +70,7 @@ def test_photo_workflow_crops_and_pastes_back_unchanged(comfy):
 def test_group_workflow_selects_the_third_face_from_the_left(comfy):
     entry = timed_run(comfy, load_workflow("face_group_select"), "face_group_select")
     preview = png(comfy.view(outputs_of(comfy, entry, "4")[0]))
-    original = load_rgb("t1.jpg")
+    original = server_decoded(comfy, "t1.jpg")
     assert preview.shape == original.shape
     changed = np.argwhere((preview.astype(int) - original).any(-1))
     cx = changed[:, 1].mean()

@@ -68,7 +68,8 @@ def test_malicious_nested_storage_is_refused(tmp_path):
 
 def exec_module_src(meta):
     """What NVlabs' own _reconstruct_persistent_obj does first: exec the pickled source text."""
-    exec(meta["module_src"], {})
+    # the hostile behaviour under test; noqa keeps comfy-cli's registry check (ruff S102) quiet about it
+    exec(meta["module_src"], {})  # noqa: S102
     return meta
 
 
