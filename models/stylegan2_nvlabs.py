@@ -6,10 +6,10 @@ takes the constructor arguments that NVlabs pickles record (``G_ema.init_kwargs`
 torgb, resample_filter}``, ...). It follows the inference path of the original (eval mode, fused
 modulated convolution, float32; ``num_fp16_res`` is accepted but computed in float32).
 
-It provides the common StyleGAN2 interface described in :mod:`facecontrol.models.stylegan2`:
-``G.mapping(z, truncation_psi=..., truncation_cutoff=...) -> (B, num_ws, w_dim)``,
-``G.synthesis(ws, noise_mode="const") -> (B, img_channels, R, R)`` in about [-1, 1],
-``G.num_ws``, ``G.w_dim``, ``G.z_dim``, ``G.resolution``, ``G.w_avg``.
+It implements the one StyleGAN2 interface, :class:`facecontrol.models.stylegan_interface.StyleGAN2Generator`:
+``G.mapping(z, truncation_psi=..., truncation_cutoff=...) -> (B, num_ws, w_dim)`` (labels ``c`` second for
+conditional models), ``G.synthesis(ws, noise_mode="const") -> (B, img_channels, R, R)`` in about [-1, 1],
+``G.num_ws``, ``G.w_dim``, ``G.z_dim``, ``G.resolution``, ``G.w_avg``, ``truncate``, ``sample_ws``, ``device``.
 
 ``load_nvlabs_pkl(path)`` reads a network pickle with :mod:`facecontrol.models.safe_pickle` (never
 running the code it carries) and rebuilds ``G_ema`` with this class.
@@ -25,8 +25,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .precision import autocast_context
 from .safe_pickle import PersistentObject, load_network_pickle
 from .stylegan2 import SQRT2, bias_leaky_relu, broadcast_ws, check_noise_mode, make_fir_kernel, upfirdn2d
+from .stylegan_interface import GeneratorOptions, StyleGAN2Generator, run_block
 
 logger = logging.getLogger(__name__)
 
@@ -289,6 +291,8 @@ class SynthesisNetwork(nn.Module):
                                    img_channels=img_channels, is_last=is_last, **block_kwargs)
             self.num_ws += block.num_conv + (block.num_torgb if is_last else 0)
             setattr(self, f"b{res}", block)
+        # Replaced by the owning Generator's options (shared, so setting them there reaches here).
+        self.options = GeneratorOptions()
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
         """W+ ``(B, num_ws, w_dim)`` (or w ``(B, w_dim)``) -> image ``(B, img_channels, R, R)``."""
@@ -296,16 +300,19 @@ class SynthesisNetwork(nn.Module):
         ws = broadcast_ws(ws, self.num_ws).to(torch.float32)
         x = img = None
         w_idx = 0
-        for res in self.block_resolutions:
-            block = getattr(self, f"b{res}")
-            block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
-            w_idx += block.num_conv
-            x, img = block(x, img, block_ws, noise_mode=noise_mode)
-        return img
+        with autocast_context(ws.device, self.options.compute_dtype):
+            for res in self.block_resolutions:
+                block = getattr(self, f"b{res}")
+                block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
+                w_idx += block.num_conv
+                x, img = run_block(self.options, block, x, img, block_ws, noise_mode)
+        return img.float()
 
 
-class Generator(nn.Module):
+class Generator(StyleGAN2Generator):
     """stylegan2-ada-pytorch ``Generator`` with identical constructor arguments and state_dict keys."""
+
+    kind = "nvlabs"
 
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
                  mapping_kwargs: dict | None = None, synthesis_kwargs: dict | None = None):
@@ -319,6 +326,7 @@ class Generator(nn.Module):
                                           **(synthesis_kwargs or {}))
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws, **(mapping_kwargs or {}))
+        self.synthesis.options = self.options
 
     @property
     def resolution(self) -> int:
