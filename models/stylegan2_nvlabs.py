@@ -135,8 +135,10 @@ class FullyConnectedLayer(nn.Module):
 class MappingNetwork(nn.Module):
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, num_ws: int | None, num_layers: int = 8,
                  embed_features: int | None = None, layer_features: int | None = None, activation: str = "lrelu",
-                 lr_multiplier: float = 0.01, w_avg_beta: float | None = 0.995):
+                 lr_multiplier: float = 0.01, w_avg_beta: float | None = 0.995, freeze_layers: int = 0,
+                 freeze_embed: bool = False):
         super().__init__()
+        # freeze_layers / freeze_embed (stylegan3's copy) only make layers untrainable; the weights are the same.
         self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
         self.num_layers = num_layers
         self.w_avg_beta = w_avg_beta
@@ -227,8 +229,12 @@ class SynthesisBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
                  is_last: bool, architecture: str = "skip", resample_filter: Sequence[float] = (1, 3, 3, 1),
                  conv_clamp: float | None = None, use_fp16: bool = False, fp16_channels_last: bool = False,
-                 **layer_kwargs: Any):
+                 fused_modconv_default: bool | str = True, **layer_kwargs: Any):
         super().__init__()
+        # stylegan3's copy of this network records fused_modconv_default ('inference_only' in its train.py):
+        # the fused and the per-sample paths compute the same convolution; this class always fuses.
+        if fused_modconv_default not in (True, False, "inference_only"):
+            raise ValueError(f"unsupported fused_modconv_default {fused_modconv_default!r}")
         if architecture not in ("orig", "skip"):
             raise NotImplementedError(f"StyleGAN2 synthesis architecture {architecture!r} is not supported (orig, skip are)")
         self.in_channels = in_channels
@@ -342,16 +348,63 @@ class Generator(StyleGAN2Generator):
         return self.synthesis(ws, noise_mode=noise_mode)
 
 
+GENERATOR_ARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
+# Constructor arguments and state keys only the alias-free StyleGAN3 generator (networks_stylegan3) has.
+STYLEGAN3_KWARGS = {"magnitude_ema_beta", "conv_kernel", "num_layers",
+                    "num_critical", "first_cutoff", "first_stopband", "last_stopband_rel", "margin_size",
+                    "output_scale", "filter_size", "lrelu_upsampling", "use_radial_filters"}
+STYLEGAN3_STATE_PREFIXES = ("synthesis.input.", "synthesis.L0_")
+
+
+class UnsupportedGeneratorError(ValueError):
+    """The pickle holds a generator this reader does not rebuild (StyleGAN3, another architecture)."""
+
+
+def generator_kwargs(record: PersistentObject) -> dict[str, Any]:
+    """``Generator`` arguments from a record of either NVlabs repository.
+
+    stylegan2-ada-pytorch records ``synthesis_kwargs={...}``; stylegan3's ``networks_stylegan2.Generator``
+    takes them as ``**synthesis_kwargs``, so its pickles record them flat beside ``z_dim`` (with
+    ``fused_modconv_default``). Both become ``synthesis_kwargs`` here.
+    """
+    names = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
+    kwargs = dict(zip(names, record.init_args))
+    kwargs.update(record.init_kwargs)
+    synthesis = dict(kwargs.pop("synthesis_kwargs", None) or {})
+    mapping = dict(kwargs.pop("mapping_kwargs", None) or {})
+    flat = {key: kwargs.pop(key) for key in list(kwargs) if key not in GENERATOR_ARGS}
+    synthesis.update(flat)
+    return {**kwargs, "mapping_kwargs": mapping, "synthesis_kwargs": synthesis}
+
+
+def check_stylegan2(record: PersistentObject, kwargs: dict[str, Any]) -> None:
+    sg3_kwargs = sorted(STYLEGAN3_KWARGS & set(kwargs["synthesis_kwargs"]))
+    sg3_keys = [key for key in record.state_dict() if key.startswith(STYLEGAN3_STATE_PREFIXES)]
+    if sg3_kwargs or sg3_keys:
+        found = ", ".join(sg3_kwargs) or sg3_keys[0]
+        raise UnsupportedGeneratorError(
+            f"this is a StyleGAN3 (alias-free, networks_stylegan3) generator ({found}); PIE needs a StyleGAN2 "
+            "generator: a stylegan2-ada-pytorch pickle, a stylegan3-repository StyleGAN2 pickle (--cfg=stylegan2) "
+            "or a rosinality .pt")
+
+
 def build_generator(record: PersistentObject) -> Generator:
-    """Rebuild a recorded NVlabs ``Generator`` with this class and load its state strictly."""
+    """Rebuild a recorded NVlabs ``Generator`` (stylegan2-ada-pytorch or stylegan3's StyleGAN2) and load its state."""
     if record.class_name != "Generator":
-        raise ValueError(f"expected a persistent 'Generator', got {record.class_name!r}")
-    generator = Generator(*record.init_args, **record.init_kwargs)
+        raise UnsupportedGeneratorError(f"expected a persistent 'Generator', got {record.class_name!r}")
+    kwargs = generator_kwargs(record)
+    check_stylegan2(record, kwargs)
+    try:
+        generator = Generator(**kwargs)
+    except TypeError as error:
+        raise UnsupportedGeneratorError(
+            f"the pickled Generator's arguments are not StyleGAN2's ({error}); recorded: {sorted(record.init_kwargs)}"
+        ) from None
     try:
         generator.load_state_dict(record.state_dict(), strict=True)
     except RuntimeError as error:
-        raise ValueError(
-            "the pickled generator does not match the StyleGAN2-ADA layout (StyleGAN3 and other variants "
+        raise UnsupportedGeneratorError(
+            "the pickled generator does not match the StyleGAN2 layout (StyleGAN3 and other variants "
             f"are not supported): {error}"
         ) from error
     return generator.eval().requires_grad_(False)
@@ -364,8 +417,12 @@ def load_nvlabs_pkl(path: str | Path, key: str = "G_ema") -> tuple[Generator, di
         found = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise ValueError(f"{path}: no persistent network {key!r} in the pickle (found {found})")
     record = data[key]
-    generator = build_generator(record)
-    info = {"format": "nvlabs", "path": str(path), "key": key, "config": record.init_kwargs,
+    try:
+        generator = build_generator(record)
+    except UnsupportedGeneratorError as error:
+        raise UnsupportedGeneratorError(f"{path}: {error}") from None
+    layout = "stylegan3-repo" if "synthesis_kwargs" not in record.init_kwargs else "stylegan2-ada"
+    info = {"format": "nvlabs", "layout": layout, "path": str(path), "key": key, "config": record.init_kwargs,
             "resolution": generator.resolution, "num_ws": generator.num_ws, "w_dim": generator.w_dim,
             "w_avg_source": "mapping.w_avg"}
     return generator, info
