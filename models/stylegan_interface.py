@@ -77,11 +77,22 @@ class StyleGAN2Generator(nn.Module):
 
     @property
     def device(self) -> torch.device:
+        """Where the weights are (read from them, so it is right however the module was moved)."""
         return self.w_avg.device
+
+    @device.setter
+    def device(self, value: torch.device | str) -> None:
+        # ComfyUI's ModelPatcher records the device it moved a model to as ``model.device``; keep that
+        # record apart, the getter reads the weights themselves.
+        self.__dict__["placed_device"] = value
 
     @property
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
+
+    @dtype.setter
+    def dtype(self, value: torch.dtype) -> None:
+        self.__dict__["placed_dtype"] = value
 
     # ------------------------------------------------------------------ options
 

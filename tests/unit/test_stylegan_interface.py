@@ -78,3 +78,8 @@ def test_gradient_checkpointing_gives_the_same_image_and_gradient(generator):
     assert torch.equal(checked_image, plain_image)
     assert torch.allclose(checked_grad, plain_grad, rtol=1e-5, atol=1e-8)
     assert plain_grad.abs().max() > 0
+
+
+def test_device_can_be_recorded_as_comfyui_model_patcher_does(generator):
+    generator.device = torch.device("cpu")  # ModelPatcher sets model.device after moving it
+    assert generator.device == generator.w_avg.device
