@@ -34,6 +34,7 @@ from torch import nn
 from ..face.geometry import matrix_to_angles, weak_perspective
 from ..face.ict_model import ICTFaceModel
 from ..face.render import render_colors, sh_basis, sh_irradiance, vertex_normals, INIT_LIGHT
+from ..models.stylegan_interface import StyleGAN2Generator
 
 logger = logging.getLogger(__name__)
 
@@ -265,22 +266,14 @@ def perceptual_distance(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.T
 # ----------------------------------------------------------------------------- generator access
 
 
-def is_nvlabs(generator: nn.Module) -> bool:
-    return hasattr(generator, "c_dim")
-
-
-def synthesize(generator: nn.Module, w_plus: torch.Tensor) -> torch.Tensor:
+def synthesize(generator: StyleGAN2Generator, w_plus: torch.Tensor) -> torch.Tensor:
     """W+ (B,num_ws,w_dim) -> image (B,3,R,R) in about [-1,1], stored (const) noise."""
     return generator.synthesis(w_plus, noise_mode="const")
 
 
-def sample_w_plus(generator: nn.Module, count: int, rng: torch.Generator, truncation: float = 0.7) -> torch.Tensor:
+def sample_w_plus(generator: StyleGAN2Generator, count: int, rng: torch.Generator, truncation: float = 0.7) -> torch.Tensor:
     """Random W+ latents (the v of the energies), truncated towards w_avg for plausible faces."""
-    device = generator.w_avg.device
-    z = torch.randn(count, generator.z_dim, generator=rng).to(device)
-    if is_nvlabs(generator):
-        return generator.mapping(z, None, truncation_psi=truncation)
-    return generator.mapping(z, truncation_psi=truncation)
+    return generator.sample_ws(count, rng, truncation)
 
 
 # ----------------------------------------------------------------------------- energies and embedding
@@ -315,7 +308,7 @@ class EmbedConfig:
 class PIEModels:
     """Everything the energies need; ``recognition`` maps [-1,1] images to embeddings (Psi)."""
 
-    generator: nn.Module
+    generator: StyleGAN2Generator
     formation: FaceFormation
     recognition: nn.Module | None = None
     perceptual: nn.Module | None = None
