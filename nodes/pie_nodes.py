@@ -14,6 +14,7 @@ from comfy_api.latest import io
 import folder_paths
 
 from ..models.checkpoint import load_state_strict, read_state, strip_prefix
+from ..models.vgg_perceptual import load_vgg_perceptual
 from ..pipelines import pie
 from .. import model_names as names
 from ..face.image import image_to_signed, signed_to_image
@@ -95,7 +96,7 @@ def build_formation(path: Path) -> pie.ICTFaceFormation:
 def build_bfm_formation(path: Path) -> torch.nn.Module:
     """Deep3DFaceRecon's regressor (``path``, epoch_20.pth) + BFM_model_front.mat + the landmark network;
     similarity_Lm3D_all.mat for the alignment when it is there."""
-    from ..pipelines.pie_bfm import load_bfm_formation
+    from ..pipelines.pie.bfm import load_bfm_formation
 
     try:
         standard = resolve_model(names.PIE_STANDARD_LANDMARKS)
@@ -122,7 +123,7 @@ def build_recognition(path: Path) -> torch.nn.Module:
 
 
 def build_perceptual(path: Path) -> torch.nn.Module:
-    return pie.load_vgg_perceptual(read_state(path))
+    return load_vgg_perceptual(read_state(path))
 
 
 def _autograd_mode():

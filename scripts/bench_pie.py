@@ -74,7 +74,7 @@ def bfm_formation(args, landmark_net, test_weights):
 
     from facecontrol.face.bfm import BFMProjector
     from facecontrol.models.d3dfr import load_deep3dfacerecon_state
-    from facecontrol.pipelines.pie_bfm import BFMFaceFormation
+    from facecontrol.pipelines.pie.bfm import BFMFaceFormation
 
     bfm_path = args.bfm
     if bfm_path is None:

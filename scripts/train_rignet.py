@@ -77,7 +77,7 @@ def build_models(args: argparse.Namespace, device: torch.device) -> pie.PIEModel
 
 
 def bfm_formation(args: argparse.Namespace, landmark_net: torch.nn.Module) -> pie.FaceFormation:
-    from facecontrol.pipelines.pie_bfm import load_bfm_formation
+    from facecontrol.pipelines.pie.bfm import load_bfm_formation
 
     return load_bfm_formation(args.bfm, args.d3dfr, landmark_net, args.standard_landmarks)
 

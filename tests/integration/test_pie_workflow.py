@@ -40,7 +40,7 @@ def _formation(model_root):
 def _bfm_formation(model_root):
     from test_weights import pie as weights
 
-    from facecontrol.pipelines.pie_bfm import load_bfm_formation
+    from facecontrol.pipelines.pie.bfm import load_bfm_formation
 
     landmark_net = _formation(model_root).landmark_net
     return load_bfm_formation(model_root / weights.BFM_FILE, model_root / weights.D3DFR_FILE, landmark_net).eval()

@@ -254,7 +254,7 @@ def _write(path: Path, make) -> None:
 
 def install(model_root: Path) -> None:
     from facecontrol.models.rignet import RigNetBundle, save_rignet
-    from facecontrol.pipelines.pie import VGGPerceptual
+    from facecontrol.models.vgg_perceptual import VGGPerceptual
 
     root = Path(model_root)
     _write(root / GENERATOR_FILE, lambda p: write_generator_pickle(p, tiny_generator()))
