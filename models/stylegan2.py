@@ -8,14 +8,10 @@ Two implementations share one interface:
 * :class:`facecontrol.models.stylegan2_nvlabs.Generator`: the NVlabs stylegan2-ada-pytorch layout
   (``mapping.*``, ``synthesis.b{res}.*``), read from network pickles by a restricted unpickler.
 
-Common interface (both classes):
-
-* ``mapping(z, truncation_psi=1.0, truncation_cutoff=None) -> ws``: z ``(B, z_dim)`` standard
-  normal -> W+ ``(B, num_ws, w_dim)`` (the same w repeated; truncation lerps towards ``w_avg``).
-* ``synthesis(ws, noise_mode="const") -> image``: ``ws`` ``(B, num_ws, w_dim)`` (a ``(B, w_dim)`` w is
-  broadcast) -> ``(B, 3, resolution, resolution)`` float image, nominally in [-1, 1], not clamped.
-  ``noise_mode``: ``"const"`` (the stored noise buffers), ``"random"`` (fresh N(0,1)) or ``"none"``.
-* ``num_ws``, ``w_dim``, ``z_dim``, ``resolution`` (ints) and ``w_avg`` (``(w_dim,)`` tensor buffer).
+Both subclass :class:`facecontrol.models.stylegan_interface.StyleGAN2Generator`, the one interface
+(``mapping``, ``synthesis``, ``num_ws``, ``w_dim``, ``z_dim``, ``resolution``, ``w_avg``, ``truncate``,
+``sample_ws``, ``device``, gradient checkpointing and compute precision); see that module.
+``synthesis`` ``noise_mode``: ``"const"`` (the stored noise buffers), ``"random"`` (fresh N(0,1)) or ``"none"``.
 
 ``load_stylegan2(path) -> (generator, info)`` picks the reader from the file suffix (``.pt``/``.pth``:
 rosinality, ``.pkl``: NVlabs) and returns the generator in eval mode on CPU, float32, plus a dict
@@ -38,6 +34,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .checkpoint import torch_load_weights
+from .precision import autocast_context
+from .stylegan_interface import StyleGAN2Generator, run_block
 
 logger = logging.getLogger(__name__)
 
@@ -103,15 +101,6 @@ def broadcast_ws(ws: torch.Tensor, num_ws: int) -> torch.Tensor:
     if ws.ndim != 3 or ws.shape[1] != num_ws:
         raise ValueError(f"expected ws of shape (B, {num_ws}, w_dim) or (B, w_dim), got {tuple(ws.shape)}")
     return ws
-
-
-def truncate(ws: torch.Tensor, w_avg: torch.Tensor, psi: float, cutoff: int | None) -> torch.Tensor:
-    """Move the first ``cutoff`` (all if None) layers of W+ towards ``w_avg`` by ``1 - psi``."""
-    if psi == 1:
-        return ws
-    count = ws.shape[1] if cutoff is None else cutoff
-    head = w_avg + psi * (ws[:, :count] - w_avg)
-    return torch.cat([head, ws[:, count:]], dim=1)
 
 
 # ----------------------------------------------------------------------------- rosinality layers
@@ -278,8 +267,10 @@ def rosinality_channels(channel_multiplier: int) -> dict[int, int]:
     return {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * cm, 128: 128 * cm, 256: 64 * cm, 512: 32 * cm, 1024: 16 * cm}
 
 
-class Generator(nn.Module):
+class Generator(StyleGAN2Generator):
     """rosinality StyleGAN2 generator; ``state_dict`` keys equal the ``g_ema`` entry of released ``.pt`` files."""
+
+    kind = "rosinality"
 
     def __init__(self, size: int, style_dim: int = 512, n_mlp: int = 8, channel_multiplier: int = 2,
                  blur_kernel: Sequence[float] = (1, 3, 3, 1), lr_mlp: float = 0.01):
@@ -335,7 +326,7 @@ class Generator(nn.Module):
     def mapping(self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> torch.Tensor:
         """z ``(B, style_dim)`` -> W+ ``(B, num_ws, style_dim)``, optionally truncated towards ``w_avg``."""
         ws = self.style(z).unsqueeze(1).repeat(1, self.n_latent, 1)
-        return truncate(ws, self.w_avg, truncation_psi, truncation_cutoff)
+        return self.truncate(ws, truncation_psi, truncation_cutoff)
 
     def synthesis(
         self, ws: torch.Tensor, noise_mode: str = "const", noise: Sequence[torch.Tensor] | None = None
@@ -409,18 +400,22 @@ class Generator(nn.Module):
         return torch.cat([head, tail], 1)
 
     def synthesize(self, latent: torch.Tensor, noise: Sequence[torch.Tensor | None]) -> torch.Tensor:
-        out = self.input(latent.shape[0])
-        out = self.conv1(out, latent[:, 0], noise=noise[0])
-        skip = self.to_rgb1(out, latent[:, 1])
-        i = 1
-        for up_conv, conv, noise1, noise2, to_rgb in zip(
-            self.convs[::2], self.convs[1::2], noise[1::2], noise[2::2], self.to_rgbs
-        ):
-            out = up_conv(out, latent[:, i], noise=noise1)
-            out = conv(out, latent[:, i + 1], noise=noise2)
-            skip = to_rgb(out, latent[:, i + 2], skip)
-            i += 2
-        return skip
+        """The synthesis layers in ``compute_dtype``, one checkpointable block per resolution; float32 out."""
+        with autocast_context(latent.device, self.compute_dtype):
+            out = self.input(latent.shape[0])
+            out = self.conv1(out, latent[:, 0], noise=noise[0])
+            skip = self.to_rgb1(out, latent[:, 1])
+            for index in range(len(self.to_rgbs)):
+                i = 1 + 2 * index
+                out, skip = run_block(self.options, self._block, index, out, skip, latent[:, i:i + 3],
+                                      noise[i], noise[i + 1])
+        return skip.float()
+
+    def _block(self, index: int, out: torch.Tensor, skip: torch.Tensor, styles: torch.Tensor,
+               noise1: torch.Tensor | None, noise2: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.convs[2 * index](out, styles[:, 0], noise=noise1)
+        out = self.convs[2 * index + 1](out, styles[:, 1], noise=noise2)
+        return out, self.to_rgbs[index](out, styles[:, 2], skip)
 
 
 # ----------------------------------------------------------------------------- loaders

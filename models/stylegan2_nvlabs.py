@@ -6,10 +6,10 @@ takes the constructor arguments that NVlabs pickles record (``G_ema.init_kwargs`
 torgb, resample_filter}``, ...). It follows the inference path of the original (eval mode, fused
 modulated convolution, float32; ``num_fp16_res`` is accepted but computed in float32).
 
-It provides the common StyleGAN2 interface described in :mod:`facecontrol.models.stylegan2`:
-``G.mapping(z, truncation_psi=..., truncation_cutoff=...) -> (B, num_ws, w_dim)``,
-``G.synthesis(ws, noise_mode="const") -> (B, img_channels, R, R)`` in about [-1, 1],
-``G.num_ws``, ``G.w_dim``, ``G.z_dim``, ``G.resolution``, ``G.w_avg``.
+It implements the one StyleGAN2 interface, :class:`facecontrol.models.stylegan_interface.StyleGAN2Generator`:
+``G.mapping(z, truncation_psi=..., truncation_cutoff=...) -> (B, num_ws, w_dim)`` (labels ``c`` second for
+conditional models), ``G.synthesis(ws, noise_mode="const") -> (B, img_channels, R, R)`` in about [-1, 1],
+``G.num_ws``, ``G.w_dim``, ``G.z_dim``, ``G.resolution``, ``G.w_avg``, ``truncate``, ``sample_ws``, ``device``.
 
 ``load_nvlabs_pkl(path)`` reads a network pickle with :mod:`facecontrol.models.safe_pickle` (never
 running the code it carries) and rebuilds ``G_ema`` with this class.
@@ -25,8 +25,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .precision import autocast_context
 from .safe_pickle import PersistentObject, load_network_pickle
 from .stylegan2 import SQRT2, bias_leaky_relu, broadcast_ws, check_noise_mode, make_fir_kernel, upfirdn2d
+from .stylegan_interface import GeneratorOptions, StyleGAN2Generator, run_block
 
 logger = logging.getLogger(__name__)
 
@@ -133,8 +135,10 @@ class FullyConnectedLayer(nn.Module):
 class MappingNetwork(nn.Module):
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, num_ws: int | None, num_layers: int = 8,
                  embed_features: int | None = None, layer_features: int | None = None, activation: str = "lrelu",
-                 lr_multiplier: float = 0.01, w_avg_beta: float | None = 0.995):
+                 lr_multiplier: float = 0.01, w_avg_beta: float | None = 0.995, freeze_layers: int = 0,
+                 freeze_embed: bool = False):
         super().__init__()
+        # freeze_layers / freeze_embed (stylegan3's copy) only make layers untrainable; the weights are the same.
         self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
         self.num_layers = num_layers
         self.w_avg_beta = w_avg_beta
@@ -225,8 +229,12 @@ class SynthesisBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
                  is_last: bool, architecture: str = "skip", resample_filter: Sequence[float] = (1, 3, 3, 1),
                  conv_clamp: float | None = None, use_fp16: bool = False, fp16_channels_last: bool = False,
-                 **layer_kwargs: Any):
+                 fused_modconv_default: bool | str = True, **layer_kwargs: Any):
         super().__init__()
+        # stylegan3's copy of this network records fused_modconv_default ('inference_only' in its train.py):
+        # the fused and the per-sample paths compute the same convolution; this class always fuses.
+        if fused_modconv_default not in (True, False, "inference_only"):
+            raise ValueError(f"unsupported fused_modconv_default {fused_modconv_default!r}")
         if architecture not in ("orig", "skip"):
             raise NotImplementedError(f"StyleGAN2 synthesis architecture {architecture!r} is not supported (orig, skip are)")
         self.in_channels = in_channels
@@ -289,6 +297,8 @@ class SynthesisNetwork(nn.Module):
                                    img_channels=img_channels, is_last=is_last, **block_kwargs)
             self.num_ws += block.num_conv + (block.num_torgb if is_last else 0)
             setattr(self, f"b{res}", block)
+        # Replaced by the owning Generator's options (shared, so setting them there reaches here).
+        self.options = GeneratorOptions()
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
         """W+ ``(B, num_ws, w_dim)`` (or w ``(B, w_dim)``) -> image ``(B, img_channels, R, R)``."""
@@ -296,16 +306,19 @@ class SynthesisNetwork(nn.Module):
         ws = broadcast_ws(ws, self.num_ws).to(torch.float32)
         x = img = None
         w_idx = 0
-        for res in self.block_resolutions:
-            block = getattr(self, f"b{res}")
-            block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
-            w_idx += block.num_conv
-            x, img = block(x, img, block_ws, noise_mode=noise_mode)
-        return img
+        with autocast_context(ws.device, self.options.compute_dtype):
+            for res in self.block_resolutions:
+                block = getattr(self, f"b{res}")
+                block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
+                w_idx += block.num_conv
+                x, img = run_block(self.options, block, x, img, block_ws, noise_mode)
+        return img.float()
 
 
-class Generator(nn.Module):
+class Generator(StyleGAN2Generator):
     """stylegan2-ada-pytorch ``Generator`` with identical constructor arguments and state_dict keys."""
+
+    kind = "nvlabs"
 
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
                  mapping_kwargs: dict | None = None, synthesis_kwargs: dict | None = None):
@@ -319,6 +332,7 @@ class Generator(nn.Module):
                                           **(synthesis_kwargs or {}))
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws, **(mapping_kwargs or {}))
+        self.synthesis.options = self.options
 
     @property
     def resolution(self) -> int:
@@ -334,16 +348,63 @@ class Generator(nn.Module):
         return self.synthesis(ws, noise_mode=noise_mode)
 
 
+GENERATOR_ARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
+# Constructor arguments and state keys only the alias-free StyleGAN3 generator (networks_stylegan3) has.
+STYLEGAN3_KWARGS = {"magnitude_ema_beta", "conv_kernel", "num_layers",
+                    "num_critical", "first_cutoff", "first_stopband", "last_stopband_rel", "margin_size",
+                    "output_scale", "filter_size", "lrelu_upsampling", "use_radial_filters"}
+STYLEGAN3_STATE_PREFIXES = ("synthesis.input.", "synthesis.L0_")
+
+
+class UnsupportedGeneratorError(ValueError):
+    """The pickle holds a generator this reader does not rebuild (StyleGAN3, another architecture)."""
+
+
+def generator_kwargs(record: PersistentObject) -> dict[str, Any]:
+    """``Generator`` arguments from a record of either NVlabs repository.
+
+    stylegan2-ada-pytorch records ``synthesis_kwargs={...}``; stylegan3's ``networks_stylegan2.Generator``
+    takes them as ``**synthesis_kwargs``, so its pickles record them flat beside ``z_dim`` (with
+    ``fused_modconv_default``). Both become ``synthesis_kwargs`` here.
+    """
+    names = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
+    kwargs = dict(zip(names, record.init_args))
+    kwargs.update(record.init_kwargs)
+    synthesis = dict(kwargs.pop("synthesis_kwargs", None) or {})
+    mapping = dict(kwargs.pop("mapping_kwargs", None) or {})
+    flat = {key: kwargs.pop(key) for key in list(kwargs) if key not in GENERATOR_ARGS}
+    synthesis.update(flat)
+    return {**kwargs, "mapping_kwargs": mapping, "synthesis_kwargs": synthesis}
+
+
+def check_stylegan2(record: PersistentObject, kwargs: dict[str, Any]) -> None:
+    sg3_kwargs = sorted(STYLEGAN3_KWARGS & set(kwargs["synthesis_kwargs"]))
+    sg3_keys = [key for key in record.state_dict() if key.startswith(STYLEGAN3_STATE_PREFIXES)]
+    if sg3_kwargs or sg3_keys:
+        found = ", ".join(sg3_kwargs) or sg3_keys[0]
+        raise UnsupportedGeneratorError(
+            f"this is a StyleGAN3 (alias-free, networks_stylegan3) generator ({found}); PIE needs a StyleGAN2 "
+            "generator: a stylegan2-ada-pytorch pickle, a stylegan3-repository StyleGAN2 pickle (--cfg=stylegan2) "
+            "or a rosinality .pt")
+
+
 def build_generator(record: PersistentObject) -> Generator:
-    """Rebuild a recorded NVlabs ``Generator`` with this class and load its state strictly."""
+    """Rebuild a recorded NVlabs ``Generator`` (stylegan2-ada-pytorch or stylegan3's StyleGAN2) and load its state."""
     if record.class_name != "Generator":
-        raise ValueError(f"expected a persistent 'Generator', got {record.class_name!r}")
-    generator = Generator(*record.init_args, **record.init_kwargs)
+        raise UnsupportedGeneratorError(f"expected a persistent 'Generator', got {record.class_name!r}")
+    kwargs = generator_kwargs(record)
+    check_stylegan2(record, kwargs)
+    try:
+        generator = Generator(**kwargs)
+    except TypeError as error:
+        raise UnsupportedGeneratorError(
+            f"the pickled Generator's arguments are not StyleGAN2's ({error}); recorded: {sorted(record.init_kwargs)}"
+        ) from None
     try:
         generator.load_state_dict(record.state_dict(), strict=True)
     except RuntimeError as error:
-        raise ValueError(
-            "the pickled generator does not match the StyleGAN2-ADA layout (StyleGAN3 and other variants "
+        raise UnsupportedGeneratorError(
+            "the pickled generator does not match the StyleGAN2 layout (StyleGAN3 and other variants "
             f"are not supported): {error}"
         ) from error
     return generator.eval().requires_grad_(False)
@@ -356,8 +417,12 @@ def load_nvlabs_pkl(path: str | Path, key: str = "G_ema") -> tuple[Generator, di
         found = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise ValueError(f"{path}: no persistent network {key!r} in the pickle (found {found})")
     record = data[key]
-    generator = build_generator(record)
-    info = {"format": "nvlabs", "path": str(path), "key": key, "config": record.init_kwargs,
+    try:
+        generator = build_generator(record)
+    except UnsupportedGeneratorError as error:
+        raise UnsupportedGeneratorError(f"{path}: {error}") from None
+    layout = "stylegan3-repo" if "synthesis_kwargs" not in record.init_kwargs else "stylegan2-ada"
+    info = {"format": "nvlabs", "layout": layout, "path": str(path), "key": key, "config": record.init_kwargs,
             "resolution": generator.resolution, "num_ws": generator.num_ws, "w_dim": generator.w_dim,
             "w_avg_source": "mapping.w_avg"}
     return generator, info

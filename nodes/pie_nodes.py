@@ -63,8 +63,11 @@ class PIELatent:
 
 def build_stylegan2(path: Path) -> torch.nn.Module:
     from ..models.stylegan2 import load_stylegan2
+    from ..models.stylegan_interface import StyleGAN2Generator
 
     generator, info = load_stylegan2(path)
+    if not isinstance(generator, StyleGAN2Generator):
+        raise TypeError(f"{path}: the loader returned a {type(generator).__name__}, not a StyleGAN2Generator")
     generator.pie_info = info
     return generator
 
@@ -155,7 +158,7 @@ def pie_models(stylegan: StyleGANHandle, recognition: bool, perceptual: bool,
 
 
 def _device(models: pie.PIEModels) -> torch.device:
-    return models.generator.w_avg.device
+    return models.generator.device
 
 
 def _to_generator_input(image: torch.Tensor, input_name: str, device: torch.device) -> torch.Tensor:
@@ -446,7 +449,7 @@ class PIEDecode(FaceControlNode):
         _check_generator(pie_latent, stylegan)
         with _autograd_mode():
             generator = loaded_model(stylegan.patcher)
-        device = generator.w_avg.device
+        device = generator.device
         out = []
         with torch.inference_mode(False), torch.no_grad():
             for i in range(len(pie_latent)):

@@ -90,7 +90,7 @@ def run(models, image, config, rignet=None, target=None) -> dict:
     start = time.perf_counter()
 
     def on_step(step, total, record, preview):
-        if models.generator.w_avg.is_cuda:
+        if models.generator.device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
         if target is not None and not reached and record["synth"] <= target:

@@ -21,7 +21,7 @@ from .edit import (EXPRESSION_SLIDERS, DirectEditConfig, config_from_kwargs, edi
 from .embed import EmbedConfig, EmbedResult, StepCallback, deterministic_backward, embed
 from .energies import PIEModels, PIEWeights, Target, image_loss, make_target, perceptual_distance, pie_energies
 from .formation import LANDMARK_CROP, TAU_KEYS, FaceFormation, Theta, detach_theta, tau_vector, theta_distance, with_tau
-from .generator import is_nvlabs, sample_w_plus, synthesize
+from .generator import sample_w_plus, synthesize
 from .ict import ICTFaceFormation
 from .rignet_losses import RigNetLossWeights, rignet_losses
 
@@ -29,7 +29,7 @@ __all__ = [
     "EXPRESSION_SLIDERS", "LANDMARK_CROP", "TAU_KEYS", "DirectEditConfig", "EmbedConfig", "EmbedResult",
     "FaceFormation", "ICTFaceFormation", "PIEModels", "PIEWeights", "RigNetLossWeights", "StepCallback", "Target",
     "Theta", "VGGPerceptual", "config_from_kwargs", "deterministic_backward", "detach_theta", "edit_direct",
-    "edit_rignet", "edited_taus", "edited_theta", "embed", "image_loss", "is_nvlabs", "load_vgg_perceptual",
+    "edit_rignet", "edited_taus", "edited_theta", "embed", "image_loss", "load_vgg_perceptual",
     "make_target", "perceptual_distance", "pie_energies", "regress_generated", "rignet_losses", "sample_w_plus",
     "synthesize", "tau_vector", "theta_distance", "with_tau",
 ]

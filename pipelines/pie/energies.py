@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...models.stylegan_interface import StyleGAN2Generator
 from .formation import FaceFormation, Theta, detach_theta, tau_vector, with_tau
 from .generator import synthesize
 
@@ -45,7 +46,7 @@ class PIEWeights:
 class PIEModels:
     """Everything the energies need; ``recognition`` maps [-1,1] images to embeddings (Psi)."""
 
-    generator: nn.Module
+    generator: StyleGAN2Generator
     formation: FaceFormation
     recognition: nn.Module | None = None
     perceptual: nn.Module | None = None
