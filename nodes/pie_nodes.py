@@ -62,10 +62,12 @@ class PIELatent:
 
 
 def build_stylegan2(path: Path) -> torch.nn.Module:
+    """A StyleGAN2 file, or the pack's 3DMM face generator (``.safetensors``, scripts/make_face_generator.py)."""
+    from ..models.face_generator import is_face_generator_file, load_face_generator
     from ..models.stylegan2 import load_stylegan2
     from ..models.stylegan_interface import StyleGAN2Generator
 
-    generator, info = load_stylegan2(path)
+    generator, info = load_face_generator(path) if is_face_generator_file(path) else load_stylegan2(path)
     if not isinstance(generator, StyleGAN2Generator):
         raise TypeError(f"{path}: the loader returned a {type(generator).__name__}, not a StyleGAN2Generator")
     generator.pie_info = info
