@@ -25,6 +25,7 @@ from .types import PIE_LATENT, RIGNET, STYLEGAN
 log = logging.getLogger("facecontrol")
 
 FACE_MODELS = ("ict_facekit", "bfm_deep3dfacerecon")
+LIGHT_LIMIT = 0.4  # light offsets beyond this make negative irradiance on a neutral light (0.8 ambient)
 REFERENCE_GROUPS = {"none": (), "expression": ("expression",), "illumination": ("illumination",),
                     "expression+illumination": ("expression", "illumination"),
                     "pose+expression+illumination": ("pose", "expression", "illumination")}
@@ -339,6 +340,8 @@ class PIEEdit(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         slider = dict(min=-1.0, max=1.0, step=0.05, default=0.0)
+        light = dict(min=-LIGHT_LIMIT, max=LIGHT_LIMIT, step=0.02, default=0.0,
+                     tooltip="SH light offset; limited where the irradiance would go negative on the visible face")
         return io.Schema(
             node_id="FaceControlPIEEdit",
             display_name="PIE Edit",
@@ -349,14 +352,16 @@ class PIEEdit(FaceControlNode):
             inputs=[
                 STYLEGAN.Input("stylegan"),
                 PIE_LATENT.Input("pie_latent"),
-                io.Combo.Input("mode", options=["direct", "rignet"], default="direct"),
+                io.Combo.Input("mode", options=list(pie.EDIT_MODES), default="auto",
+                               tooltip="auto: RigNet when one is connected for this face model and the edited "
+                                       "groups, direct otherwise; the report says which ran"),
                 RIGNET.Input("rignet", optional=True),
                 io.Float.Input("yaw", default=0.0, min=-45.0, max=45.0, step=1.0, tooltip="degrees; + turns the nose to image right"),
                 io.Float.Input("pitch", default=0.0, min=-45.0, max=45.0, step=1.0, tooltip="degrees; + tilts the nose down"),
                 io.Float.Input("roll", default=0.0, min=-45.0, max=45.0, step=1.0, tooltip="degrees; + counter-clockwise in the image"),
                 *[io.Float.Input(name, **slider) for name in pie.EXPRESSION_SLIDERS],
-                io.Float.Input("light_intensity", **slider), io.Float.Input("light_from_top", **slider),
-                io.Float.Input("light_from_right", **slider), io.Float.Input("light_from_front", **slider),
+                io.Float.Input("light_intensity", **light), io.Float.Input("light_from_top", **light),
+                io.Float.Input("light_from_right", **light), io.Float.Input("light_from_front", **light),
                 io.Image.Input("reference", optional=True, tooltip="FFHQ crop of a reference face"),
                 io.Combo.Input("reference_groups", options=list(REFERENCE_GROUPS), default="none",
                                tooltip="which parameters to take from 'reference'"),
@@ -393,9 +398,11 @@ class PIEEdit(FaceControlNode):
             raise ValueError(f"'reference_groups' is {reference_groups!r} but no 'reference' image is connected")
         taus = pie.edited_taus(yaw, pitch, roll, expression, light, groups)
         if mode == "rignet" and rignet is None:
-            raise ValueError("'mode' is rignet but no 'rignet' is connected; load one or use mode direct")
-        models = pie_models(stylegan, recognition=mode == "direct" and rest["recognition_weight"] > 0, perceptual=False,
+            raise ValueError("'mode' is rignet but no 'rignet' is connected; load one or use mode auto or direct")
+        models = pie_models(stylegan, recognition=rest["recognition_weight"] > 0, perceptual=False,
                             face_model=pie_latent.face_model)
+        rignet_module = _rignet_module(rignet, models)
+        mode, why = pie.choose_mode(mode, rignet_module, taus)
         device = _device(models)
         w_plus = pie_latent.w_plus.clone().to(device)
         before = pie.regress_generated(models, w_plus)
@@ -413,24 +420,14 @@ class PIEEdit(FaceControlNode):
         if not taus:
             edited = w_plus
         elif mode == "rignet":
-            edited = pie.edit_rignet(_rignet_module(rignet, models), w_plus, target, taus)
+            edited = pie.edit_rignet(rignet_module, w_plus, target, taus)
         else:
             config = pie.config_from_kwargs(pie.DirectEditConfig, steps=steps, lr=lr, **rest)
             edited, _ = pie.edit_direct(models, w_plus, target, taus, config, on_step=_Progress(preview_every))
         after = pie.regress_generated(models, edited)
-        report = _pose_report(before, target, after, taus, mode)
+        report = f"{pie.edit_report(before, target, after, taus, mode, models.formation.exp_names)}\nmode: {why}"
         log.info("PIE Edit: %s", report)
         return io.NodeOutput(replace(pie_latent, w_plus=edited.detach().cpu()), report)
-
-
-def _pose_report(before, target, after, taus, mode) -> str:
-    deg = 180 / np.pi
-    lines = [f"mode {mode}; edited groups: {', '.join(taus) or 'none'}"]
-    for i in range(before["angles"].shape[0]):
-        b, t, a = (x["angles"][i].cpu().numpy() * deg for x in (before, target, after))
-        lines.append(f"frame {i}: regressed yaw/pitch/roll {b[0]:.1f}/{b[1]:.1f}/{b[2]:.1f} -> target "
-                     f"{t[0]:.1f}/{t[1]:.1f}/{t[2]:.1f} -> edited {a[0]:.1f}/{a[1]:.1f}/{a[2]:.1f} deg")
-    return "\n".join(lines)
 
 
 class PIEDecode(FaceControlNode):

@@ -16,20 +16,20 @@ Images are (B,3,H,W) in [-1,1] (the generator's range) unless a name says ``01``
 re-exported here, so ``from facecontrol.pipelines import pie; pie.embed(...)`` is the way to use it.
 """
 from ...models.vgg_perceptual import VGGPerceptual, load_vgg_perceptual
-from .edit import (EXPRESSION_SLIDERS, DirectEditConfig, config_from_kwargs, edit_direct, edit_rignet,
-                   edited_taus, edited_theta, regress_generated)
+from .edit import (EDIT_MODES, EXPRESSION_SLIDERS, DirectEditConfig, choose_mode, config_from_kwargs, edit_direct, edit_report, edit_rignet,
+                   edited_taus, edited_theta, light_summary, limit_light, min_irradiance, regress_generated)
 from .embed import EmbedConfig, EmbedResult, StepCallback, deterministic_backward, embed
 from .energies import PIEModels, PIEWeights, Target, image_loss, make_target, perceptual_distance, pie_energies
 from .formation import LANDMARK_CROP, TAU_KEYS, FaceFormation, Theta, detach_theta, tau_vector, theta_distance, with_tau
-from .generator import sample_w_plus, synthesize
+from .generator import sample_mixed_w_plus, sample_w_plus, synthesize
 from .ict import ICTFaceFormation
 from .rignet_losses import RigNetLossWeights, rignet_losses
 
 __all__ = [
-    "EXPRESSION_SLIDERS", "LANDMARK_CROP", "TAU_KEYS", "DirectEditConfig", "EmbedConfig", "EmbedResult",
+    "EDIT_MODES", "EXPRESSION_SLIDERS", "choose_mode", "LANDMARK_CROP", "TAU_KEYS", "DirectEditConfig", "EmbedConfig", "EmbedResult",
     "FaceFormation", "ICTFaceFormation", "PIEModels", "PIEWeights", "RigNetLossWeights", "StepCallback", "Target",
     "Theta", "VGGPerceptual", "config_from_kwargs", "deterministic_backward", "detach_theta", "edit_direct",
-    "edit_rignet", "edited_taus", "edited_theta", "embed", "image_loss", "load_vgg_perceptual",
-    "make_target", "perceptual_distance", "pie_energies", "regress_generated", "rignet_losses", "sample_w_plus",
+    "edit_report", "edit_rignet", "edited_taus", "light_summary", "limit_light", "min_irradiance", "edited_theta", "embed", "image_loss", "load_vgg_perceptual",
+    "make_target", "perceptual_distance", "pie_energies", "regress_generated", "rignet_losses", "sample_mixed_w_plus", "sample_w_plus",
     "synthesize", "tau_vector", "theta_distance", "with_tau",
 ]

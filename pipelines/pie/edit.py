@@ -2,6 +2,7 @@
 and the two ways to reach them, direct latent optimisation and RigNet."""
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, fields
 
@@ -12,6 +13,8 @@ from .embed import StepCallback, _deterministic
 from .energies import PIEModels, image_loss
 from .formation import TAU_KEYS, Theta, detach_theta, tau_vector, theta_distance
 from .generator import synthesize
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,6 +75,33 @@ def edit_direct(models: PIEModels, w_plus: torch.Tensor, target_theta: Theta, ta
     return w.detach(), history
 
 
+EDIT_MODES = ("auto", "direct", "rignet")
+
+
+def choose_mode(mode: str, rignet: nn.Module | None, taus: tuple[str, ...]) -> tuple[str, str]:
+    """The mode that runs and why: ``auto`` is RigNet when one is loaded with a network for every edited group
+    (its face model is checked by the caller), direct otherwise."""
+    if mode not in EDIT_MODES:
+        raise ValueError(f"'mode' must be one of {EDIT_MODES}, got {mode!r}")
+    groups = list(getattr(rignet, "groups", []))
+    if mode == "rignet":
+        if rignet is None:
+            raise ValueError("'mode' is rignet but no 'rignet' is connected; load one or use mode auto or direct")
+        missing = [tau for tau in taus if tau not in groups]
+        if missing:
+            raise ValueError(f"'mode' is rignet but the RigNet has no network for {missing} (it has {groups})")
+        return "rignet", "asked for"
+    if mode == "direct":
+        return "direct", "asked for"
+    if rignet is None:
+        return "direct", ("auto: no RigNet loaded (train one for this generator and face model with "
+                          "scripts/train_rignet.py --generator <file> --face-model <model> --out models/rignet/<name>.safetensors)")
+    missing = [tau for tau in taus if tau not in groups]
+    if missing:
+        return "direct", f"auto: the loaded RigNet has no network for {missing}"
+    return "rignet", "auto: a RigNet is loaded for this face model and these groups"
+
+
 def edit_rignet(rignet: nn.Module, w_plus: torch.Tensor, target_theta: Theta, taus: tuple[str, ...]) -> torch.Tensor:
     """Apply each group's RigNet in turn with the target parameters of that group."""
     with torch.no_grad():
@@ -108,6 +138,7 @@ def edited_theta(theta: Theta, exp_names: list[str], yaw: float = 0.0, pitch: fl
             if shape_name in exp_names and offset:
                 index = exp_names.index(shape_name)
                 out["expression"][:, index] = (out["expression"][:, index] + offset).clamp(0.0, 1.0)
+    base_light = out["light"].clone()
     light = out["light"].view(-1, 3, 9)
     offsets = light_offsets or {}
     # band 0 is the ambient level, band 1 (y, z, x basis order: -y, z, -x) the light direction
@@ -115,8 +146,66 @@ def edited_theta(theta: Theta, exp_names: list[str], yaw: float = 0.0, pitch: fl
     light[:, :, 1] += -offsets.get("from_top", 0.0)
     light[:, :, 3] += -offsets.get("from_right", 0.0)
     light[:, :, 2] += offsets.get("from_front", 0.0)
-    out["light"] = light.reshape(-1, 27)
+    out["light"] = limit_light(light.reshape(-1, 27), base_light)
     return out
+
+
+def _visible_normals(count: int = 24) -> torch.Tensor:
+    """Unit normals over the hemisphere facing the camera (z >= 0), the directions a visible face can have."""
+    polar = torch.linspace(0, math.pi / 2, count // 2)
+    azimuth = torch.linspace(0, 2 * math.pi, count + 1)[:-1]
+    p, a = torch.meshgrid(polar, azimuth, indexing="ij")
+    return torch.stack([p.sin() * a.cos(), p.sin() * a.sin(), p.cos()], -1).reshape(-1, 3)
+
+
+def min_irradiance(light: torch.Tensor) -> torch.Tensor:
+    """(B,27) -> (B,) the lowest irradiance of any colour over the visible hemisphere of normals."""
+    from ...face.render import sh_irradiance
+
+    normals = _visible_normals().to(light).unsqueeze(0).expand(light.shape[0], -1, -1)
+    return sh_irradiance(normals, light).flatten(1).amin(1)
+
+
+def limit_light(light: torch.Tensor, base: torch.Tensor, steps: int = 12) -> torch.Tensor:
+    """Shorten the change from ``base`` to ``light`` (per sample) until the irradiance is non-negative on every
+    visible normal; the light sliders beyond that would make negative light (about +-0.4 on a neutral light)."""
+    low = torch.zeros(light.shape[0], 1, dtype=light.dtype, device=light.device)
+    high = torch.ones_like(low)
+    if bool((min_irradiance(light) >= 0).all()):
+        return light
+    for _ in range(steps):
+        mid = (low + high) / 2
+        ok = (min_irradiance(base + mid * (light - base)) >= 0).unsqueeze(1)
+        low, high = torch.where(ok, mid, low), torch.where(ok, high, mid)
+    logger.info("PIE light edit limited to %s of the asked change (irradiance would go negative)",
+                [round(float(x), 2) for x in low.flatten()])
+    return base + low * (light - base)
+
+
+def light_summary(light: torch.Tensor) -> torch.Tensor:
+    """(B,27) -> (B,4): the slider axes (intensity, from_top, from_right, from_front), colour-averaged."""
+    mean = light.view(-1, 3, 9).mean(1)
+    return torch.stack([mean[:, 0], -mean[:, 1], -mean[:, 3], mean[:, 2]], -1)
+
+
+def edit_report(before: Theta, target: Theta, after: Theta, taus: tuple[str, ...], mode: str,
+                exp_names: list[str]) -> str:
+    """Per frame: regressed pose, light (slider axes) and the changed expressions before -> target -> edited."""
+    deg = 180 / math.pi
+    lines = [f"mode {mode}; edited groups: {', '.join(taus) or 'none'}"]
+    for i in range(before["angles"].shape[0]):
+        b, t, a = ((x["angles"][i] * deg).tolist() for x in (before, target, after))
+        lines.append(f"frame {i}: regressed yaw/pitch/roll {b[0]:.1f}/{b[1]:.1f}/{b[2]:.1f} -> target "
+                     f"{t[0]:.1f}/{t[1]:.1f}/{t[2]:.1f} -> edited {a[0]:.1f}/{a[1]:.1f}/{a[2]:.1f} deg")
+        lb, lt, la = (light_summary(x["light"][i:i + 1])[0].tolist() for x in (before, target, after))
+        lines.append("  light intensity/top/right/front " + " -> ".join(
+            "/".join(f"{round(v, 2) + 0.0:+.2f}" for v in values) for values in (lb, lt, la)))
+        change = (target["expression"][i] - before["expression"][i]).abs()
+        for index in [int(k) for k in change.argsort(descending=True)[:4] if change[k] > 0.02]:
+            name = exp_names[index] if index < len(exp_names) else f"expression {index}"
+            lines.append(f"  {name} {float(before['expression'][i, index]):.2f} -> "
+                         f"{float(target['expression'][i, index]):.2f} -> {float(after['expression'][i, index]):.2f}")
+    return "\n".join(lines)
 
 
 def edited_taus(yaw: float, pitch: float, roll: float, expression_offsets: dict[str, float],

@@ -89,7 +89,11 @@ class ICTFaceFormation(FaceFormation):
 
     # -- appearance
     def fit_appearance(self, images: torch.Tensor, theta: Theta) -> Theta:
-        """Add SH lighting (27) and per-vertex albedo estimated from the image (differentiable)."""
+        """Add SH lighting (27) and per-vertex albedo estimated from the image (differentiable).
+
+        Light carries the shading and the albedo the colour: the light is the same for R, G and B with its
+        band 0 at the 0.8 ambient (offset 0), so a face's skin colour and overall brightness end up in the
+        albedo (scaling an image's colours scales the albedo and leaves the light as it was)."""
         size = images.shape[-1]
         screen, normals = self.posed(theta, size)
         grid = (screen[..., :2] + 0.5) / size * 2 - 1
@@ -100,9 +104,7 @@ class ICTFaceFormation(FaceFormation):
         weighted = basis * weight.unsqueeze(-1)
         lhs = weighted.transpose(1, 2) @ basis + self.light_ridge * torch.eye(9, dtype=basis.dtype, device=basis.device)
         coeffs = torch.linalg.solve(lhs, weighted.transpose(1, 2) @ colours)  # (B,9,3): grey albedo 1
-        light = coeffs.permute(0, 2, 1).clone()
-        light[:, :, 0] = light[:, :, 0] - INIT_LIGHT
-        light = light.reshape(-1, 27)
+        light = achromatic_light(coeffs)
         irradiance = sh_irradiance(normals, light).clamp_min(1e-2)
         albedo = colours / irradiance
         mean_albedo = (albedo * weight.unsqueeze(-1)).sum(1, keepdim=True) / weight.sum(1, keepdim=True).clamp_min(1e-6).unsqueeze(-1)
@@ -117,6 +119,16 @@ class ICTFaceFormation(FaceFormation):
 
     def render(self, theta: Theta, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         return ict_render(self.model, self.faces, theta, size)
+
+
+def achromatic_light(coeffs: torch.Tensor) -> torch.Tensor:
+    """(B,9,3) SH fitted per colour under a grey albedo -> (B,27) light offsets, the same for R, G and B, with
+    band 0 normalised to the 0.8 ambient: the colour mean of the fit, divided by its band 0 over 0.8."""
+    shading = coeffs.mean(-1)  # (B,9)
+    shading = shading * (INIT_LIGHT / shading[:, :1].clamp_min(1e-3))
+    light = shading.unsqueeze(1).expand(-1, 3, -1).clone()
+    light[:, :, 0] = light[:, :, 0] - INIT_LIGHT
+    return light.reshape(-1, 27)
 
 
 def _weak_perspective_pose(shape: torch.Tensor, target: torch.Tensor):
