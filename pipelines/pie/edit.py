@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import nn
 
-from .embed import StepCallback, _deterministic
+from .embed import StepCallback, _deterministic, make_optimizer
 from .energies import PIEModels, image_loss
 from .formation import TAU_KEYS, Theta, detach_theta, tau_vector, theta_distance
 from .generator import synthesize
@@ -28,6 +28,7 @@ class DirectEditConfig:
     latent_weight: float = 0.1
     photo: float = 1.0
     landmark: float = 10.0
+    optimizer: str = "adam"
 
 
 def regress_generated(models: PIEModels, w_plus: torch.Tensor) -> Theta:
@@ -51,7 +52,7 @@ def edit_direct(models: PIEModels, w_plus: torch.Tensor, target_theta: Theta, ta
     keep_keys = formation.other_keys(edited_keys)
     target = {**theta_start, **{key: target_theta[key].to(start) for key in edited_keys}}
     w = start.clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([w], lr=config.lr)
+    optimizer = make_optimizer(config.optimizer, [w], config.lr)
     history = []
     for step in range(config.steps):
         image = synthesize(generator, w)
@@ -100,6 +101,56 @@ def choose_mode(mode: str, rignet: nn.Module | None, taus: tuple[str, ...]) -> t
     if missing:
         return "direct", f"auto: the loaded RigNet has no network for {missing}"
     return "rignet", "auto: a RigNet is loaded for this face model and these groups"
+
+
+@dataclass
+class EditRequest:
+    """What PIE Edit asks for: pose offsets (degrees), named expression and SH light offsets, and the groups to
+    copy from a reference face (``reference_theta``, regressed by the caller)."""
+
+    yaw: float = 0.0
+    pitch: float = 0.0
+    roll: float = 0.0
+    expression: dict[str, float] = field(default_factory=dict)
+    light: dict[str, float] = field(default_factory=dict)
+    reference_taus: tuple[str, ...] = ()
+    reference_theta: Theta | None = None
+
+    @property
+    def taus(self) -> tuple[str, ...]:
+        return edited_taus(self.yaw, self.pitch, self.roll, self.expression, self.light, self.reference_taus)
+
+
+@dataclass
+class EditOutcome:
+    w_plus: torch.Tensor
+    mode: str
+    report: str
+    history: list[dict[str, float]]
+
+
+def run_edit(models: PIEModels, w_plus: torch.Tensor, request: EditRequest, mode: str = "auto",
+             rignet: nn.Module | None = None, config: DirectEditConfig | None = None,
+             on_step: StepCallback | None = None) -> EditOutcome:
+    """PIE Edit: the target theta from the request, the mode (:func:`choose_mode`), the edit and its report."""
+    taus = request.taus
+    mode, why = choose_mode(mode, rignet, taus)
+    before = regress_generated(models, w_plus)
+    if request.reference_theta is not None and request.reference_theta["angles"].shape[0] not in (1, w_plus.shape[0]):
+        raise ValueError(f"'reference' has {request.reference_theta['angles'].shape[0]} frames but 'pie_latent' has "
+                         f"{w_plus.shape[0]}: give one or one per frame")
+    target = edited_theta(before, models.formation.exp_names, request.yaw, request.pitch, request.roll,
+                          request.expression, request.light, request.reference_theta, request.reference_taus)
+    history: list[dict[str, float]] = []
+    if not taus:
+        edited = w_plus
+    elif mode == "rignet":
+        edited = edit_rignet(rignet, w_plus, target, taus)
+    else:
+        edited, history = edit_direct(models, w_plus, target, taus, config or DirectEditConfig(), on_step)
+    after = regress_generated(models, edited)
+    report = f"{edit_report(before, target, after, taus, mode, models.formation.exp_names)}\nmode: {why}"
+    return EditOutcome(edited.detach(), mode, report, history)
 
 
 def edit_rignet(rignet: nn.Module, w_plus: torch.Tensor, target_theta: Theta, taus: tuple[str, ...]) -> torch.Tensor:

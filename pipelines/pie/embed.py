@@ -25,6 +25,21 @@ class EmbedConfig:
     weights: PIEWeights = field(default_factory=PIEWeights)
     taus: tuple[str, ...] = ("pose", "expression", "illumination")
     seed: int = 0
+    optimizer: str = "adam"  # or "adadelta" (the paper's; wants lr about 1)
+    chunk: int = 0  # portraits optimised together (0: the whole batch)
+
+
+OPTIMIZERS = ("adam", "adadelta")
+
+
+def make_optimizer(name: str, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+    """Adam (the default: the pack's step counts and learning rates were tuned with it, and it needs far fewer
+    steps than AdaDelta at a given budget) or AdaDelta (PIE's optimiser; its rate is a multiplier, about 1)."""
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if name == "adadelta":
+        return torch.optim.Adadelta(params, lr=lr)
+    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
 
 
 StepCallback = Callable[[int, int, dict[str, float], Callable[[], torch.Tensor]], None]
@@ -61,14 +76,33 @@ def _deterministic(function: Callable) -> Callable:
     return wrapper
 
 
-@_deterministic
 def embed(models: PIEModels, image: torch.Tensor, config: EmbedConfig, rignet: nn.Module | None = None,
           on_step: StepCallback | None = None) -> EmbedResult:
-    """Find w minimising E(w): ``steps_w`` Adam steps in W (one w for all layers), then ``steps_wplus`` in W+.
+    """Find w minimising E(w): ``steps_w`` steps in W (one w for all layers), then ``steps_wplus`` in W+.
 
     ``image`` (B,3,H,W) in [-1,1]. A fresh v is drawn every step and tau cycles through the RigNet's groups.
-    ``on_step(step, total, energies, preview)`` is called after each step (``preview()`` returns I_w).
+    ``on_step(step, total, energies, preview)`` is called after each step (``preview()`` returns I_w); with
+    ``config.chunk`` the batch is embedded ``chunk`` portraits at a time (memory), the steps counted over all.
     """
+    chunk = config.chunk or image.shape[0]
+    if chunk >= image.shape[0]:
+        return _embed(models, image, config, rignet, on_step)
+    parts = list(torch.split(image, chunk))
+    per_part = config.steps_w + config.steps_wplus
+    results = []
+    for index, part in enumerate(parts):
+        def shifted(step, total, record, preview, offset=index * per_part):
+            if on_step is not None:
+                on_step(offset + step, per_part * len(parts), record, preview)
+        results.append(_embed(models, part, config, rignet, shifted))
+    history = [{**record, "chunk": index} for index, r in enumerate(results) for record in r.history]
+    theta = {key: torch.cat([r.theta[key] for r in results]) for key in results[0].theta}
+    return EmbedResult(torch.cat([r.w_plus for r in results]), theta, history)
+
+
+@_deterministic
+def _embed(models: PIEModels, image: torch.Tensor, config: EmbedConfig, rignet: nn.Module | None,
+           on_step: StepCallback | None) -> EmbedResult:
     generator = models.generator
     target = make_target(models, image)
     batch = target.image.shape[0]
@@ -83,7 +117,7 @@ def embed(models: PIEModels, image: torch.Tensor, config: EmbedConfig, rignet: n
             continue
         if stage == "w+":
             w = w.detach().expand(-1, generator.num_ws, -1).clone().requires_grad_(True)
-        optimizer = torch.optim.Adam([w], lr=config.lr)
+        optimizer = make_optimizer(config.optimizer, [w], config.lr)
         for _ in range(steps):
             w_plus = w.expand(-1, generator.num_ws, -1) if stage == "w" else w
             tau = taus[step % len(taus)] if taus else None

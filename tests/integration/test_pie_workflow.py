@@ -79,7 +79,7 @@ def test_yaw_plus_15_turns_the_regressed_head_to_image_right(comfy, pie_run, mod
 
 def test_rignet_mode_without_rignet_and_reference_without_image_are_clear_errors(comfy):
     prompt = copy.deepcopy(load_workflow("pie_portrait_edit"))
-    prompt["6"]["inputs"].update(steps_w=1, steps_wplus=0)
+    prompt["13"]["inputs"].update(steps_w=1, steps_wplus=0)
     prompt["7"]["inputs"]["mode"] = "rignet"
     with pytest.raises(WorkflowError, match="no 'rignet' is connected"):
         comfy.run(prompt)
@@ -107,7 +107,7 @@ def test_the_shipped_workflow_runs_without_a_rignet_and_says_how_to_train_one(co
 
 def test_rignet_mode_applies_the_loaded_rignet(comfy):
     prompt = _with_rignet(copy.deepcopy(load_workflow("pie_portrait_edit")))
-    prompt["6"]["inputs"].update(steps_w=1, steps_wplus=1)
+    prompt["13"]["inputs"].update(steps_w=1, steps_wplus=1)
     prompt["7"]["inputs"].update(mode="rignet", rignet=["5", 0])
     entry = comfy.run(prompt)
     assert saved_image(comfy, entry, "11").shape == (256, 256, 3)
@@ -132,11 +132,12 @@ def test_bfm_face_model_edit_turns_the_regressed_head_to_image_right(comfy, mode
 def test_rignet_of_another_face_model_and_named_sliders_on_the_bfm_are_clear_errors(comfy):
     prompt = _bfm_prompt()
     _with_rignet(prompt)
-    prompt["6"]["inputs"].update(steps_w=1, steps_wplus=0, rignet=["5", 0])
+    prompt["13"]["inputs"].update(steps_w=1, steps_wplus=0)
+    prompt["6"]["inputs"]["rignet"] = ["5", 0]
     with pytest.raises(WorkflowError, match="train a RigNet for this face model"):
         comfy.run(prompt)
     prompt = _bfm_prompt()
-    prompt["6"]["inputs"].update(steps_w=1, steps_wplus=0)
+    prompt["13"]["inputs"].update(steps_w=1, steps_wplus=0)
     prompt["7"]["inputs"].update(yaw=0.0, smile=0.5)
     with pytest.raises(WorkflowError, match="'smile'.*reference face"):
         comfy.run(prompt)
