@@ -111,9 +111,9 @@ def bfm_formation(args: argparse.Namespace, landmark_net: torch.nn.Module) -> pi
     return load_bfm_formation(args.bfm, args.d3dfr, landmark_net, args.standard_landmarks)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--generator", type=Path, required=True, help="rosinality .pt or NVlabs .pkl")
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The generator and face-model options (shared with scripts/calibrate_pie.py)."""
+    parser.add_argument("--generator", type=Path, required=True, help="rosinality .pt, NVlabs .pkl or a face generator .safetensors")
     parser.add_argument("--face-model", choices=("ict_facekit", "bfm_deep3dfacerecon"), default="ict_facekit")
     parser.add_argument("--ict", type=Path, default=Path("comfyui/models/face_3dmm/ict_facekit/face_model.npz"))
     parser.add_argument("--bfm", type=Path, default=Path("comfyui/models/face_3dmm/BFM/BFM_model_front.mat"))
@@ -121,6 +121,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--standard-landmarks", type=Path, default=None, help="similarity_Lm3D_all.mat (optional)")
     parser.add_argument("--landmark-net", type=Path,
                         default=Path("comfyui/models/dva/pretrained_models/mobilenet_224_model_best_gdconv_external.pth.tar"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="RigNet .safetensors to write")
     parser.add_argument("--steps", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=4)
