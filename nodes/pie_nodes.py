@@ -14,6 +14,7 @@ from comfy_api.latest import io
 import folder_paths
 
 from ..models.checkpoint import load_state_strict, read_state, strip_prefix
+from ..models.precision import COMPUTE_DTYPES as PRECISIONS, with_precision
 from ..models.vgg_perceptual import load_vgg_perceptual
 from ..pipelines import pie
 from .. import model_names as names
@@ -157,7 +158,12 @@ def pie_models(stylegan: StyleGANHandle, recognition: bool, perceptual: bool,
     rest = modules[2:]
     recognition_net = rest.pop(0) if recognition else None
     perceptual_net = rest.pop(0) if perceptual else None
-    return pie.PIEModels(generator, formation, recognition_net, perceptual_net)
+    precision = stylegan.info.get("precision", "fp32")
+    # The generator is cached and shared: the options of the Load StyleGAN2 node that feeds this run apply.
+    generator.configure(gradient_checkpointing=stylegan.info.get("gradient_checkpointing", False),
+                        compute_dtype=precision)
+    return pie.PIEModels(generator, formation, with_precision(recognition_net, precision),
+                         with_precision(perceptual_net, precision))
 
 
 def _device(models: pie.PIEModels) -> torch.device:
@@ -216,19 +222,25 @@ class LoadStyleGAN2(FaceControlNode):
             node_id="FaceControlLoadStyleGAN2",
             display_name="Load StyleGAN2",
             category="FaceControl/PIE",
-            description="A StyleGAN2 generator from models/stylegan2: rosinality .pt or NVlabs .pkl "
-                        "(read without running the pickle's code).",
-            inputs=[io.Combo.Input("generator", options=folder_paths.get_filename_list("stylegan2"))],
+            description="A StyleGAN2 generator from models/stylegan2: rosinality .pt or NVlabs .pkl of "
+                        "stylegan2-ada-pytorch or stylegan3's StyleGAN2 (read without running the pickle's code).",
+            inputs=[io.Combo.Input("generator", options=folder_paths.get_filename_list("stylegan2")),
+                    io.Combo.Input("precision", options=list(PRECISIONS), default="fp32", optional=True,
+                                   tooltip="bf16: the generator, VGG-16 and the recognition network run under bf16 "
+                                           "autocast (latents, energies and the optimiser stay fp32)"),
+                    io.Boolean.Input("gradient_checkpointing", default=False, optional=True,
+                                     tooltip="recompute the generator's activations in the backward pass: far less "
+                                             "memory at 1024 px for a slower step")],
             outputs=[STYLEGAN.Output(display_name="stylegan")],
         )
 
     @classmethod
-    def execute(cls, generator) -> io.NodeOutput:
+    def execute(cls, generator, precision="fp32", gradient_checkpointing=False) -> io.NodeOutput:
         path = folder_file("stylegan2", generator, "generator")
         with _autograd_mode():
             patcher = cached_patcher(path, build_stylegan2)
         info = dict(patcher.model.pie_info)
-        info["path"] = str(path)
+        info.update(path=str(path), precision=precision, gradient_checkpointing=bool(gradient_checkpointing))
         return io.NodeOutput(StyleGANHandle(patcher, info))
 
 
@@ -484,6 +496,7 @@ class PIEDecode(FaceControlNode):
         _check_generator(pie_latent, stylegan)
         with _autograd_mode():
             generator = loaded_model(stylegan.patcher)
+        generator.configure(compute_dtype=stylegan.info.get("precision", "fp32"))
         device = generator.device
         out = []
         with torch.inference_mode(False), torch.no_grad():

@@ -58,3 +58,23 @@ def test_options_are_validated_and_shared_with_the_synthesis_network():
     assert generator.synthesis.options.gradient_checkpointing
     with pytest.raises(ValueError, match="float32 or bfloat16"):
         generator.compute_dtype = torch.float16
+
+
+def _w_gradient(generator: StyleGAN2Generator, ws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    ws = ws.clone().requires_grad_(True)
+    image = generator.synthesis(ws, noise_mode="const")
+    target = torch.linspace(-1, 1, image.numel()).reshape(image.shape)
+    (image - target).square().mean().backward()
+    return image.detach(), ws.grad
+
+
+def test_gradient_checkpointing_gives_the_same_image_and_gradient(generator):
+    ws = generator.sample_ws(2, torch.Generator().manual_seed(2), truncation=0.7)
+    plain_image, plain_grad = _w_gradient(generator.configure(gradient_checkpointing=False), ws)
+    try:
+        checked_image, checked_grad = _w_gradient(generator.configure(gradient_checkpointing=True), ws)
+    finally:
+        generator.configure(gradient_checkpointing=False)
+    assert torch.equal(checked_image, plain_image)
+    assert torch.allclose(checked_grad, plain_grad, rtol=1e-5, atol=1e-8)
+    assert plain_grad.abs().max() > 0
