@@ -79,6 +79,11 @@ class StyleGAN2Generator(nn.Module):
     def device(self) -> torch.device:
         return self.w_avg.device
 
+    @device.setter
+    def device(self, value: torch.device) -> None:
+        """ComfyUI's ModelPatcher assigns ``model.device`` after moving a model; the weights' device stays the
+        answer, so the assignment is accepted and not stored."""
+
     @property
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
