@@ -117,3 +117,34 @@ def load_ict_model(path: str | Path) -> ICTFaceModel:
     )
     logger.debug("loaded ICT-FaceKit model %s: %d vertices", path, num_vertices)
     return model
+
+
+def ict_screen(model: ICTFaceModel, faces: torch.Tensor, theta: dict[str, torch.Tensor], size: int
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Screen vertices (B,V,3: x, y pixels, depth away from the camera) and camera-frame unit normals of
+    theta (identity, expression, angles, and ``scale``/``translation`` relative to the image size)."""
+    from .geometry import weak_perspective
+    from .render import vertex_normals
+
+    shape = model.shape(theta["identity"], theta["expression"])
+    rotated, uv = weak_perspective(shape, theta["angles"], theta["scale"] * size, theta["translation"] * size)
+    return torch.cat([uv, -rotated[..., 2:]], -1), vertex_normals(rotated, faces)
+
+
+def ict_landmarks(model: ICTFaceModel, theta: dict[str, torch.Tensor], size: int) -> torch.Tensor:
+    """(B,68,2) projected landmark vertices in pixels."""
+    from .geometry import weak_perspective
+
+    shape = model.landmarks3d(theta["identity"], theta["expression"])
+    return weak_perspective(shape, theta["angles"], theta["scale"] * size, theta["translation"] * size)[1]
+
+
+def ict_render(model: ICTFaceModel, faces: torch.Tensor, theta: dict[str, torch.Tensor], size: int
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """theta -> ``albedo * SH irradiance`` rendered in [0,1] (B,3,S,S) and the face mask (B,1,S,S)."""
+    from .render import render_colors, sh_irradiance
+
+    screen, normals = ict_screen(model, faces, theta, size)
+    colours = theta["albedo"] * sh_irradiance(normals, theta["light"])
+    image, mask, _ = render_colors(screen, faces, colours, (size, size))
+    return image, mask

@@ -22,11 +22,12 @@ from .. import model_names as names
 from ..face.image import image_to_signed, signed_to_image
 from .checks import FaceControlNode
 from .common import Progress, cached_patcher, check_image, check_interrupted, folder_file, load_patchers, loaded_model, resolve_model
-from .sockets import PIE_LATENT, RIGNET, STYLEGAN
+from .sockets import PIE_EDIT_SETTINGS, PIE_EMBED_SETTINGS, PIE_LATENT, RIGNET, STYLEGAN
 
 log = logging.getLogger("facecontrol")
 
 FACE_MODELS = ("ict_facekit", "bfm_deep3dfacerecon")
+LIGHT_LIMIT = 0.4  # light offsets beyond this make negative irradiance on a neutral light (0.8 ambient)
 REFERENCE_GROUPS = {"none": (), "expression": ("expression",), "illumination": ("illumination",),
                     "expression+illumination": ("expression", "illumination"),
                     "pose+expression+illumination": ("pose", "expression", "illumination")}
@@ -64,10 +65,12 @@ class PIELatent:
 
 
 def build_stylegan2(path: Path) -> torch.nn.Module:
+    """A StyleGAN2 file, or the pack's 3DMM face generator (``.safetensors``, scripts/make_face_generator.py)."""
+    from ..models.face_generator import is_face_generator_file, load_face_generator
     from ..models.stylegan2 import load_stylegan2
     from ..models.stylegan_interface import StyleGAN2Generator
 
-    generator, info = load_stylegan2(path)
+    generator, info = load_face_generator(path) if is_face_generator_file(path) else load_stylegan2(path)
     if not isinstance(generator, StyleGAN2Generator):
         raise TypeError(f"{path}: the loader returned a {type(generator).__name__}, not a StyleGAN2Generator")
     generator.pie_info = info
@@ -90,7 +93,7 @@ def build_formation(path: Path) -> pie.ICTFaceFormation:
 def build_bfm_formation(path: Path) -> torch.nn.Module:
     """Deep3DFaceRecon's regressor (``path``, epoch_20.pth) + BFM_model_front.mat + the landmark network;
     similarity_Lm3D_all.mat for the alignment when it is there."""
-    from ..pipelines.pie_bfm import load_bfm_formation
+    from ..pipelines.pie.bfm import load_bfm_formation
 
     try:
         standard = resolve_model(names.PIE_STANDARD_LANDMARKS)
@@ -274,6 +277,68 @@ WEIGHT_INPUTS = [
     ("recognition_edit", 0.1, "E_recognition: IR-SE50 identity of the RigNet edits"),
     ("photo", 1.0, "l(I, theta): photometric weight"), ("landmark", 10.0, "l(I, theta): landmark weight"),
 ]
+DIRECT_WEIGHT_INPUTS = [
+    ("tau_weight", 10.0, "the edited groups reach their target"), ("keep_weight", 1.0, "the other parameters stay"),
+    ("image_weight", 1.0, "the face renders like the target parameters"),
+    ("recognition_weight", 0.1, "IR-SE50 identity stays (0: IR-SE50 is not loaded)"),
+    ("latent_weight", 0.1, "the latent stays near the embedding"),
+]
+OPTIMIZER_TIP = ("adam (default: the step counts and rates here were tuned with it) or adadelta (PIE's optimiser; "
+                 "its lr is a multiplier, about 1)")
+
+
+def _optimizer_input(default_lr: float) -> list:
+    return [io.Float.Input("lr", default=default_lr, min=1e-5, max=10.0, step=0.001),
+            io.Combo.Input("optimizer", options=list(pie.OPTIMIZERS), default="adam", tooltip=OPTIMIZER_TIP)]
+
+
+class PIEEmbedSettings(FaceControlNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FaceControlPIEEmbedSettings",
+            display_name="PIE Embed Settings",
+            category="FaceControl/PIE",
+            description="Optimiser and energy settings for PIE Embed (without this node PIE Embed uses these defaults: "
+                        "PIE's 2000 W + 1000 W+ steps and the pack's energy weights).",
+            inputs=[
+                io.Int.Input("steps_w", default=2000, min=0, max=100000, tooltip="steps in W (PIE: 2000)"),
+                io.Int.Input("steps_wplus", default=1000, min=0, max=100000, tooltip="steps in W+ (PIE: 1000)"),
+                *_optimizer_input(0.01),
+                *[io.Float.Input(name, default=value, min=0.0, max=1000.0, step=0.01, tooltip=tip)
+                  for name, value, tip in WEIGHT_INPUTS],
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="draws the random v of E_edit"),
+                io.Int.Input("chunk", default=4, min=0, max=1024, tooltip="portraits optimised together (0: all)"),
+            ],
+            outputs=[PIE_EMBED_SETTINGS.Output(display_name="settings")],
+        )
+
+    @classmethod
+    def execute(cls, steps_w, steps_wplus, lr, optimizer, seed, chunk, **weights) -> io.NodeOutput:
+        if steps_w + steps_wplus <= 0:
+            raise ValueError("'steps_w' + 'steps_wplus' must be at least 1")
+        return io.NodeOutput(pie.EmbedConfig(steps_w=steps_w, steps_wplus=steps_wplus, lr=lr, optimizer=optimizer,
+                                             seed=seed, chunk=chunk, weights=pie.PIEWeights(**weights)))
+
+
+class PIEEditSettings(FaceControlNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FaceControlPIEEditSettings",
+            display_name="PIE Edit Settings",
+            category="FaceControl/PIE",
+            description="Direct-mode settings for PIE Edit (steps, optimiser, weights); without it PIE Edit uses "
+                        "these defaults.",
+            inputs=[io.Int.Input("steps", default=100, min=1, max=10000), *_optimizer_input(0.01),
+                    *[io.Float.Input(name, default=value, min=0.0, max=1000.0, step=0.01, tooltip=tip)
+                      for name, value, tip in DIRECT_WEIGHT_INPUTS]],
+            outputs=[PIE_EDIT_SETTINGS.Output(display_name="settings")],
+        )
+
+    @classmethod
+    def execute(cls, **settings) -> io.NodeOutput:
+        return io.NodeOutput(pie.DirectEditConfig(**settings))
 
 
 class PIEEmbed(FaceControlNode):
@@ -284,7 +349,8 @@ class PIEEmbed(FaceControlNode):
             display_name="PIE Embed",
             category="FaceControl/PIE",
             description="Finds the StyleGAN2 latent of each face crop by minimising PIE's energy, first in W, then "
-                        "in W+. Without a RigNet only E_synth and E_recognition apply. Shows the current face as preview.",
+                        "in W+. Without a RigNet only E_synth and E_recognition apply. Shows the current face as "
+                        "preview. Steps, optimiser and weights come from PIE Embed Settings (defaults without it).",
             inputs=[
                 STYLEGAN.Input("stylegan"),
                 io.Image.Input("crops", tooltip="FFHQ face crops (Align and Crop Faces, convention ffhq)"),
@@ -293,39 +359,30 @@ class PIEEmbed(FaceControlNode):
                                tooltip="3DMM of the image loss: the open ICT-FaceKit (default) or the BFM with "
                                        "Deep3DFaceRecon's regressor (epoch_20.pth, BFM_model_front.mat). "
                                        "PIE Edit uses the same one."),
-                io.Int.Input("steps_w", default=2000, min=0, max=100000, tooltip="Adam steps in W (PIE: 2000)"),
-                io.Int.Input("steps_wplus", default=1000, min=0, max=100000, tooltip="Adam steps in W+ (PIE: 1000)"),
-                io.Float.Input("lr", default=0.01, min=1e-5, max=1.0, step=0.001),
-                *[io.Float.Input(name, default=value, min=0.0, max=1000.0, step=0.01, tooltip=tip)
-                  for name, value, tip in WEIGHT_INPUTS],
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="draws the random v of E_edit"),
-                io.Int.Input("preview_every", default=25, min=0, max=10000, tooltip="steps between previews (0: none)"),
+                PIE_EMBED_SETTINGS.Input("settings", optional=True),
+                io.Int.Input("preview_every", default=25, min=0, max=10000, optional=True,
+                             tooltip="steps between previews (0: none)"),
             ],
             outputs=[PIE_LATENT.Output(display_name="pie_latent"), io.Image.Output(display_name="reconstruction"),
                      io.String.Output(display_name="log")],
         )
 
     @classmethod
-    def execute(cls, stylegan, crops, steps_w, steps_wplus, lr, seed, preview_every, rignet=None,
-                face_model="ict_facekit", **weights) -> io.NodeOutput:
+    def execute(cls, stylegan, crops, rignet=None, face_model="ict_facekit", settings=None,
+                preview_every=25) -> io.NodeOutput:
         with _autograd_mode():
-            return cls._embed(stylegan, crops.clone(), steps_w, steps_wplus, lr, seed, preview_every, rignet,
-                              face_model, weights)
+            return cls._embed(stylegan, crops.clone(), settings or pie.EmbedConfig(), preview_every, rignet, face_model)
 
     @classmethod
-    def _embed(cls, stylegan, crops, steps_w, steps_wplus, lr, seed, preview_every, rignet, face_model,
-               weights) -> io.NodeOutput:
-        if steps_w + steps_wplus <= 0:
-            raise ValueError("'steps_w' + 'steps_wplus' must be at least 1")
-        models = pie_models(stylegan, recognition=weights["recognition"] > 0 or weights["recognition_edit"] > 0,
-                            perceptual=weights["perceptual"] > 0, face_model=face_model)
+    def _embed(cls, stylegan, crops, config: pie.EmbedConfig, preview_every, rignet, face_model) -> io.NodeOutput:
+        weights = config.weights
+        models = pie_models(stylegan, recognition=weights.recognition > 0 or weights.recognition_edit > 0,
+                            perceptual=weights.perceptual > 0, face_model=face_model)
         image = _to_generator_input(crops, "crops", _device(models))
-        config = pie.EmbedConfig(steps_w=steps_w, steps_wplus=steps_wplus, lr=lr, seed=seed,
-                                 weights=pie.config_from_kwargs(pie.PIEWeights, **weights))
         result = pie.embed(models, image, config, rignet=_rignet_module(rignet, models),
                            on_step=_Progress(preview_every))
         first, last = result.history[0], result.history[-1]
-        terms = [k for k in first if k not in ("stage", "tau", "total")]
+        terms = [k for k in first if k not in ("stage", "tau", "total", "chunk")]
         text = "; ".join(f"E_{k} {first[k]:.4g} -> {last[k]:.4g}" for k in terms)
         log.info("PIE Embed (%d frames): %s", image.shape[0], text)
         with torch.no_grad():
@@ -335,102 +392,80 @@ class PIEEmbed(FaceControlNode):
         return io.NodeOutput(latent, _to_comfy_image(reconstruction, crops.shape[1]), text)
 
 
+LIGHT_SLIDERS = {"light_intensity": "intensity", "light_from_top": "from_top", "light_from_right": "from_right",
+                 "light_from_front": "from_front"}
+
+
 class PIEEdit(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         slider = dict(min=-1.0, max=1.0, step=0.05, default=0.0)
+        light = dict(min=-LIGHT_LIMIT, max=LIGHT_LIMIT, step=0.02, default=0.0,
+                     tooltip="SH light offset; limited where the irradiance would go negative on the visible face")
         return io.Schema(
             node_id="FaceControlPIEEdit",
             display_name="PIE Edit",
             category="FaceControl/PIE",
             description="Changes head pose (degrees), expression and illumination of embedded portraits, or copies "
                         "them from a reference face, through RigNet or, without one, by optimising the latent "
-                        "directly until the regressed 3DMM parameters of the generated face match (direct mode).",
+                        "directly until the regressed 3DMM parameters of the generated face match (direct mode; "
+                        "its steps and weights come from PIE Edit Settings).",
             inputs=[
                 STYLEGAN.Input("stylegan"),
                 PIE_LATENT.Input("pie_latent"),
-                io.Combo.Input("mode", options=["direct", "rignet"], default="direct"),
-                RIGNET.Input("rignet", optional=True),
                 io.Float.Input("yaw", default=0.0, min=-45.0, max=45.0, step=1.0, tooltip="degrees; + turns the nose to image right"),
                 io.Float.Input("pitch", default=0.0, min=-45.0, max=45.0, step=1.0, tooltip="degrees; + tilts the nose down"),
                 io.Float.Input("roll", default=0.0, min=-45.0, max=45.0, step=1.0, tooltip="degrees; + counter-clockwise in the image"),
                 *[io.Float.Input(name, **slider) for name in pie.EXPRESSION_SLIDERS],
-                io.Float.Input("light_intensity", **slider), io.Float.Input("light_from_top", **slider),
-                io.Float.Input("light_from_right", **slider), io.Float.Input("light_from_front", **slider),
+                *[io.Float.Input(name, **light) for name in LIGHT_SLIDERS],
+                io.Combo.Input("mode", options=list(pie.EDIT_MODES), default="auto", optional=True,
+                               tooltip="auto: RigNet when one is connected for this face model and the edited "
+                                       "groups, direct otherwise; the report says which ran"),
+                RIGNET.Input("rignet", optional=True),
                 io.Image.Input("reference", optional=True, tooltip="FFHQ crop of a reference face"),
-                io.Combo.Input("reference_groups", options=list(REFERENCE_GROUPS), default="none",
+                io.Combo.Input("reference_groups", options=list(REFERENCE_GROUPS), default="none", optional=True,
                                tooltip="which parameters to take from 'reference'"),
-                io.Int.Input("steps", default=100, min=1, max=10000, tooltip="direct mode: Adam steps"),
-                io.Float.Input("lr", default=0.01, min=1e-5, max=1.0, step=0.001),
-                io.Float.Input("tau_weight", default=10.0, min=0.0, max=1000.0, step=0.1),
-                io.Float.Input("keep_weight", default=1.0, min=0.0, max=1000.0, step=0.1),
-                io.Float.Input("image_weight", default=1.0, min=0.0, max=1000.0, step=0.1),
-                io.Float.Input("recognition_weight", default=0.1, min=0.0, max=1000.0, step=0.01),
-                io.Float.Input("latent_weight", default=0.1, min=0.0, max=1000.0, step=0.01),
-                io.Int.Input("preview_every", default=10, min=0, max=10000),
+                PIE_EDIT_SETTINGS.Input("settings", optional=True),
+                io.Int.Input("preview_every", default=10, min=0, max=10000, optional=True),
             ],
             outputs=[PIE_LATENT.Output(display_name="pie_latent"), io.String.Output(display_name="report")],
         )
 
     @classmethod
-    def execute(cls, stylegan, pie_latent: PIELatent, mode, yaw, pitch, roll, light_intensity, light_from_top,
-                light_from_right, light_from_front, reference_groups, steps, lr, preview_every, rignet=None,
-                reference=None, **rest) -> io.NodeOutput:
+    def execute(cls, stylegan, pie_latent: PIELatent, mode="auto", rignet=None, reference=None,
+                reference_groups="none", settings=None, preview_every=10, **sliders) -> io.NodeOutput:
         with _autograd_mode():
-            return cls._edit(stylegan, pie_latent, mode, yaw, pitch, roll, light_intensity, light_from_top,
-                             light_from_right, light_from_front, reference_groups, steps, lr, preview_every, rignet,
-                             None if reference is None else reference.clone(), rest)
+            return cls._edit(stylegan, pie_latent, mode, rignet, None if reference is None else reference.clone(),
+                             reference_groups, settings, preview_every, sliders)
 
     @classmethod
-    def _edit(cls, stylegan, pie_latent, mode, yaw, pitch, roll, light_intensity, light_from_top, light_from_right,
-              light_from_front, reference_groups, steps, lr, preview_every, rignet, reference, rest) -> io.NodeOutput:
+    def _edit(cls, stylegan, pie_latent, mode, rignet, reference, reference_groups, settings, preview_every,
+              sliders) -> io.NodeOutput:
         _check_generator(pie_latent, stylegan)
-        expression = {name: rest.pop(name) for name in pie.EXPRESSION_SLIDERS}
-        light = {"intensity": light_intensity, "from_top": light_from_top, "from_right": light_from_right,
-                 "from_front": light_from_front}
         groups = REFERENCE_GROUPS[reference_groups]
         if groups and reference is None:
             raise ValueError(f"'reference_groups' is {reference_groups!r} but no 'reference' image is connected")
-        taus = pie.edited_taus(yaw, pitch, roll, expression, light, groups)
         if mode == "rignet" and rignet is None:
-            raise ValueError("'mode' is rignet but no 'rignet' is connected; load one or use mode direct")
-        models = pie_models(stylegan, recognition=mode == "direct" and rest["recognition_weight"] > 0, perceptual=False,
+            raise ValueError("'mode' is rignet but no 'rignet' is connected; load one or use mode auto or direct")
+        config = settings or pie.DirectEditConfig()
+        models = pie_models(stylegan, recognition=config.recognition_weight > 0, perceptual=False,
                             face_model=pie_latent.face_model)
         device = _device(models)
-        w_plus = pie_latent.w_plus.clone().to(device)
-        before = pie.regress_generated(models, w_plus)
-        reference_theta = None
-        if groups:
-            with torch.no_grad():
-                ref = _to_generator_input(reference, "reference", device)
-                ref = F.interpolate(ref, size=(models.generator.resolution,) * 2, mode="bilinear", antialias=True)
-                reference_theta = pie.detach_theta(models.formation.regress(ref))
-            if reference_theta["angles"].shape[0] not in (1, w_plus.shape[0]):
-                raise ValueError(f"'reference' has {reference_theta['angles'].shape[0]} frames but 'pie_latent' has "
-                                 f"{w_plus.shape[0]}: give one or one per frame")
-        target = pie.edited_theta(before, models.formation.exp_names, yaw, pitch, roll, expression, light,
-                                  reference_theta, groups)
-        if not taus:
-            edited = w_plus
-        elif mode == "rignet":
-            edited = pie.edit_rignet(_rignet_module(rignet, models), w_plus, target, taus)
-        else:
-            config = pie.config_from_kwargs(pie.DirectEditConfig, steps=steps, lr=lr, **rest)
-            edited, _ = pie.edit_direct(models, w_plus, target, taus, config, on_step=_Progress(preview_every))
-        after = pie.regress_generated(models, edited)
-        report = _pose_report(before, target, after, taus, mode)
-        log.info("PIE Edit: %s", report)
-        return io.NodeOutput(replace(pie_latent, w_plus=edited.detach().cpu()), report)
+        request = pie.EditRequest(sliders["yaw"], sliders["pitch"], sliders["roll"],
+                                  {name: sliders[name] for name in pie.EXPRESSION_SLIDERS},
+                                  {axis: sliders[name] for name, axis in LIGHT_SLIDERS.items()}, groups,
+                                  _reference_theta(models, reference, device) if groups else None)
+        outcome = pie.run_edit(models, pie_latent.w_plus.clone().to(device), request, mode,
+                               _rignet_module(rignet, models), config, on_step=_Progress(preview_every))
+        log.info("PIE Edit: %s", outcome.report)
+        return io.NodeOutput(replace(pie_latent, w_plus=outcome.w_plus.cpu()), outcome.report)
 
 
-def _pose_report(before, target, after, taus, mode) -> str:
-    deg = 180 / np.pi
-    lines = [f"mode {mode}; edited groups: {', '.join(taus) or 'none'}"]
-    for i in range(before["angles"].shape[0]):
-        b, t, a = (x["angles"][i].cpu().numpy() * deg for x in (before, target, after))
-        lines.append(f"frame {i}: regressed yaw/pitch/roll {b[0]:.1f}/{b[1]:.1f}/{b[2]:.1f} -> target "
-                     f"{t[0]:.1f}/{t[1]:.1f}/{t[2]:.1f} -> edited {a[0]:.1f}/{a[1]:.1f}/{a[2]:.1f} deg")
-    return "\n".join(lines)
+def _reference_theta(models: pie.PIEModels, reference: torch.Tensor, device: torch.device) -> dict:
+    with torch.no_grad():
+        ref = _to_generator_input(reference, "reference", device)
+        ref = F.interpolate(ref, size=(models.generator.resolution,) * 2, mode="bilinear", antialias=True)
+        return pie.detach_theta(models.formation.regress(ref))
 
 
 class PIEDecode(FaceControlNode):
@@ -461,4 +496,4 @@ class PIEDecode(FaceControlNode):
         return io.NodeOutput(_to_comfy_image(torch.cat(out), size or pie_latent.crop_size))
 
 
-NODES = [LoadStyleGAN2, LoadRigNet, PIEEmbed, PIEEdit, PIEDecode]
+NODES = [LoadStyleGAN2, LoadRigNet, PIEEmbedSettings, PIEEmbed, PIEEditSettings, PIEEdit, PIEDecode]

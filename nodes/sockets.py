@@ -27,6 +27,8 @@ DVA_LATENT = io.Custom(PREFIX + "DVA_LATENT")
 STYLEGAN = io.Custom(PREFIX + "STYLEGAN")
 RIGNET = io.Custom(PREFIX + "RIGNET")
 PIE_LATENT = io.Custom(PREFIX + "PIE_LATENT")
+PIE_EMBED_SETTINGS = io.Custom(PREFIX + "PIE_EMBED_SETTINGS")
+PIE_EDIT_SETTINGS = io.Custom(PREFIX + "PIE_EDIT_SETTINGS")
 
 # Core ComfyUI's own types, used on purpose by the converter nodes (nodes/interop_nodes.py). ComfyUI 0.23+ registers
 # FACE_LANDMARKS itself; this declares the same name so our converters connect to core's sockets.
@@ -55,6 +57,8 @@ CARRIED_CLASSES: dict[str, tuple[str, str]] = {
     STYLEGAN.io_type: ("nodes.pie_nodes", "StyleGANHandle"),
     RIGNET.io_type: ("nodes.pie_nodes", "RigNetHandle"),
     PIE_LATENT.io_type: ("nodes.pie_nodes", "PIELatent"),
+    PIE_EMBED_SETTINGS.io_type: ("pipelines.pie.embed", "EmbedConfig"),
+    PIE_EDIT_SETTINGS.io_type: ("pipelines.pie.edit", "DirectEditConfig"),
 }
 
 

@@ -73,7 +73,7 @@ def bfm_formation(args, landmark_net, test_weights):
 
     from facecontrol.face.bfm import BFMProjector
     from facecontrol.models.d3dfr import load_deep3dfacerecon
-    from facecontrol.pipelines.pie_bfm import BFMFaceFormation
+    from facecontrol.pipelines.pie.bfm import BFMFaceFormation
 
     bfm_path = args.bfm
     if bfm_path is None:

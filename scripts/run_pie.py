@@ -82,9 +82,9 @@ class PIEPaper(rd.Paper):
             raise ValueError(f"PIE Edit has no input {missing}")
         prompt[edit]["inputs"].update(sample.info["edit"])
         if self.embed_steps:
-            rd.set_inputs(prompt, "FaceControlPIEEmbed", steps_w=self.embed_steps, steps_wplus=self.embed_steps)
+            rd.set_inputs(prompt, "FaceControlPIEEmbedSettings", steps_w=self.embed_steps, steps_wplus=self.embed_steps)
         if self.edit_steps:
-            prompt[edit]["inputs"]["steps"] = self.edit_steps
+            rd.set_inputs(prompt, "FaceControlPIEEditSettings", steps=self.edit_steps)
         embed = rd.one_node(prompt, "FaceControlPIEEmbed")
         align = rd.one_node(prompt, "FaceControlAlignFaces")
         reconstruction = [n for n, name in rd.consumers(prompt, embed, 1) if prompt[n]["class_type"] == "SaveImage"]

@@ -85,7 +85,7 @@ def bfm_test_file() -> Path:
 
 def small_bfm_formation(landmark_net: nn.Module, standard=None):
     from facecontrol.face.bfm import BFMProjector
-    from facecontrol.pipelines.pie_bfm import BFMFaceFormation
+    from facecontrol.pipelines.pie.bfm import BFMFaceFormation
     from test_weights.pie import calibrated_regressor
 
     return BFMFaceFormation(BFMProjector(bfm_test_file()), calibrated_regressor("resnet18"), landmark_net, standard)

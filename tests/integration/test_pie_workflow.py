@@ -38,7 +38,7 @@ def _formation(model_root):
 def _bfm_formation(model_root):
     from test_weights import pie as weights
 
-    from facecontrol.pipelines.pie_bfm import load_bfm_formation
+    from facecontrol.pipelines.pie.bfm import load_bfm_formation
 
     landmark_net = _formation(model_root).landmark_net
     return load_bfm_formation(model_root / weights.BFM_FILE, model_root / weights.D3DFR_FILE, landmark_net).eval()
@@ -77,7 +77,7 @@ def test_yaw_plus_15_turns_the_regressed_head_to_image_right(comfy, pie_run, mod
 
 def test_rignet_mode_without_rignet_and_reference_without_image_are_clear_errors(comfy):
     prompt = copy.deepcopy(load_workflow("pie_portrait_edit"))
-    prompt["6"]["inputs"].update(steps_w=1, steps_wplus=0)
+    prompt["13"]["inputs"].update(steps_w=1, steps_wplus=0)
     prompt["7"]["inputs"]["mode"] = "rignet"
     with pytest.raises(WorkflowError, match="no 'rignet' is connected"):
         comfy.run(prompt)
@@ -86,9 +86,26 @@ def test_rignet_mode_without_rignet_and_reference_without_image_are_clear_errors
         comfy.run(prompt)
 
 
+RIGNET_NODE = {"class_type": "FaceControlLoadRigNet", "inputs": {"rignet": "ffhq_rignet.safetensors"}}
+
+
+def _with_rignet(prompt: dict) -> dict:
+    """The shipped workflow has no RigNet (none can be downloaded); tests that need one add the loader as node 5."""
+    prompt["5"] = copy.deepcopy(RIGNET_NODE)
+    return prompt
+
+
+def test_the_shipped_workflow_runs_without_a_rignet_and_says_how_to_train_one(comfy, pie_run):
+    prompt = load_workflow("pie_portrait_edit")
+    assert all(node["class_type"] != "FaceControlLoadRigNet" for node in prompt.values())
+    assert prompt["7"]["inputs"]["mode"] == "auto"
+    log = comfy.log_text()
+    assert "mode direct" in log and "auto: no RigNet loaded" in log and "scripts/train_rignet.py" in log
+
+
 def test_rignet_mode_applies_the_loaded_rignet(comfy):
-    prompt = copy.deepcopy(load_workflow("pie_portrait_edit"))
-    prompt["6"]["inputs"].update(steps_w=1, steps_wplus=1)
+    prompt = _with_rignet(copy.deepcopy(load_workflow("pie_portrait_edit")))
+    prompt["13"]["inputs"].update(steps_w=1, steps_wplus=1)
     prompt["7"]["inputs"].update(mode="rignet", rignet=["5", 0])
     entry = comfy.run(prompt)
     assert saved_image(comfy, entry, "11").shape == (256, 256, 3)
@@ -97,7 +114,7 @@ def test_rignet_mode_applies_the_loaded_rignet(comfy):
 def _bfm_prompt() -> dict:
     prompt = copy.deepcopy(load_workflow("pie_portrait_edit"))
     prompt["6"]["inputs"]["face_model"] = "bfm_deep3dfacerecon"
-    del prompt["6"]["inputs"]["rignet"]  # the test RigNet was made for the ICT model's 53 expressions
+    prompt["6"]["inputs"].pop("rignet", None)  # the test RigNet was made for the ICT model's 53 expressions
     return prompt
 
 
@@ -112,11 +129,13 @@ def test_bfm_face_model_edit_turns_the_regressed_head_to_image_right(comfy, mode
 
 def test_rignet_of_another_face_model_and_named_sliders_on_the_bfm_are_clear_errors(comfy):
     prompt = _bfm_prompt()
-    prompt["6"]["inputs"].update(steps_w=1, steps_wplus=0, rignet=["5", 0])
+    _with_rignet(prompt)
+    prompt["13"]["inputs"].update(steps_w=1, steps_wplus=0)
+    prompt["6"]["inputs"]["rignet"] = ["5", 0]
     with pytest.raises(WorkflowError, match="train a RigNet for this face model"):
         comfy.run(prompt)
     prompt = _bfm_prompt()
-    prompt["6"]["inputs"].update(steps_w=1, steps_wplus=0)
+    prompt["13"]["inputs"].update(steps_w=1, steps_wplus=0)
     prompt["7"]["inputs"].update(yaw=0.0, smile=0.5)
     with pytest.raises(WorkflowError, match="'smile'.*reference face"):
         comfy.run(prompt)

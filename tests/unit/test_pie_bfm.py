@@ -14,7 +14,7 @@ from pie_stand_ins import TinyLandmarkNet, astronaut_crop, bfm_test_file, small_
 from facecontrol.face.align import ffhq_quad_params
 from facecontrol.face.bfm import BFMProjector
 from facecontrol.pipelines import pie
-from facecontrol.pipelines.pie_bfm import (BFMFaceFormation, load_bfm_formation, read_standard_landmarks,
+from facecontrol.pipelines.pie.bfm import (BFMFaceFormation, load_bfm_formation, read_standard_landmarks,
                                            standard_view_landmarks)
 
 BFM = "bfm_deep3dfacerecon"

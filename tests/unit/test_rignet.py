@@ -61,6 +61,38 @@ def test_training_a_few_hundred_steps_lowers_every_loss():
         assert last < 0.9 * first, f"{key}: first 25 steps {first:.4g}, last 25 {last:.4g}"
 
 
+def test_training_latents_are_style_mixed():
+    from facecontrol.pipelines import pie
+
+    generator = small_models(with_recognition=False, with_perceptual=False).generator
+    mixed = pie.sample_mixed_w_plus(generator, 16, torch.Generator().manual_seed(0), max_sources=5)
+    assert mixed.shape == (16, generator.num_ws, generator.w_dim)
+    runs = [int((m[1:] - m[:-1]).abs().amax(-1).gt(1e-6).sum()) + 1 for m in mixed]  # distinct runs of layers
+    assert max(runs) > 1 and min(runs) >= 1 and max(runs) <= 5
+    single = pie.sample_mixed_w_plus(generator, 4, torch.Generator().manual_seed(0), max_sources=1)
+    assert torch.equal(single, single[:, :1].expand_as(single))
+
+
+def test_edit_and_consistency_are_rendered_losses():
+    """StyleRig's form: with RigNet the identity map the edited image is I_w, so the edit loss is the image loss
+    of I_v against [theta_v^not-tau, theta_w^tau] and the consistency loss that of I_w against theta_w."""
+    from facecontrol.pipelines import pie
+
+    models = small_models(with_recognition=False, with_perceptual=False)
+    bundle = RigNetBundle(models.generator.num_ws, models.generator.w_dim, {"pose": 3}, code_dim=8)
+    for decoder in bundle.nets["pose"].decoders:
+        torch.nn.init.zeros_(decoder.weight)
+    rng = torch.Generator().manual_seed(1)
+    w, v = (pie.sample_w_plus(models.generator, 2, rng) for _ in range(2))
+    losses = pie.rignet_losses(models, bundle, "pose", w, v, pie.RigNetLossWeights())
+    image_w, image_v = pie.synthesize(models.generator, w), pie.synthesize(models.generator, v)
+    theta_w, theta_v = models.formation.regress(image_w), models.formation.regress(image_v)
+    edit = pie.image_loss(models.formation, image_v, pie.with_tau(theta_v, theta_w, "pose"), 1.0, 10.0).mean()
+    consistency = pie.image_loss(models.formation, image_w, theta_w, 1.0, 10.0).mean()
+    assert torch.allclose(losses["edit"], edit, rtol=1e-4) and torch.allclose(losses["consistency"], consistency, rtol=1e-4, atol=1e-7)
+    assert float(losses["reconstruction"]) == 0.0 and set(losses) == {"reconstruction", "edit", "consistency"}
+
+
 @pytest.mark.slow  # an optimisation loop: minutes on the 2-core CI machine; stays in CI
 def test_script_saves_logs_and_resumes(tmp_path):
     import train_rignet
@@ -77,7 +109,8 @@ def test_script_saves_logs_and_resumes(tmp_path):
     out = tmp_path / "rig.safetensors"
     common = ["--generator", str(generator_path), "--ict", str(weights.ict_dir() / "face_model.npz"),
               "--landmark-net", str(landmark_path), "--out", str(out), "--batch", "1", "--taus", "pose",
-              "--save-every", "2", "--log-every", "1", "--device", "cpu"]
+              "--save-every", "2", "--log-every", "1", "--device", "cpu", "--edit-weight", "2", "--consistency-weight",
+              "0.5", "--mixing", "3", "--schedule", "cosine"]
     train_rignet.main(common + ["--steps", "2"])
     first = {k: v.clone() for k, v in read_state(out).items()}
     state = torch.load(str(out) + ".state.pt", weights_only=True)

@@ -61,7 +61,9 @@ def test_pie_prompt_sets_only_the_requested_sliders():
     prompt, saves = paper.prompt(rd.Sample("p", {"portrait": "a.png"}, {"edit": {"smile": 0.5}}), {"portrait": "up.png"},
                                  ObjectInfo())
     edit = prompt[rd.one_node(prompt, "FaceControlPIEEdit")]["inputs"]
-    assert edit["smile"] == 0.5 and edit["yaw"] == 0.0 and edit["steps"] == 2
+    assert edit["smile"] == 0.5 and edit["yaw"] == 0.0
+    assert prompt[rd.one_node(prompt, "FaceControlPIEEditSettings")]["inputs"]["steps"] == 2
+    assert prompt[rd.one_node(prompt, "FaceControlPIEEmbedSettings")]["inputs"]["steps_w"] == 1
     assert set(saves) == {"aligned", "edited", "reconstruction"}
     with pytest.raises(ValueError, match="no input"):
         paper.prompt(rd.Sample("p", {"portrait": "a.png"}, {"edit": {"tilt": 1.0}}), {"portrait": "up.png"}, ObjectInfo())

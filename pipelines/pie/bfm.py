@@ -21,13 +21,13 @@ import torch.nn.functional as F
 from scipy.io import loadmat
 from torch import nn
 
-from ..face.align import ffhq_quad_params
-from ..face.bfm import BFMProjector
-from ..face.geometry import XYZ_FROM_YAW_PITCH_ROLL, YAW_PITCH_ROLL_FROM_XYZ, rotation_matrix
-from ..face.render import render_colors
-from ..models.checkpoint import reading_model_file
-from ..models.d3dfr import split_coeffs
-from .pie import FaceFormation, Theta
+from ...face.align import ffhq_quad_params
+from ...face.bfm import BFMProjector
+from ...face.geometry import XYZ_FROM_YAW_PITCH_ROLL, YAW_PITCH_ROLL_FROM_XYZ, rotation_matrix
+from ...face.render import render_colors
+from ...models.checkpoint import reading_model_file
+from ...models.d3dfr import split_coeffs
+from .formation import FaceFormation, Theta
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def load_bfm_formation(bfm_path: str | Path, regressor_path: str | Path, landmar
                        standard_landmarks_path: str | Path | None = None) -> BFMFaceFormation:
     """The formation from the released files: ``BFM_model_front.mat``, Deep3DFaceRecon's ``epoch_20.pth``, and
     optionally ``similarity_Lm3D_all.mat``."""
-    from ..models.d3dfr import load_deep3dfacerecon
+    from ...models.d3dfr import load_deep3dfacerecon
 
     standard = read_standard_landmarks(standard_landmarks_path) if standard_landmarks_path else None
     return BFMFaceFormation(BFMProjector(bfm_path), load_deep3dfacerecon(regressor_path), landmark_net, standard)
