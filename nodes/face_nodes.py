@@ -12,10 +12,11 @@ from comfy_api.latest import io
 from ..face import align as face_align
 from ..face.paste import crop_area_mask, paste_back
 from ..face.preview import draw_face, draw_no_face
-from ..face.select import ORDERS, Selection, detect_face_set, fill_missing, missing_faces_message
+from ..face.select import ORDERS, SELECTIONS, Selection, detect_face_set, fill_missing, missing_faces_message
 from ..face.types import FaceCrop as FaceCropData
 from ..face.types import FaceSet
 from .. import model_names as names
+from ..model_files import ModelFileNotFound
 from .checks import FaceControlNode
 from .common import (cached_object, check_batch, check_same_frames, image_to_uint8, mask_batch, progress, resolve_model,
                      uint8_to_image)
@@ -23,7 +24,7 @@ from .types import FACE_CROP, FACES
 
 log = logging.getLogger("facecontrol")
 
-BACKENDS = ("mediapipe", "insightface-scrfd")
+BACKENDS = ("auto", "mediapipe", "insightface-scrfd")
 CONVENTIONS = ("ffhq", "arcface256", "faceadapter512")
 
 
@@ -39,8 +40,29 @@ def _scrfd_detector(path: Path, max_faces: int):
     return ScrfdFaceDetector(path, landmarker=get_detector("mediapipe", max_faces))
 
 
+def model_present(name: str) -> bool:
+    """Whether a manifest file resolves in ComfyUI's model folders (for the `auto` choices)."""
+    try:
+        resolve_model(name)
+    except ModelFileNotFound:
+        return False
+    return True
+
+
+def detector_backend(backend: str) -> str:
+    """`auto` is Face-Adapter's own detector (SCRFD of antelopev2) when its file is present, else mediapipe."""
+    if backend != "auto":
+        return backend
+    if model_present(names.SCRFD):
+        log.info("Detect Faces: auto -> insightface-scrfd (%s found, the authors' detector)", names.SCRFD)
+        return "insightface-scrfd"
+    log.info("Detect Faces: auto -> mediapipe (%s not found; the open detector)", names.SCRFD)
+    return "mediapipe"
+
+
 def get_detector(backend: str, max_faces: int = 8):
     """Detectors are kept in the pack's model cache for reuse between runs."""
+    backend = detector_backend(backend)
     if backend == "mediapipe":
         return cached_object(resolve_model(names.MEDIAPIPE_LANDMARKER), functools.partial(_mediapipe_detector, max_faces=max_faces))
     if backend == "insightface-scrfd":
@@ -60,8 +82,12 @@ class DetectFaces(FaceControlNode):
             inputs=[
                 io.Image.Input("image", tooltip="a photo or a video as an IMAGE batch"),
                 io.Combo.Input("backend", options=list(BACKENDS), default="mediapipe",
-                               tooltip="mediapipe needs no download; insightface-scrfd needs antelopev2's scrfd_10g_bnkps.onnx"),
-                io.Combo.Input("select", options=["largest", "index", "closest"], default="largest"),
+                               tooltip="mediapipe needs no download; insightface-scrfd needs antelopev2's "
+                                       "scrfd_10g_bnkps.onnx; auto takes SCRFD when that file is present "
+                                       "(Face-Adapter's detector), else mediapipe. The report names what ran."),
+                io.Combo.Input("select", options=list(SELECTIONS), default="largest",
+                               tooltip="largest: true box area; 'largest (Face-Adapter key)': the authors' "
+                                       "(x2-x1)*y2 - y1 for exact reproduction"),
                 io.Int.Input("index", default=0, min=0, max=63, tooltip="with select=index: position in 'order'"),
                 io.Combo.Input("order", options=list(ORDERS), default="left-right"),
                 io.Float.Input("x", default=0.5, min=0.0, max=1.0, step=0.01, tooltip="with select=closest: reference x (fraction of width)"),
@@ -75,6 +101,7 @@ class DetectFaces(FaceControlNode):
     @classmethod
     def execute(cls, image, backend, select, index, order, x, y, track, if_no_face) -> io.NodeOutput:
         frames = image_to_uint8(image, "image")
+        backend = detector_backend(backend)
         detector = get_detector(backend)
         selection = Selection(select, index, order, (x, y))
         face_set = detect_face_set(frames, detector, selection, track=track, on_frame=progress(len(frames)),
