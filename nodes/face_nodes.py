@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,72 @@ def get_detector(backend: str, max_faces: int = 8):
     raise ValueError(f"unknown face detector {backend!r}; choose one of {BACKENDS}")
 
 
+CHAINS = ("auto", "one warp", "authors (512, re-detect, 256)")
+AUTHORS_CHAIN = CHAINS[2]
+
+
+def crop_chain(choice: str) -> str:
+    """`auto` is the authors' chain when SCRFD (their detector, needed for the re-detection) is present."""
+    if choice != "auto":
+        return choice
+    return AUTHORS_CHAIN if model_present(names.SCRFD) else "one warp"
+
+
+def chain_input() -> io.Combo.Input:
+    return io.Combo.Input("crop_chain", options=list(CHAINS), default="auto", optional=True,
+                          tooltip="authors: frame -> 512 crop (bilinear, no pre-shrink), the 5 points detected "
+                                  "again on it with SCRFD, that crop warped to 256, as Face-Adapter's infer.py; one "
+                                  "warp: every crop straight from the frame (anti-aliased). auto: the authors' "
+                                  "chain when SCRFD is present")
+
+
+def _scrfd_points(crop: np.ndarray) -> np.ndarray | None:
+    """Five SCRFD points of the face the authors' key picks on a 512 crop, or None."""
+    detector = get_detector("insightface-scrfd")
+    boxes, kps = detector._raw_detect(crop)
+    if not len(boxes):
+        return None
+    keys = (boxes[:, 2] - boxes[:, 0]) * boxes[:, 3] - boxes[:, 1]
+    return kps[int(np.argmax(keys))]
+
+
+@dataclass
+class AuthorsChain:
+    forward512: np.ndarray  # (B,2,3) frame -> 512
+    canvas: np.ndarray  # (B,2,3) frame -> 256 (the 512 -> 256 re-detected matrix after forward512)
+    crops512: np.ndarray  # (B,512,512,3) uint8
+
+
+def authors_crop_chain(frames: np.ndarray, faces: FaceSet, crop_ratio: float = 0.81,
+                       boxes: np.ndarray | None = None, redetect=_scrfd_points) -> AuthorsChain:
+    """Face-Adapter's crop chain over frames (see face.align.authors_chain)."""
+    from ..face.types import compose_affine
+
+    boxes = faces.boxes() if boxes is None else boxes
+    forward = face_align.faceadapter512_crop(boxes, faces.image_size, crop_ratio).forward
+    lm5 = faces.lm5()
+    crops, canvas, lost = [], [], []
+    for i, frame in enumerate(frames):
+        crop, warp, found = face_align.authors_chain(frame, forward[i], lm5[i], redetect)
+        crops.append(crop)
+        canvas.append(compose_affine(warp, forward[i]))
+        if not found:
+            lost.append(i)
+    if lost:
+        log.warning("authors' crop chain: no face found again on the 512 crop of frame(s) %s; their points were "
+                    "mapped into the crop instead", lost[:20])
+    return AuthorsChain(forward, np.stack(canvas), np.stack(crops))
+
+
+def chain_256_crops(chain: AuthorsChain, canvas: np.ndarray) -> np.ndarray:
+    """256 crops cut from the 512 crops (the authors' second warp) for frame -> 256 matrices ``canvas``."""
+    from ..face.types import compose_affine, invert_affines
+
+    inverse512 = invert_affines(chain.forward512)
+    return np.stack([face_align.plain_warp(c, compose_affine(m, inv), 256)
+                     for c, m, inv in zip(chain.crops512, canvas, inverse512)])
+
+
 class DetectFaces(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -134,15 +201,19 @@ class AlignFaces(FaceControlNode):
                 io.Float.Input("sigma_size", default=3.0, min=0.0, max=20.0, step=0.1),
                 io.Float.Input("crop_ratio", default=0.81, min=0.0, max=3.0, step=0.01, tooltip="faceadapter512: loose-box half-side over box width"),
                 io.Combo.Input("border", options=["constant", "reflect", "replicate"], default="constant"),
+                chain_input(),
             ],
             outputs=[io.Image.Output(display_name="crops"), FACE_CROP.Output(display_name="face_crop")],
         )
 
     @classmethod
-    def execute(cls, image, faces: FaceSet, convention, size, smooth, sigma_center, sigma_size, crop_ratio, border) -> io.NodeOutput:
+    def execute(cls, image, faces: FaceSet, convention, size, smooth, sigma_center, sigma_size, crop_ratio, border,
+                crop_chain="auto") -> io.NodeOutput:
         frames = image_to_uint8(image, "image")
         check_same_frames(frames, faces, "image", "faces")
         faces = _broadcast_faces(faces, len(frames))
+        if convention in ("faceadapter512", "arcface256") and crop_chain_for(crop_chain, border) == AUTHORS_CHAIN:
+            return _authors_chain_crops(frames, faces, convention, smooth, sigma_center, sigma_size, crop_ratio)
         crop = make_face_crop(faces, convention, size, smooth, sigma_center, sigma_size, crop_ratio)
         tick = progress(len(frames))
         crops = []
@@ -150,6 +221,29 @@ class AlignFaces(FaceControlNode):
             crops.append(face_align.warp_one(frame, crop.forward[i], crop.crop_size, border))
             tick(i)
         return io.NodeOutput(uint8_to_image(np.stack(crops)), crop)
+
+
+def crop_chain_for(choice: str, border: str) -> str:
+    chain = crop_chain(choice)
+    if chain == AUTHORS_CHAIN and border != "constant":
+        if choice != "auto":
+            raise ValueError("the authors' crop chain pads with black (border 'constant')")
+        return "one warp"
+    return chain
+
+
+def _authors_chain_crops(frames, faces: FaceSet, convention: str, smooth: bool, sigma_center: float,
+                         sigma_size: float, crop_ratio: float) -> io.NodeOutput:
+    boxes = faces.boxes()
+    if smooth:
+        boxes = face_align.smooth_boxes(boxes, sigma_center, sigma_size)
+    chain = authors_crop_chain(frames, faces, crop_ratio, boxes)
+    log.info("Align and Crop Faces: %s, the authors' crop chain", convention)
+    if convention == "faceadapter512":
+        return io.NodeOutput(uint8_to_image(chain.crops512), face_align.make_crop(chain.forward512, 512, faces.image_size,
+                                                                                 "faceadapter512"))
+    crops = chain_256_crops(chain, chain.canvas)
+    return io.NodeOutput(uint8_to_image(crops), face_align.make_crop(chain.canvas, 256, faces.image_size, "arcface256"))
 
 
 def _broadcast_faces(faces: FaceSet, n: int) -> FaceSet:

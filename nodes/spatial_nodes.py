@@ -17,7 +17,7 @@ from ..model_files import ModelFileNotFound
 from .. import model_names as names
 from ..face.image import image_to_signed, uint8_to_signed
 from .checks import FaceControlNode
-from .face_nodes import model_present
+from .face_nodes import AUTHORS_CHAIN, AuthorsChain, authors_crop_chain, chain_256_crops, chain_input, crop_chain, model_present
 from .common import (cached_object, cached_patcher, check_batch, check_image, check_same_frames, image_to_uint8,
                      images_with_mask, loaded_model, mask_batch, progress, resolve_model)
 from .types import FACE_3DMM, FACE_CROP, FACE_LANDMARKS, FACES
@@ -55,20 +55,22 @@ class Fit3DMM(FaceControlNode):
                                tooltip="a video of one person: one identity for all frames"),
                 io.Float.Input("smooth_sigma", default=0.0, min=0.0, max=20.0, step=0.1,
                                tooltip="video: Gaussian smoothing of pose, expression and gaze over frames (0 = off)"),
+                chain_input(),
             ],
             outputs=[FACE_3DMM.Output(display_name="face_3dmm"), io.String.Output(display_name="backend_used")],
         )
 
     @classmethod
-    def execute(cls, images, faces: FaceSet, backend, identity, smooth_sigma) -> io.NodeOutput:
+    def execute(cls, images, faces: FaceSet, backend, identity, smooth_sigma, crop_chain="auto") -> io.NodeOutput:
         frames = image_to_uint8(images, "images")
         _check_faces_match(frames, faces, "images", "faces")
         shared = identity == "shared over frames"
         backend = fit_backend(backend)
+        chain = authors_crop_chain(frames, faces) if _crop_chain(crop_chain) == AUTHORS_CHAIN else None
         if backend == "ict_facekit":
-            fit = fit_ict_backend(faces, shared, smooth_sigma)
+            fit = fit_ict_backend(faces, shared, smooth_sigma, None if chain is None else chain.canvas)
         elif backend == "bfm_d3dfr":
-            fit = fit_bfm_backend(frames, faces, shared, smooth_sigma)
+            fit = fit_bfm_backend(frames, faces, shared, smooth_sigma, chain)
         else:
             raise ValueError(f"unknown 3DMM backend {backend!r}; choose one of {f3.BACKENDS}")
         log.info("Fit 3DMM: %s", fit.describe())
@@ -91,30 +93,41 @@ def fit_backend(backend: str) -> str:
     return "ict_facekit"
 
 
-def fit_ict_backend(faces: FaceSet, shared: bool, smooth_sigma: float) -> f3.Face3DMM:
+def _crop_chain(choice: str) -> str:
+    chain = crop_chain(choice)
+    log.info("Fit 3DMM: crop chain %s", chain)
+    return chain
+
+
+def fit_ict_backend(faces: FaceSet, shared: bool, smooth_sigma: float, canvas: np.ndarray | None = None) -> f3.Face3DMM:
     from ..face.ict_model import load_ict_model
 
     model = cached_object(resolve_model(names.ICT_LANDMARK_MODEL), load_ict_model)
     iterations = 10
     return f3.fit_ict(faces, model, shared_identity=shared, smooth_sigma=smooth_sigma, iterations=iterations,
-                      on_iteration=progress(iterations))
+                      on_iteration=progress(iterations), canvas=canvas)
 
 
-def fit_bfm_backend(frames: np.ndarray, faces: FaceSet, shared: bool, smooth_sigma: float) -> f3.Face3DMM:
+def fit_bfm_backend(frames: np.ndarray, faces: FaceSet, shared: bool, smooth_sigma: float,
+                    chain: AuthorsChain | None = None) -> f3.Face3DMM:
     from ..face.bfm import BFMProjector
     from ..models.d3dfr import load_d3dfr_state
 
     regressor = loaded_model(cached_patcher(resolve_model(names.FA_D3DFR), load_d3dfr_state))
     projector = cached_object(resolve_model(names.FA_BFM), BFMProjector.face_adapter)
     # smoothed before the crops are cut, as on ICT, so the crop jitter is not drawn back into the landmarks
-    canvas = f3.smooth_canvas(f3.arcface_canvas(faces), smooth_sigma)
+    canvas = f3.smooth_canvas(f3.arcface_canvas(faces) if chain is None else chain.canvas, smooth_sigma)
+    all_crops = None if chain is None else chain_256_crops(chain, canvas)
     device = next(regressor.parameters()).device
     dtype = next(regressor.parameters()).dtype
     tick = progress(len(frames))
     outputs = []
     for start in range(0, len(frames), REGRESSOR_BATCH):
         idx = range(start, min(start + REGRESSOR_BATCH, len(frames)))
-        crops = np.stack([warp_one(frames[i], canvas[i], f3.CANVAS_SIZE) for i in idx])
+        if all_crops is None:
+            crops = np.stack([warp_one(frames[i], canvas[i], f3.CANVAS_SIZE) for i in idx])
+        else:
+            crops = all_crops[idx.start:idx.stop]
         x = uint8_to_signed(crops)  # [-1,1] RGB
         with torch.no_grad():
             outputs.append(regressor(x.to(device, dtype)).float().cpu())

@@ -83,7 +83,8 @@ def test_auto_takes_the_open_path_without_the_files_and_the_authors_path_with_th
     # Fit 3DMM on a real face names the backend it ran (the filled d3dfr and the synthetic BFM here)
     photo = load_rgb("astronaut.png")
     fit, backend_used = spatial_nodes.Fit3DMM.execute(torch.from_numpy(photo)[None].float() / 255,
-                                                      _mediapipe_faces(photo), "auto", "per frame", 0.0).args
+                                                      _mediapipe_faces(photo), "auto", "per frame", 0.0,
+                                                      "one warp").args  # auto would re-detect with the empty SCRFD
     assert backend_used == "bfm_d3dfr" and fit.backend == "bfm_d3dfr"
 
 
