@@ -27,6 +27,7 @@ from ..models.iresnet import load_iresnet100
 from ..models.token_mappers import load_token_mapper
 from ..pipelines import face_adapter as fa
 from .checks import FaceControlNode
+from .face_nodes import in_network_dtype
 from .common import (cached_object, cached_patcher, check_batch, check_image, image_to_uint8, images_with_mask,
                      load_patchers, progress, resolve_model)
 from .types import FACE_ADAPTER, FACE_ADAPTER_TOKENS
@@ -367,10 +368,12 @@ def _build_controlnet(weights_path: Path) -> FaceAdapterControlNet:
 def load_bundle() -> FaceAdapterBundle:
     paths = resolve_bundle()
     return FaceAdapterBundle(
+        # the token mappers stay fp32: 77 tokens cost nothing, and their attention over large features is
+        # where reduced precision hurts (bf16 moved filled-weight tokens by 43%); the backbones take the device dtype
         id2token=cached_patcher(paths["id2token"], _build_id2token),
         image2token=cached_patcher(paths["image2token"], _build_image2token),
-        iresnet=cached_patcher(paths["iresnet"], load_iresnet100),
-        vision=cached_patcher(paths["vision_config"], _build_vision),
+        iresnet=cached_patcher(paths["iresnet"], in_network_dtype(load_iresnet100)),
+        vision=cached_patcher(paths["vision_config"], in_network_dtype(_build_vision)),
         controlnet=cached_object(paths["controlnet"], _build_controlnet),
         folder=paths["id2token"].parent,
     )

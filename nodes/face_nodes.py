@@ -50,6 +50,28 @@ def model_present(name: str) -> bool:
     return True
 
 
+def network_dtype(device=None) -> torch.dtype:
+    """The dtype ComfyUI's helpers pick for the device: bf16, else fp16 where supported, else fp32 (CPU, or
+    --force-fp32). The pack's plain-PyTorch networks (token mappers, 3DMM regressor, masks) run in it."""
+    import comfy.model_management as mm
+
+    device = mm.get_torch_device() if device is None else device
+    if mm.should_use_bf16(device, prioritize_performance=False):
+        return torch.bfloat16
+    if mm.should_use_fp16(device, prioritize_performance=False):
+        return torch.float16
+    return torch.float32
+
+
+def _build_in_dtype(path: Path, build, dtype: str) -> torch.nn.Module:
+    return build(path).to(getattr(torch, dtype))
+
+
+def in_network_dtype(build):
+    """A builder whose network is cast to network_dtype() (part of the cache key, so a change rebuilds)."""
+    return functools.partial(_build_in_dtype, build=build, dtype=str(network_dtype()).removeprefix("torch."))
+
+
 def detector_backend(backend: str) -> str:
     """`auto` is Face-Adapter's own detector (SCRFD of antelopev2) when its file is present, else mediapipe."""
     if backend != "auto":

@@ -17,6 +17,7 @@ from ..model_files import ModelFileNotFound
 from .. import model_names as names
 from ..face.image import image_to_signed, uint8_to_signed
 from .checks import FaceControlNode
+from .face_nodes import in_network_dtype
 from .face_nodes import AUTHORS_CHAIN, AuthorsChain, authors_crop_chain, chain_256_crops, chain_input, crop_chain, model_present
 from .common import (cached_object, cached_patcher, check_batch, check_image, check_same_frames, image_to_uint8,
                      images_with_mask, loaded_model, mask_batch, progress, resolve_model)
@@ -113,7 +114,7 @@ def fit_bfm_backend(frames: np.ndarray, faces: FaceSet, shared: bool, smooth_sig
     from ..face.bfm import BFMProjector
     from ..models.d3dfr import load_d3dfr_state
 
-    regressor = loaded_model(cached_patcher(resolve_model(names.FA_D3DFR), load_d3dfr_state))
+    regressor = loaded_model(cached_patcher(resolve_model(names.FA_D3DFR), in_network_dtype(load_d3dfr_state)))
     projector = cached_object(resolve_model(names.FA_BFM), BFMProjector.face_adapter)
     # smoothed before the crops are cut, as on ICT, so the crop jitter is not drawn back into the landmarks
     canvas = f3.smooth_canvas(f3.arcface_canvas(faces) if chain is None else chain.canvas, smooth_sigma)
@@ -319,36 +320,47 @@ def _geometric(base_image, landmarks: f3.CropLandmarks, base_faces, base_crop, d
     return torch.from_numpy(adapting_mask.geometric_mask([base_lm, driver_lm], size, dilation))
 
 
+MASK_BATCH = 8
+
+
 def _seg_unet_mask(base_image: torch.Tensor, landmark_image: torch.Tensor) -> torch.Tensor:
     from ..models.seg_unet import load_seg_unet_state
 
-    net = loaded_model(cached_patcher(resolve_model(names.FA_SEG_UNET), load_seg_unet_state))
-    device = next(net.parameters()).device
+    net = loaded_model(cached_patcher(resolve_model(names.FA_SEG_UNET), in_network_dtype(load_seg_unet_state)))
+    param = next(net.parameters())
     tick = progress(len(base_image))
     masks = []
-    for i in range(len(base_image)):
-        img = image_to_signed(base_image[i:i + 1], device)
-        pts = image_to_signed(landmark_image[i:i + 1], device)
-        masks.append(net.predict_mask(img, pts)[:, 0].float().cpu())
-        tick(i)
+    for s in _batches(len(base_image)):
+        img = image_to_signed(base_image[s], param.device).to(param.dtype)
+        pts = image_to_signed(landmark_image[s], param.device).to(param.dtype)
+        with torch.no_grad():
+            masks.append(net.predict_mask(img, pts)[:, 0].float().cpu())
+        tick(s.stop - 1)
     return torch.cat(masks)
 
 
 def _bisenet_mask(base_image: torch.Tensor, bisenet_input: str) -> torch.Tensor:
     from ..models.bisenet import load_bisenet_state
 
-    net = loaded_model(cached_patcher(resolve_model(names.FA_BISENET), load_bisenet_state))
-    device = next(net.parameters()).device
+    net = loaded_model(cached_patcher(resolve_model(names.FA_BISENET), in_network_dtype(load_bisenet_state)))
+    param = next(net.parameters())
     preprocess = "none" if bisenet_input.startswith("authors") else "imagenet_signed"
     size = base_image.shape[1]
     tick = progress(len(base_image))
     masks = []
-    for i in range(len(base_image)):
+    for s in _batches(len(base_image)):
         with torch.no_grad():
-            labels = net.parse(image_to_signed(base_image[i:i + 1], device), preprocess=preprocess, size=size).labels
+            x = image_to_signed(base_image[s], param.device).to(param.dtype)
+            labels = net.parse(x, preprocess=preprocess, size=size).labels
         masks.append(adapting_mask.swap_mask_from_parsing(labels[:, 0]).float().cpu())
-        tick(i)
+        tick(s.stop - 1)
     return torch.cat(masks)
+
+
+def _batches(n: int):
+    """Frames in batches of MASK_BATCH (a video runs batched, not one frame a call)."""
+    for start in range(0, n, MASK_BATCH):
+        yield slice(start, min(n, start + MASK_BATCH))
 
 
 class SpatialControl(FaceControlNode):
