@@ -174,7 +174,8 @@ class FaceAdapterUNet(FaceControlNode):
         )
 
     @classmethod
-    def fingerprint_inputs(cls, model, unet) -> str:
+    def fingerprint_inputs(cls, **inputs) -> str:
+        unet = inputs.get("unet", "auto")
         try:
             path = resolve_model(names.FA_UNET)
             return f"{unet}:{path}:{path.stat().st_mtime}"

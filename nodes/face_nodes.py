@@ -50,6 +50,19 @@ def model_present(name: str) -> bool:
     return True
 
 
+def files_stamp(file_names) -> str:
+    """Which of the manifest files resolve (path and mtime): a node's fingerprint, so a file that appears or goes
+    re-runs the `auto` choices instead of serving ComfyUI's cached outputs."""
+    stamps = []
+    for name in file_names:
+        try:
+            path = resolve_model(name)
+            stamps.append(f"{path}:{path.stat().st_mtime_ns}")
+        except ModelFileNotFound:
+            stamps.append(f"{name}:missing")
+    return "|".join(stamps)
+
+
 def network_dtype(device=None) -> torch.dtype:
     """The dtype ComfyUI's helpers pick for the device: bf16, else fp16 where supported, else fp32 (CPU, or
     --force-fp32). The pack's plain-PyTorch networks (token mappers, 3DMM regressor, masks) run in it."""
@@ -188,6 +201,10 @@ class DetectFaces(FaceControlNode):
         )
 
     @classmethod
+    def fingerprint_inputs(cls, **inputs) -> str:
+        return files_stamp([names.SCRFD]) if inputs.get("backend") == "auto" else ""
+
+    @classmethod
     def execute(cls, image, backend, select, index, order, x, y, track, if_no_face) -> io.NodeOutput:
         frames = image_to_uint8(image, "image")
         backend = detector_backend(backend)
@@ -227,6 +244,10 @@ class AlignFaces(FaceControlNode):
             ],
             outputs=[io.Image.Output(display_name="crops"), FACE_CROP.Output(display_name="face_crop")],
         )
+
+    @classmethod
+    def fingerprint_inputs(cls, **inputs) -> str:
+        return files_stamp([names.SCRFD]) if inputs.get("crop_chain", "auto") == "auto" else ""
 
     @classmethod
     def execute(cls, image, faces: FaceSet, convention, size, smooth, sigma_center, sigma_size, crop_ratio, border,

@@ -17,7 +17,7 @@ from ..model_files import ModelFileNotFound
 from .. import model_names as names
 from ..face.image import image_to_signed, uint8_to_signed
 from .checks import FaceControlNode
-from .face_nodes import in_network_dtype
+from .face_nodes import files_stamp, in_network_dtype
 from .face_nodes import AUTHORS_CHAIN, AuthorsChain, authors_crop_chain, chain_256_crops, chain_input, crop_chain, model_present
 from .common import (cached_object, cached_patcher, check_batch, check_image, check_same_frames, image_to_uint8,
                      images_with_mask, loaded_model, mask_batch, progress, resolve_model)
@@ -60,6 +60,10 @@ class Fit3DMM(FaceControlNode):
             ],
             outputs=[FACE_3DMM.Output(display_name="face_3dmm"), io.String.Output(display_name="backend_used")],
         )
+
+    @classmethod
+    def fingerprint_inputs(cls, **inputs) -> str:
+        return files_stamp(BFM_FILES + (names.SCRFD,))
 
     @classmethod
     def execute(cls, images, faces: FaceSet, backend, identity, smooth_sigma, crop_chain="auto") -> io.NodeOutput:
@@ -225,6 +229,10 @@ class AdaptingMask(FaceControlNode):
             ],
             outputs=[io.Mask.Output(display_name="mask"), io.String.Output(display_name="method_used")],
         )
+
+    @classmethod
+    def fingerprint_inputs(cls, **inputs) -> str:
+        return files_stamp([names.FA_SEG_UNET, names.FA_BISENET])
 
     @classmethod
     def execute(cls, mode, method, base_image, landmark_image, landmarks: f3.CropLandmarks, base_faces=None,
