@@ -21,6 +21,8 @@ FA_CONTROLNET_CONFIG = "face_adapter/controlnet/config.json"
 FA_CONTROLNET = "face_adapter/controlnet/diffusion_pytorch_model.safetensors"
 FA_VISION_CONFIG = "face_adapter/vision_encoder/config.json"
 FA_VISION = "face_adapter/vision_encoder/model.safetensors"
+FA_UNET_CONFIG = "face_adapter/pretrained_unet/config.json"
+FA_UNET = "face_adapter/pretrained_unet/diffusion_pytorch_model.safetensors"
 FA_IRESNET = "face_adapter/third_party/insightface_glint360k.pth"
 FA_SEG_UNET = "face_adapter/net_seg_res18.pth"
 FA_D3DFR = "face_adapter/third_party/d3dfr_res50_nofc.pth"
@@ -51,6 +53,10 @@ METRIC_ALEXNET = "metrics/torchvision/alexnet-owt-7be5be79.pth"
 METRIC_FID_INCEPTION = "metrics/pytorch_fid/pt_inception-2015-12-05-6726825d.pth"
 METRIC_DLIB_DESCRIPTOR = "metrics/dlib/dlib_face_recognition_resnet_model_v1.dat"
 METRIC_DLIB_PREDICTOR5 = "metrics/dlib/shape_predictor_5_face_landmarks.dat"
+
+# The authors' own networks: with these present the `auto` choices run the paper's path (SCRFD, d3dfr + BFM,
+# seg UNet / BiSeNet masks, the release UNet); without them the open path runs.
+FACE_ADAPTER_PAPER_PATH_FILES = (SCRFD, FA_D3DFR, FA_BFM, FA_SEG_UNET, FA_BISENET, FA_UNET_CONFIG, FA_UNET)
 
 # What the Face-Adapter demo's reenactment and swap workflows load with the real weights.
 FACE_ADAPTER_DEMO_FILES = (FA_ID2TOKEN, FA_IMAGE2TOKEN, FA_CONTROLNET_CONFIG, FA_CONTROLNET, FA_VISION_CONFIG,

@@ -43,6 +43,18 @@ def swap_mask_from_parsing(labels: torch.Tensor) -> torch.Tensor:
     return dilate(mask, FINAL_DILATION)
 
 
+def swap_mask_from_label_image(values: torch.Tensor) -> torch.Tensor:
+    """(B,H,W) values in [0,1] of a precomputed label PNG in the authors' coding (``tgt/mask/<name>.png``: label
+    = round(pixel * 20 / 255)) -> (B,H,W) {0,1} swap mask with their class sets for that coding: face
+    1 < l < 12, face with ears 1 < l < 14, occlusions 14 < l < 20, then the same dilations as for BiSeNet."""
+    labels = torch.round(torch.round(values.float() * 255.0) * (20.0 / 255.0))
+    face = ((labels > 1) & (labels < 12)).float()
+    with_ears = ((labels > 1) & (labels < 14)).float()
+    occlusion = ((labels > 14) & (labels < 20)).float()
+    mask = torch.maximum(with_ears, dilate(face, FACE_DILATION)) * (1 - occlusion)
+    return dilate(mask, FINAL_DILATION)
+
+
 def _isin(labels: torch.Tensor, classes: frozenset[int]) -> torch.Tensor:
     values = torch.tensor(sorted(classes), device=labels.device)
     return torch.isin(labels, values).float()

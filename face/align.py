@@ -5,6 +5,8 @@ pasted back. Warping goes through `warp_frames`, which pre-shrinks large frames 
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import cv2
 import numpy as np
 
@@ -185,6 +187,27 @@ def faceadapter256_from_512(crop512: FaceCrop, lm5: np.ndarray) -> FaceCrop:
     lm5_512 = np.stack([apply_affine(m, p) for m, p in zip(crop512.forward, np.asarray(lm5, np.float64))])
     second = arcface_crop(lm5_512, (512, 512), 256)
     return crop512.chain(second)
+
+
+def plain_warp(frame: np.ndarray, mat: np.ndarray, size: int) -> np.ndarray:
+    """The authors' resampling: one bilinear cv2.warpAffine, constant black border, no pre-shrink."""
+    return cv2.warpAffine(frame, np.asarray(mat, np.float64), (size, size), flags=cv2.INTER_LINEAR)
+
+
+def authors_chain(frame: np.ndarray, forward512: np.ndarray, frame_lm5: np.ndarray,
+                  redetect: Callable[[np.ndarray], np.ndarray | None]) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Face-Adapter's crop chain for one frame: frame -> 512 (bilinear, no pre-shrink), the five points detected
+    again on the 512 crop, their least-squares similarity (float32 points, as SCRFD gives) onto the 256 template.
+
+    Returns the 512 crop, the 512 -> 256 matrix and whether the re-detection found a face; when it finds none,
+    the frame's own points mapped into the crop are used (the authors' code stops there).
+    """
+    crop512 = plain_warp(frame, forward512, 512)
+    lm5 = redetect(crop512)
+    found = lm5 is not None
+    if not found:
+        lm5 = apply_affine(np.asarray(forward512, np.float64), np.asarray(frame_lm5, np.float64))
+    return crop512, lstsq_similarity(np.asarray(lm5, np.float32), FACEADAPTER_TEMPLATE_256), found
 
 
 def landmarks_in_crop(crop: FaceCrop, points: np.ndarray) -> np.ndarray:

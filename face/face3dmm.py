@@ -142,9 +142,11 @@ def smooth_canvas(canvas: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def fit_ict(faces: FaceSet, model, *, shared_identity: bool, smooth_sigma: float = 0.0,
-            input_name: str = "faces", **fit_options) -> Face3DMM:
-    """Fit the ICT-FaceKit model to every frame's 68 landmarks (mapped into the frame's 256 canvas)."""
-    canvas = smooth_canvas(arcface_canvas(faces, input_name), smooth_sigma)
+            input_name: str = "faces", canvas: np.ndarray | None = None, **fit_options) -> Face3DMM:
+    """Fit the ICT-FaceKit model to every frame's 68 landmarks (mapped into the frame's 256 canvas; by default
+    the one-warp ArcFace canvas of the frame's five points)."""
+    canvas = arcface_canvas(faces, input_name) if canvas is None else canvas
+    canvas = smooth_canvas(canvas, smooth_sigma)
     lm68 = faces.lm68(input_name)
     lm_canvas = torch.from_numpy(np.stack([apply_affine(m, p) for m, p in zip(canvas, lm68)])).float()
     result = ict_fit.fit_landmarks(lm_canvas, model, shared_identity=shared_identity,

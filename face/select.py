@@ -12,7 +12,8 @@ from .types import Face, FaceSet
 
 log = logging.getLogger(__name__)
 
-SELECTIONS = ("largest", "index", "closest")
+AUTHORS_LARGEST = "largest (Face-Adapter key)"
+SELECTIONS = ("largest", "index", "closest", AUTHORS_LARGEST)
 ORDERS = ("left-right", "right-left", "top-bottom", "largest-first", "score")
 
 
@@ -26,7 +27,7 @@ class FrameDetector(Protocol):
 
 @dataclass
 class Selection:
-    mode: str = "largest"  # largest | index | closest
+    mode: str = "largest"  # one of SELECTIONS
     index: int = 0
     order: str = "left-right"
     position: tuple[float, float] = (0.5, 0.5)  # reference point as fractions of width and height
@@ -57,12 +58,21 @@ def choose_face(faces: Sequence[Face], sel: Selection, image_size: tuple[int, in
         return None
     if sel.mode == "largest":
         return max(faces, key=lambda f: f.area)
+    if sel.mode == AUTHORS_LARGEST:
+        return max(faces, key=faceadapter_key)
     if sel.mode == "index":
         ordered = order_faces(faces, sel.order)
         return ordered[sel.index] if sel.index < len(ordered) else None
     h, w = image_size
     ref = np.array([sel.position[0] * w, sel.position[1] * h])
     return min(faces, key=lambda f: float(np.linalg.norm(f.center - ref)))
+
+
+def faceadapter_key(face: Face) -> float:
+    """Face-Adapter's "largest" sort key, (x2-x1)*y2 - y1: an operator-precedence slip for the area, kept
+    for exact reproduction (it favours lower faces)."""
+    x1, y1, x2, y2 = (float(v) for v in face.box[:4])
+    return (x2 - x1) * y2 - y1
 
 
 def follow_face(faces: Sequence[Face], previous: Face, min_iou: float = 0.1) -> Face | None:

@@ -21,12 +21,13 @@ import comfy.utils
 from .. import model_files
 from .. import model_names as names
 from ..face.image import image_to_signed
-from ..models.checkpoint import read_safetensors, reading_model_file
+from ..models.checkpoint import read_safetensors, read_state, reading_model_file
 from ..models.face_adapter_vision import load_clip_vision_tower
 from ..models.iresnet import load_iresnet100
 from ..models.token_mappers import load_token_mapper
 from ..pipelines import face_adapter as fa
 from .checks import FaceControlNode
+from .face_nodes import in_network_dtype
 from .common import (cached_object, cached_patcher, check_batch, check_image, image_to_uint8, images_with_mask,
                      load_patchers, progress, resolve_model)
 from .sockets import FACE_ADAPTER, FACE_ADAPTER_TOKENS
@@ -102,13 +103,98 @@ def _ldm_config_from_diffusers(state: dict) -> dict:
         channel_mult.append(out_ch // model_channels)
         for r in range(resnets):
             depth.append(_count(state, f"down_blocks.{level}.attentions.{r}.transformer_blocks.{{}}"))
+    output_depth = [0] * sum(n + 1 for n in num_res_blocks)
+    if any(k.startswith("up_blocks.") for k in state):  # a UNet: unet_to_diffusers pops these from the end
+        in_up_order = [_count(state, f"up_blocks.{level}.attentions.{r}.transformer_blocks.{{}}")
+                       for level in range(_count(state, "up_blocks.{}"))
+                       for r in range(_count(state, f"up_blocks.{level}.resnets.{{}}"))]
+        output_depth = in_up_order[::-1]
     return {
         "num_res_blocks": num_res_blocks,
         "channel_mult": channel_mult,
         "transformer_depth": depth,
-        "transformer_depth_output": [0] * sum(n + 1 for n in num_res_blocks),
+        "transformer_depth_output": output_depth,
         "transformer_depth_middle": _count(state, "mid_block.attentions.0.transformer_blocks.{}"),
     }
+
+
+# ---------------------------------------------------------------- the release's UNet
+
+
+def diffusers_unet_to_ldm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A diffusers UNet2DConditionModel state dict renamed to ComfyUI's (ldm) UNet keys with ComfyUI's own
+    map (comfy.utils.unet_to_diffusers), the block layout read from the keys."""
+    key_map = comfy.utils.unet_to_diffusers(_ldm_config_from_diffusers(state))
+    leftover = sorted(set(state) - set(key_map))
+    if leftover:
+        raise ValueError(f"pretrained_unet has keys no SD1.5 UNet has: {', '.join(leftover[:10])}")
+    return {key_map[k]: v for k, v in state.items()}
+
+
+UNET_CONFIG_EXPECTED = {"in_channels": 4, "out_channels": 4, "cross_attention_dim": 768}
+
+
+def load_release_unet(weights_path: Path):
+    """The release's pretrained_unet/ (diffusers config.json + diffusion_pytorch_model.safetensors) as a
+    ComfyUI MODEL, built by ComfyUI's own loader (comfy.sd.load_diffusion_model_state_dict)."""
+    import comfy.sd
+
+    folder = weights_path.parent
+    config = _read_config(folder / "config.json")
+    for field, value in UNET_CONFIG_EXPECTED.items():
+        if field in config and config[field] != value:
+            raise ValueError(f"{folder / 'config.json'}: {field} is {config[field]!r}, but Face-Adapter's UNet is an "
+                             f"SD1.5 UNet ({field} {value!r})")
+    state = read_state(weights_path)
+    model = comfy.sd.load_diffusion_model_state_dict(diffusers_unet_to_ldm(state))
+    if model is None:
+        raise ValueError(f"ComfyUI could not detect an SD1.5 UNet in {weights_path}")
+    return model
+
+
+UNET_CHOICES = ("auto", "release pretrained_unet", "checkpoint's UNet")
+
+
+class FaceAdapterUNet(FaceControlNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FaceControlFaceAdapterUNet",
+            display_name="Face-Adapter UNet",
+            category="FaceControl/face_adapter",
+            description="The UNet to sample with. The authors' run replaces SD1.5's UNet with the release's "
+                        "pretrained_unet/ (a diffusers UNet2DConditionModel) when it exists; auto does the same, "
+                        "loading it through ComfyUI's own diffusion-model loader, and passes the checkpoint's "
+                        "MODEL through otherwise. unet_used names what was chosen.",
+            inputs=[
+                io.Model.Input("model", tooltip="the SD1.5 checkpoint's MODEL (used when pretrained_unet/ is absent)"),
+                io.Combo.Input("unet", options=list(UNET_CHOICES), default="auto"),
+            ],
+            outputs=[io.Model.Output(display_name="model"), io.String.Output(display_name="unet_used")],
+        )
+
+    @classmethod
+    def fingerprint_inputs(cls, **inputs) -> str:
+        unet = inputs.get("unet", "auto")
+        try:
+            path = resolve_model(names.FA_UNET)
+            return f"{unet}:{path}:{path.stat().st_mtime}"
+        except model_files.ModelFileNotFound:
+            return f"{unet}:missing"
+
+    @classmethod
+    def execute(cls, model, unet) -> io.NodeOutput:
+        if unet == "checkpoint's UNet":
+            return io.NodeOutput(model, "checkpoint's UNet (chosen)")
+        try:
+            path = resolve_model(names.FA_UNET)
+        except model_files.ModelFileNotFound:
+            if unet != "auto":
+                raise
+            log.info("Face-Adapter UNet: %s not found, sampling with the checkpoint's UNet", names.FA_UNET)
+            return io.NodeOutput(model, "checkpoint's UNet (pretrained_unet/ not found)")
+        log.info("Face-Adapter UNet: the release's %s", path.parent)
+        return io.NodeOutput(cached_object(path, load_release_unet), f"release pretrained_unet ({path.parent})")
 
 
 def _merge_controls(control: dict | None, previous: dict | None) -> dict | None:
@@ -175,13 +261,56 @@ class FaceAdapterControlNet(comfy.controlnet.ControlNet):
 
 def load_face_adapter_controlnet(folder: Path) -> FaceAdapterControlNet:
     """controlnet/ (diffusers config.json + diffusion_pytorch_model.safetensors) -> FaceAdapterControlNet."""
-    with reading_model_file(folder / "config.json", "JSON config"):
-        config = json.loads((folder / "config.json").read_text())
-    if config.get("cross_attention_dim", 768) != 768:
-        raise ValueError(f"{folder / 'config.json'}: cross_attention_dim is {config['cross_attention_dim']}, "
-                         "but the Face-Adapter ControlNet is an SD1.5 one (768)")
+    check_controlnet_config(_read_config(folder / "config.json"), folder / "config.json")
     state = read_safetensors(folder / "diffusion_pytorch_model.safetensors")
     return controlnet_from_diffusers_state(state, str(folder))
+
+
+def _read_config(path: Path) -> dict:
+    with reading_model_file(path, "JSON config"):
+        return json.loads(path.read_text())
+
+
+# What the key conversion and ComfyUI's ControlNet assume of controlnet/config.json (diffusers' SD1.5 defaults).
+# A field the file leaves out takes diffusers' default, which is the value here.
+CONTROLNET_CONFIG_EXPECTED = {
+    "controlnet_conditioning_channel_order": "rgb",
+    "conditioning_channels": 3,
+    "conditioning_embedding_out_channels": [16, 32, 96, 256],
+    "cross_attention_dim": 768,
+    "in_channels": 4,
+    "upcast_attention": False,
+    "global_pool_conditions": False,
+    "use_linear_projection": False,
+    "class_embed_type": None,
+    "addition_embed_type": None,
+    "num_class_embeds": None,
+    "only_cross_attention": False,
+    "resnet_time_scale_shift": "default",
+}
+SD15_HEADS = 8  # attention_head_dim in diffusers' SD1.5 configs is the head count (8)
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def check_controlnet_config(config: dict, path: Path | str) -> None:
+    """Every field the conversion assumes has its SD1.5 value; else an error naming the field and value."""
+    problems = [f"{field} is {config[field]!r} (expected {value!r})"
+                for field, value in CONTROLNET_CONFIG_EXPECTED.items() if field in config and _plain(config[field]) != value]
+    for field in ("attention_head_dim", "num_attention_heads"):
+        heads = config.get(field)
+        if heads is not None and any(h != SD15_HEADS for h in (heads if isinstance(heads, list) else [heads])):
+            problems.append(f"{field} is {heads!r} (expected {SD15_HEADS})")
+    blocks = config.get("down_block_types")
+    if blocks is not None and any(b not in ("CrossAttnDownBlock2D", "DownBlock2D") for b in blocks):
+        problems.append(f"down_block_types is {blocks!r} (expected CrossAttnDownBlock2D / DownBlock2D blocks)")
+    if config.get("mid_block_type", "UNetMidBlock2DCrossAttn") != "UNetMidBlock2DCrossAttn":
+        problems.append(f"mid_block_type is {config['mid_block_type']!r} (expected 'UNetMidBlock2DCrossAttn')")
+    if problems:
+        raise ValueError(f"{path}: not the SD1.5 ControlNet the Face-Adapter conversion is written for: "
+                         + "; ".join(problems))
 
 
 def controlnet_from_diffusers_state(state: dict[str, torch.Tensor], source: str = "state dict") -> FaceAdapterControlNet:
@@ -240,10 +369,12 @@ def _build_controlnet(weights_path: Path) -> FaceAdapterControlNet:
 def load_bundle() -> FaceAdapterBundle:
     paths = resolve_bundle()
     return FaceAdapterBundle(
+        # the token mappers stay fp32: 77 tokens cost nothing, and their attention over large features is
+        # where reduced precision hurts (bf16 moved filled-weight tokens by 43%); the backbones take the device dtype
         id2token=cached_patcher(paths["id2token"], _build_id2token),
         image2token=cached_patcher(paths["image2token"], _build_image2token),
-        iresnet=cached_patcher(paths["iresnet"], load_iresnet100),
-        vision=cached_patcher(paths["vision_config"], _build_vision),
+        iresnet=cached_patcher(paths["iresnet"], in_network_dtype(load_iresnet100)),
+        vision=cached_patcher(paths["vision_config"], in_network_dtype(_build_vision)),
         controlnet=cached_object(paths["controlnet"], _build_controlnet),
         folder=paths["id2token"].parent,
     )
@@ -482,5 +613,5 @@ class FaceAdapterSharedNoiseLatent(FaceControlNode):
         return io.NodeOutput({"samples": samples, "batch_index": [0] * n})
 
 
-NODES = [LoadFaceAdapter, FaceAdapterIdentity, FaceAdapterAttributes, FaceAdapterApplyControlNet, FaceAdapterBlend,
+NODES = [LoadFaceAdapter, FaceAdapterUNet, FaceAdapterIdentity, FaceAdapterAttributes, FaceAdapterApplyControlNet, FaceAdapterBlend,
          FaceAdapterSharedNoiseLatent]

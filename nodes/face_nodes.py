@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +13,11 @@ from comfy_api.latest import io
 from ..face import align as face_align
 from ..face.paste import crop_area_mask, paste_back
 from ..face.preview import draw_face, draw_no_face
-from ..face.select import ORDERS, Selection, detect_face_set, fill_missing, missing_faces_message
+from ..face.select import ORDERS, SELECTIONS, Selection, detect_face_set, fill_missing, missing_faces_message
 from ..face.types import FaceCrop as FaceCropData
 from ..face.types import FaceSet
 from .. import model_names as names
+from ..model_files import ModelFileNotFound
 from .checks import FaceControlNode
 from .common import (cached_object, check_batch, check_same_frames, image_to_uint8, mask_batch, progress, resolve_model,
                      uint8_to_image)
@@ -23,7 +25,7 @@ from .sockets import FACE_CROP, FACES
 
 log = logging.getLogger("facecontrol")
 
-BACKENDS = ("mediapipe", "insightface-scrfd")
+BACKENDS = ("auto", "mediapipe", "insightface-scrfd")
 CONVENTIONS = ("ffhq", "arcface256", "faceadapter512")
 
 
@@ -39,13 +41,135 @@ def _scrfd_detector(path: Path, max_faces: int):
     return ScrfdFaceDetector(path, landmarker=get_detector("mediapipe", max_faces))
 
 
+def model_present(name: str) -> bool:
+    """Whether a manifest file resolves in ComfyUI's model folders (for the `auto` choices)."""
+    try:
+        resolve_model(name)
+    except ModelFileNotFound:
+        return False
+    return True
+
+
+def files_stamp(file_names) -> str:
+    """Which of the manifest files resolve (path and mtime): a node's fingerprint, so a file that appears or goes
+    re-runs the `auto` choices instead of serving ComfyUI's cached outputs."""
+    stamps = []
+    for name in file_names:
+        try:
+            path = resolve_model(name)
+            stamps.append(f"{path}:{path.stat().st_mtime_ns}")
+        except ModelFileNotFound:
+            stamps.append(f"{name}:missing")
+    return "|".join(stamps)
+
+
+def network_dtype(device=None) -> torch.dtype:
+    """The dtype ComfyUI's helpers pick for the device: bf16, else fp16 where supported, else fp32 (CPU, or
+    --force-fp32). The pack's plain-PyTorch networks (token mappers, 3DMM regressor, masks) run in it."""
+    import comfy.model_management as mm
+
+    device = mm.get_torch_device() if device is None else device
+    if mm.should_use_bf16(device, prioritize_performance=False):
+        return torch.bfloat16
+    if mm.should_use_fp16(device, prioritize_performance=False):
+        return torch.float16
+    return torch.float32
+
+
+def _build_in_dtype(path: Path, build, dtype: str) -> torch.nn.Module:
+    return build(path).to(getattr(torch, dtype))
+
+
+def in_network_dtype(build):
+    """A builder whose network is cast to network_dtype() (part of the cache key, so a change rebuilds)."""
+    return functools.partial(_build_in_dtype, build=build, dtype=str(network_dtype()).removeprefix("torch."))
+
+
+def detector_backend(backend: str) -> str:
+    """`auto` is Face-Adapter's own detector (SCRFD of antelopev2) when its file is present, else mediapipe."""
+    if backend != "auto":
+        return backend
+    if model_present(names.SCRFD):
+        log.info("Detect Faces: auto -> insightface-scrfd (%s found, the authors' detector)", names.SCRFD)
+        return "insightface-scrfd"
+    log.info("Detect Faces: auto -> mediapipe (%s not found; the open detector)", names.SCRFD)
+    return "mediapipe"
+
+
 def get_detector(backend: str, max_faces: int = 8):
     """Detectors are kept in the pack's model cache for reuse between runs."""
+    backend = detector_backend(backend)
     if backend == "mediapipe":
         return cached_object(resolve_model(names.MEDIAPIPE_LANDMARKER), functools.partial(_mediapipe_detector, max_faces=max_faces))
     if backend == "insightface-scrfd":
         return cached_object(resolve_model(names.SCRFD), functools.partial(_scrfd_detector, max_faces=max_faces))
     raise ValueError(f"unknown face detector {backend!r}; choose one of {BACKENDS}")
+
+
+CHAINS = ("auto", "one warp", "authors (512, re-detect, 256)")
+AUTHORS_CHAIN = CHAINS[2]
+
+
+def crop_chain(choice: str) -> str:
+    """`auto` is the authors' chain when SCRFD (their detector, needed for the re-detection) is present."""
+    if choice != "auto":
+        return choice
+    return AUTHORS_CHAIN if model_present(names.SCRFD) else "one warp"
+
+
+def chain_input() -> io.Combo.Input:
+    return io.Combo.Input("crop_chain", options=list(CHAINS), default="auto", optional=True,
+                          tooltip="authors: frame -> 512 crop (bilinear, no pre-shrink), the 5 points detected "
+                                  "again on it with SCRFD, that crop warped to 256, as Face-Adapter's infer.py; one "
+                                  "warp: every crop straight from the frame (anti-aliased). auto: the authors' "
+                                  "chain when SCRFD is present")
+
+
+def _scrfd_points(crop: np.ndarray) -> np.ndarray | None:
+    """Five SCRFD points of the face the authors' key picks on a 512 crop, or None."""
+    detector = get_detector("insightface-scrfd")
+    boxes, kps = detector._raw_detect(crop)
+    if not len(boxes):
+        return None
+    keys = (boxes[:, 2] - boxes[:, 0]) * boxes[:, 3] - boxes[:, 1]
+    return kps[int(np.argmax(keys))]
+
+
+@dataclass
+class AuthorsChain:
+    forward512: np.ndarray  # (B,2,3) frame -> 512
+    canvas: np.ndarray  # (B,2,3) frame -> 256 (the 512 -> 256 re-detected matrix after forward512)
+    crops512: np.ndarray  # (B,512,512,3) uint8
+
+
+def authors_crop_chain(frames: np.ndarray, faces: FaceSet, crop_ratio: float = 0.81,
+                       boxes: np.ndarray | None = None, redetect=_scrfd_points) -> AuthorsChain:
+    """Face-Adapter's crop chain over frames (see face.align.authors_chain)."""
+    from ..face.types import compose_affine
+
+    boxes = faces.boxes() if boxes is None else boxes
+    forward = face_align.faceadapter512_crop(boxes, faces.image_size, crop_ratio).forward
+    lm5 = faces.lm5()
+    crops, canvas, lost = [], [], []
+    for i, frame in enumerate(frames):
+        crop, warp, found = face_align.authors_chain(frame, forward[i], lm5[i], redetect)
+        crops.append(crop)
+        canvas.append(compose_affine(warp, forward[i]))
+        if not found:
+            lost.append(i)
+    if lost:
+        log.warning("authors' crop chain: no face found again on the 512 crop of frame(s) %s; their points were "
+                    "mapped into the crop instead", lost[:20])
+    return AuthorsChain(forward, np.stack(canvas), np.stack(crops))
+
+
+def chain_256_crops(chain: AuthorsChain, canvas: np.ndarray) -> np.ndarray:
+    """256 crops cut from the 512 crops (the authors' second warp) for frame -> 256 matrices ``canvas``."""
+    from ..face.types import compose_affine, invert_affines
+
+    inverse512 = invert_affines(chain.forward512)
+    return np.stack([face_align.plain_warp(c, compose_affine(m, inv), 256)
+                     for c, m, inv in zip(chain.crops512, canvas, inverse512)])
 
 
 class DetectFaces(FaceControlNode):
@@ -60,8 +184,12 @@ class DetectFaces(FaceControlNode):
             inputs=[
                 io.Image.Input("image", tooltip="a photo or a video as an IMAGE batch"),
                 io.Combo.Input("backend", options=list(BACKENDS), default="mediapipe",
-                               tooltip="mediapipe needs no download; insightface-scrfd needs antelopev2's scrfd_10g_bnkps.onnx"),
-                io.Combo.Input("select", options=["largest", "index", "closest"], default="largest"),
+                               tooltip="mediapipe needs no download; insightface-scrfd needs antelopev2's "
+                                       "scrfd_10g_bnkps.onnx; auto takes SCRFD when that file is present "
+                                       "(Face-Adapter's detector), else mediapipe. The report names what ran."),
+                io.Combo.Input("select", options=list(SELECTIONS), default="largest",
+                               tooltip="largest: true box area; 'largest (Face-Adapter key)': the authors' "
+                                       "(x2-x1)*y2 - y1 for exact reproduction"),
                 io.Int.Input("index", default=0, min=0, max=63, tooltip="with select=index: position in 'order'"),
                 io.Combo.Input("order", options=list(ORDERS), default="left-right"),
                 io.Float.Input("x", default=0.5, min=0.0, max=1.0, step=0.01, tooltip="with select=closest: reference x (fraction of width)"),
@@ -73,8 +201,13 @@ class DetectFaces(FaceControlNode):
         )
 
     @classmethod
+    def fingerprint_inputs(cls, **inputs) -> str:
+        return files_stamp([names.SCRFD]) if inputs.get("backend") == "auto" else ""
+
+    @classmethod
     def execute(cls, image, backend, select, index, order, x, y, track, if_no_face) -> io.NodeOutput:
         frames = image_to_uint8(image, "image")
+        backend = detector_backend(backend)
         detector = get_detector(backend)
         selection = Selection(select, index, order, (x, y))
         face_set = detect_face_set(frames, detector, selection, track=track, on_frame=progress(len(frames)),
@@ -107,15 +240,23 @@ class AlignFaces(FaceControlNode):
                 io.Float.Input("sigma_size", default=3.0, min=0.0, max=20.0, step=0.1),
                 io.Float.Input("crop_ratio", default=0.81, min=0.0, max=3.0, step=0.01, tooltip="faceadapter512: loose-box half-side over box width"),
                 io.Combo.Input("border", options=["constant", "reflect", "replicate"], default="constant"),
+                chain_input(),
             ],
             outputs=[io.Image.Output(display_name="crops"), FACE_CROP.Output(display_name="face_crop")],
         )
 
     @classmethod
-    def execute(cls, image, faces: FaceSet, convention, size, smooth, sigma_center, sigma_size, crop_ratio, border) -> io.NodeOutput:
+    def fingerprint_inputs(cls, **inputs) -> str:
+        return files_stamp([names.SCRFD]) if inputs.get("crop_chain", "auto") == "auto" else ""
+
+    @classmethod
+    def execute(cls, image, faces: FaceSet, convention, size, smooth, sigma_center, sigma_size, crop_ratio, border,
+                crop_chain="auto") -> io.NodeOutput:
         frames = image_to_uint8(image, "image")
         check_same_frames(frames, faces, "image", "faces")
         faces = _broadcast_faces(faces, len(frames))
+        if convention in ("faceadapter512", "arcface256") and crop_chain_for(crop_chain, border) == AUTHORS_CHAIN:
+            return _authors_chain_crops(frames, faces, convention, smooth, sigma_center, sigma_size, crop_ratio)
         crop = make_face_crop(faces, convention, size, smooth, sigma_center, sigma_size, crop_ratio)
         tick = progress(len(frames))
         crops = []
@@ -123,6 +264,29 @@ class AlignFaces(FaceControlNode):
             crops.append(face_align.warp_one(frame, crop.forward[i], crop.crop_size, border))
             tick(i)
         return io.NodeOutput(uint8_to_image(np.stack(crops)), crop)
+
+
+def crop_chain_for(choice: str, border: str) -> str:
+    chain = crop_chain(choice)
+    if chain == AUTHORS_CHAIN and border != "constant":
+        if choice != "auto":
+            raise ValueError("the authors' crop chain pads with black (border 'constant')")
+        return "one warp"
+    return chain
+
+
+def _authors_chain_crops(frames, faces: FaceSet, convention: str, smooth: bool, sigma_center: float,
+                         sigma_size: float, crop_ratio: float) -> io.NodeOutput:
+    boxes = faces.boxes()
+    if smooth:
+        boxes = face_align.smooth_boxes(boxes, sigma_center, sigma_size)
+    chain = authors_crop_chain(frames, faces, crop_ratio, boxes)
+    log.info("Align and Crop Faces: %s, the authors' crop chain", convention)
+    if convention == "faceadapter512":
+        return io.NodeOutput(uint8_to_image(chain.crops512), face_align.make_crop(chain.forward512, 512, faces.image_size,
+                                                                                 "faceadapter512"))
+    crops = chain_256_crops(chain, chain.canvas)
+    return io.NodeOutput(uint8_to_image(crops), face_align.make_crop(chain.canvas, 256, faces.image_size, "arcface256"))
 
 
 def _broadcast_faces(faces: FaceSet, n: int) -> FaceSet:

@@ -34,7 +34,7 @@ GROUPS = {
     "CLIPTextEncode": "tokens", "FaceControlFaceAdapterBlend": "blend", "FaceControlPasteBack": "paste-back",
     "KSampler": "sampler", "VAEDecode": "VAE decode",
 }
-SKIP = {"SaveImage"}
+SKIP = {"SaveImage", "PreviewAny"}
 
 
 def comfy_setup(models_dir: Path, cpu: bool) -> None:

@@ -61,6 +61,13 @@ def main() -> int:
                         "--models-dir comfyui/models --paper face_adapter):\n  %s", "\n  ".join(fa_missing))
         else:
             names += list(FA_WORKFLOWS)
+            paper_missing = model_files.missing_real_files(model_names.FACE_ADAPTER_PAPER_PATH_FILES,
+                                                           REPO_ROOT / "comfyui" / "models")
+            if paper_missing:
+                log.info("Face-Adapter runs the open path where these authors' files are missing (auto backends: "
+                         "mediapipe, ICT-FaceKit, geometric mask, the SD1.5 UNet):\n  %s", "\n  ".join(paper_missing))
+            else:
+                log.info("Face-Adapter runs the authors' path: SCRFD, d3dfr + BFM, seg UNet / BiSeNet, release UNet")
         log.info("DVA and PIE workflows need their papers' weights (scripts/fetch_models.py --paper dva | pie); "
                  "then: scripts/demo.py --only dva_video_edit dva_video_edit_clip pie_portrait_edit")
     if args.out.exists():

@@ -95,7 +95,7 @@ def test_video_workflow(comfy, detector):
     assert len(crops) == frames
 
 
-def control_flicker(comfy, smooth: bool, frames: int) -> float:
+def control_flicker(comfy, smooth: bool, frames: int, backend: str = "auto") -> float:
     """Mean frame-to-frame change (0..255) of the video's control images, with or without the temporal
     smoothing (the driver's 512 crops and its 3DMM coefficients)."""
     from facecontrol.pipelines.face_adapter import flicker
@@ -103,6 +103,9 @@ def control_flicker(comfy, smooth: bool, frames: int) -> float:
 
     prompt = load_workflow("face_adapter_reenact_video")
     prompt["2"]["inputs"]["length"] = frames
+    for node in ("8", "9"):
+        assert prompt[node]["class_type"] == "FaceControlFit3DMM"
+        prompt[node]["inputs"]["backend"] = backend
     assert prompt["6"]["inputs"]["smooth"] and prompt["9"]["inputs"]["smooth_sigma"] > 0
     if not smooth:
         prompt["6"]["inputs"]["smooth"] = False
@@ -114,10 +117,14 @@ def control_flicker(comfy, smooth: bool, frames: int) -> float:
     return flicker(torch.from_numpy(images).float() / 255.0)
 
 
-def test_smoothing_reduces_control_flicker(comfy):
-    raw, smooth = control_flicker(comfy, False, 16), control_flicker(comfy, True, 16)
-    log.info("control-image flicker over 16 carphone frames: %.3f without smoothing, %.3f with it", raw, smooth)
-    print(f"control-image flicker (mean |frame t+1 - frame t|, 0..255): raw {raw:.3f}, smoothed {smooth:.3f}")
+@pytest.mark.parametrize("backend", ["ict_facekit", "bfm_d3dfr"])
+def test_smoothing_reduces_control_flicker(comfy, backend):
+    """On both 3DMM backends (bfm_d3dfr with the filled regressor: its numbers show the crop and canvas jitter,
+    not the real regressor's)."""
+    raw, smooth = control_flicker(comfy, False, 16, backend), control_flicker(comfy, True, 16, backend)
+    log.info("%s control-image flicker over 16 carphone frames: %.3f without smoothing, %.3f with it", backend, raw,
+             smooth)
+    print(f"{backend} control-image flicker (mean |frame t+1 - frame t|, 0..255): raw {raw:.3f}, smoothed {smooth:.3f}")
     assert smooth < raw
 
 
@@ -131,3 +138,49 @@ def test_missing_bundle_file_is_named(comfy, model_root):
             comfy.run(prompt)
     finally:
         moved.rename(path)
+
+
+def preview_texts(entry: dict, prompt: dict) -> dict[str, str]:
+    """The Preview as Text outputs of a run, by the title of their node."""
+    return {prompt[k]["_meta"]["title"]: entry["outputs"][k]["text"][0]
+            for k, v in prompt.items() if v["class_type"] == "PreviewAny"}
+
+
+def test_release_files_run_the_authors_path_and_the_nodes_say_so(comfy, model_root):
+    """With the authors' files present (filled, released layouts: d3dfr + BFM, seg UNet, BiSeNet, pretrained_unet/)
+    the shipped reenactment and swap workflows run them, read from the nodes' outputs; with them gone the open path
+    runs and says so. No SCRFD test file exists (an ONNX SCRFD cannot be filled), so the detector reads mediapipe."""
+    import shutil
+
+    from test_weights.face_adapter import diffusers_unet
+
+    unet_dir = model_root / "face_adapter" / "pretrained_unet"
+    diffusers_unet().save_pretrained(unet_dir, safe_serialization=True)
+    try:
+        for name, mask in (("face_adapter_reenactment", "seg UNet, net_seg_res18.pth"),
+                           ("face_adapter_swap", "BiSeNet, 79999_iter.pth")):
+            prompt = fast(name)
+            texts = preview_texts(timed_run(comfy, prompt, f"{name}, authors' files"), prompt)
+            log.info("%s: %s", name, texts)
+            assert texts["Which 3DMM ran"] == "bfm_d3dfr"
+            assert mask in texts["Which mask ran"] and texts["Which mask ran"].startswith("network")
+            assert texts["Which UNet ran"].startswith("release pretrained_unet")
+            assert texts["Which detector ran (driver/target)"].startswith("mediapipe")
+    finally:
+        shutil.rmtree(unet_dir)
+
+    third_party = model_root / "face_adapter" / "third_party"
+    files = [third_party / "d3dfr_res50_nofc.pth", third_party / "79999_iter.pth",
+             model_root / "face_adapter" / "net_seg_res18.pth"]
+    for path in files:
+        path.rename(path.with_suffix(".moved"))
+    try:
+        prompt = fast("face_adapter_reenactment")
+        texts = preview_texts(timed_run(comfy, prompt, "reenactment, open path"), prompt)
+        log.info("open path: %s", texts)
+        assert texts["Which 3DMM ran"] == "ict_facekit"
+        assert texts["Which mask ran"].startswith("geometric")
+        assert texts["Which UNet ran"] == "checkpoint's UNet (pretrained_unet/ not found)"
+    finally:
+        for path in files:
+            path.with_suffix(".moved").rename(path)
