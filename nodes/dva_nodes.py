@@ -7,6 +7,7 @@ Back puts them into the original frames through the decoded face masks.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from dataclasses import dataclass
@@ -45,10 +46,23 @@ class DVAModel:
     encoder: comfy.model_patcher.ModelPatcher
     model_channels: int
     source: str
+    precision: str = "fp32"  # fp32, fp16 or bf16 autocast for the UNet
 
     def load(self) -> torch.device:
         load_patchers([self.unet, self.encoder])
         return self.unet.load_device
+
+    def predictor(self):
+        """The UNet as called by the samplers, under this model's autocast precision."""
+        return dva.with_precision(self.unet.model, self.precision)
+
+
+def auto_precision(device: torch.device) -> str:
+    """What ComfyUI's device settings choose for a diffusion model on `device` (fp16 first, as the authors)."""
+    import comfy.model_management as mm
+
+    dtype = mm.unet_dtype(device, supported_dtypes=[torch.float16, torch.bfloat16, torch.float32])
+    return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
 
 
 def checkpoint_options() -> list[str]:
@@ -64,7 +78,7 @@ def step_callback(total_hint: int) -> Callable[[int, int], None]:
 def chunk_frames(model: DVAModel, device: torch.device, chunk_size: int) -> int:
     if chunk_size > 0:
         return chunk_size
-    return dva.frames_per_chunk(free_memory(device, model.unet), model.model_channels)
+    return dva.frames_per_chunk(free_memory(device, model.unet), model.model_channels, precision=model.precision)
 
 
 def make_schedule(steps: int, respacing: str) -> dva.DDIMSchedule:
@@ -100,16 +114,21 @@ class LoadDVA(FaceControlNode):
                 io.Combo.Input("encoders", options=["checkpoint", "pretrained_models files"], default="checkpoint",
                                tooltip="the frozen encoders inside the checkpoint, or model_ir_se50.pth, the "
                                        "MobileNet .pth.tar and 79999_iter.pth from models/dva/pretrained_models/"),
+                io.Combo.Input("precision", options=["auto", *dva.PRECISIONS], default="auto", optional=True,
+                               tooltip="UNet autocast (the authors: fp16); auto follows ComfyUI's device settings "
+                                       "(fp32 on CPU); the schedule and x0 arithmetic stay in float32/float64"),
             ],
             outputs=[DVA_MODEL.Output(display_name="dva_model")],
         )
 
     @classmethod
-    def execute(cls, checkpoint, weights, encoders) -> io.NodeOutput:
+    def execute(cls, checkpoint, weights, encoders, precision="auto") -> io.NodeOutput:
         path = folder_paths.get_full_path("dva", checkpoint) or resolve_model("dva/" + checkpoint)
         aux = {k: str(resolve_model(v)) for k, v in AUX_FILES.items()} if encoders != "checkpoint" else None
         model = cached_object(Path(path), functools.partial(_build_dva_model, weights=weights, aux=aux))
-        log.info("Load DVA: %s (%s weights, %d base channels)", path, weights, model.model_channels)
+        chosen = auto_precision(model.unet.load_device) if precision == "auto" else precision
+        model = dataclasses.replace(model, precision=chosen)
+        log.info("Load DVA: %s (%s weights, %d base channels, UNet %s)", path, weights, model.model_channels, chosen)
         return io.NodeOutput(model)
 
 
@@ -166,7 +185,7 @@ class DVAEncode(FaceControlNode):
 
 def encode_with(solver: str, dva_model: DVAModel, frames, schedule, chunk: int, device,
                 identity: str = "average") -> dva.DVALatent:
-    return dva.encode_video(dva_model.unet.model, dva_model.encoder.model, frames, schedule, chunk, device,
+    return dva.encode_video(dva_model.predictor(), dva_model.encoder.model, frames, schedule, chunk, device,
                             step_callback(len(schedule)), identity, solver)
 
 
@@ -243,7 +262,7 @@ class DVADecode(FaceControlNode):
 def decode_with(solver: str, dva_model: DVAModel, latent: dva.DVALatent, schedule, chunk: int, device,
                 z_id: torch.Tensor | None = None) -> torch.Tensor:
     z_id = latent.identity_codes() if z_id is None else z_id
-    return dva.decode_video(dva_model.unet.model, dva_model.encoder.model, latent, schedule, z_id, chunk, device,
+    return dva.decode_video(dva_model.predictor(), dva_model.encoder.model, latent, schedule, z_id, chunk, device,
                             step_callback(len(schedule)), solver)
 
 
@@ -331,7 +350,7 @@ class DVAEditCLIP(FaceControlNode):
         device = dva_model.unet.load_device
         frame0 = crops_to_model_input(dva_latent.crops[:1], "dva_latent crops")
         with torch.inference_mode(False), torch.enable_grad():
-            edited, losses = clip_direction_edit(dva_model.unet.model, dva_model.encoder.model, clip.model, frame0,
+            edited, losses = clip_direction_edit(dva_model.predictor(), dva_model.encoder.model, clip.model, frame0,
                                                  dva_latent, settings, device, step_callback(iterations))
         report = f"'{source_text}' -> '{target_text}': loss {losses[0]:.4f} -> {losses[-1]:.4f} in {iterations} iterations"
         return io.NodeOutput(dva_latent.with_edit(edited, report), report)

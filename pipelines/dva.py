@@ -33,6 +33,8 @@ __all__ = [
     "ddim_invert",
     "ddim_generate",
     "ddim_step",
+    "PRECISIONS",
+    "with_precision",
     "Solver",
     "SOLVERS",
     "get_solver",
@@ -74,6 +76,32 @@ CELEBA_ATTRIBUTES = (
 
 class NoisePredictor(Protocol):
     def __call__(self, x: torch.Tensor, t: torch.Tensor, z_face: torch.Tensor) -> torch.Tensor: ...
+
+
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class AutocastPredictor(torch.nn.Module):
+    """The noise predictor under torch.autocast (the authors run it under fp16 autocast); eps comes back
+    in float32, so the schedule and x0 arithmetic stay in float32/float64."""
+
+    def __init__(self, model: NoisePredictor, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.model = model
+        self.dtype = dtype
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, z_face: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=self.dtype):
+            eps = self.model(x, t, z_face)
+        return eps.float()
+
+
+def with_precision(model: NoisePredictor, precision: str = "fp32") -> NoisePredictor:
+    """`model` itself for fp32, else wrapped in AutocastPredictor with fp16 or bf16."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    dtype = PRECISIONS[precision]
+    return model if dtype is None else AutocastPredictor(model, dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -605,14 +633,16 @@ def load_dva_networks(
     return unet, build_dva_face_encoder(encoder_state)
 
 
-def frames_per_chunk(free_bytes: int, model_channels: int = 128, image_size: int = 256, limit: int = 64) -> int:
+def frames_per_chunk(free_bytes: int, model_channels: int = 128, image_size: int = 256, limit: int = 64,
+                     precision: str = "fp32") -> int:
     """How many frames one UNet call may take given `free_bytes` of device memory.
 
     About 300 MB of float32 activations per 256-px frame for the released 128-channel UNet (skip
-    features of the 256 and 128 px levels dominate), scaled by width and area; half the free memory
-    is left as headroom.
+    features of the 256 and 128 px levels dominate), scaled by width and area, halved under fp16/bf16
+    autocast; half the free memory is left as headroom.
     """
     per_frame = 300e6 * (model_channels / 128) * (image_size / 256) ** 2
+    per_frame *= 0.5 if PRECISIONS.get(precision) is not None else 1.0
     return int(max(1, min(limit, (free_bytes * 0.5) // per_frame)))
 
 
