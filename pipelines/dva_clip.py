@@ -25,10 +25,27 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .dva import DDIMSchedule, DVALatent, _denoise, _move_to_level, ddim_invert, ddim_step, l2_normalize
+from .dva import (
+    DDIMSchedule,
+    DVALatent,
+    _denoise,
+    _move_to_level,
+    ddim_invert,
+    ddim_step,
+    l2_normalize,
+)
 
-__all__ = ["ClipEditSettings", "CLIP_PRESETS", "clip_direction_edit", "TextDirection", "load_clip",
-           "imagenet_templates", "reconstruction_trajectory", "clip_edit_losses"]
+__all__ = [
+    "CLIP_PRESETS",
+    "ClipEditSettings",
+    "TextDirection",
+    "clip_direction_edit",
+    "clip_edit_losses",
+    "imagenet_templates",
+    "load_clip",
+    "prepare_clip_edit",
+    "reconstruction_trajectory",
+]
 
 logger = logging.getLogger(__name__)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

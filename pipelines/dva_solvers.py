@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from .dva import DDIMSchedule, NoisePredictor, _denoise
+from .dva import DDIMSchedule, NoisePredictor, ProgressCallback, _denoise
 
 __all__ = ["dpmpp_2m", "dpmpp_invert", "dpmpp_generate"]
 

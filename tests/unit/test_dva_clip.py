@@ -9,13 +9,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
+from facecontrol.pipelines import dva
+from facecontrol.pipelines.dva_clip import (
+    CLIP_PRESETS,
+    ClipEditSettings,
+    clip_direction_edit,
+    clip_edit_losses,
+    imagenet_templates,
+    load_clip,
+    prepare_clip_edit,
+)
 from golden_fixtures import load_fixture
 from media import load_rgb
-
-from facecontrol.pipelines import dva
-from facecontrol.pipelines.dva_clip import (CLIP_PRESETS, ClipEditSettings, clip_direction_edit, clip_edit_losses,
-                                            imagenet_templates, load_clip, prepare_clip_edit)
 
 
 def _weights():
@@ -104,8 +109,10 @@ def _authors_first_iteration(unet, encoder, clip, img, src_txt, trg_txt, weights
 
         def text_features(text):
             import open_clip
-            templates = [t("{}") for t in __import__("open_clip.zero_shot_metadata").zero_shot_metadata
-                         .OPENAI_IMAGENET_TEMPLATES if t("{}") != "a photo of many {}."]
+            from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
+            # StyleGAN-NADA's imagenet_templates: OpenAI's 80 without 'a photo of many {}.'
+            templates = [t("{}") for t in OPENAI_IMAGENET_TEMPLATES if t("{}") != "a photo of many {}."]
             f = clip.encode_text(open_clip.tokenize([t.format(text) for t in templates]))
             return f / f.norm(dim=-1, keepdim=True)
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from scipy.ndimage import gaussian_filter1d
-
-from media import load_rgb
-
 from facecontrol.face import align
 from facecontrol.face.temporal import smooth_over_frames
 from facecontrol.face.types import FaceCrop, invert_affines
+from media import load_rgb
+from scipy.ndimage import gaussian_filter1d
 
 
 @pytest.mark.parametrize("frames", [5, 40])
@@ -33,7 +31,7 @@ def _crop(side: float, size: int = 256) -> FaceCrop:
 
 
 def _shift(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    grey = lambda v: cv2.cvtColor(v, cv2.COLOR_RGB2GRAY).astype(np.float64)  # noqa: E731
+    grey = lambda v: cv2.cvtColor(v, cv2.COLOR_RGB2GRAY).astype(np.float64)
     (dx, dy), _ = cv2.phaseCorrelate(grey(a), grey(b), cv2.createHanningWindow((a.shape[1], a.shape[0]), cv2.CV_64F))
     return np.array([dx, dy])
 

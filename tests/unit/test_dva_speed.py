@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from facecontrol.models.dva_unet import AttentionBlock, DVAUNet
 from facecontrol.pipelines import dva
 
@@ -60,7 +59,7 @@ def test_bf16_autocast_encode_decode_step_matches_fp32():
         out32 = dva.ddim_generate(unet, x_T32, z_face, schedule)
         out16 = dva.ddim_generate(fast, x_T32, z_face, schedule)
     assert eps16.dtype == torch.float32 and x_T16.dtype == torch.float32
-    relative = lambda a, b: float((a - b).norm() / b.norm())  # noqa: E731
+    relative = lambda a, b: float((a - b).norm() / b.norm())
     print("bf16 vs fp32 relative error: eps %.4f x_T %.4f x0 %.4f" % (relative(eps16, eps32), relative(x_T16, x_T32),
                                                                     relative(out16, out32)))
     assert 0 < relative(eps16, eps32) < 0.05
