@@ -109,23 +109,61 @@ def ffhq_quad_params(lm68: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def smooth_quad_params(c: np.ndarray, x: np.ndarray, y: np.ndarray, sigma_center: float = 1.0,
-                       sigma_size: float = 3.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """DVA/STIT temporal smoothing: Gaussian over frames, sigma 1 on the centre, 3 on the axes."""
+                       sigma_size: float = 3.0, mode: str = "nearest") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """DVA/STIT temporal smoothing: Gaussian over frames, sigma 1 on the centre, 3 on the axes (the
+    authors' edges: mode 'reflect')."""
     if len(c) < 2:
         return c, x, y
-    return smooth_over_frames(c, sigma_center), smooth_over_frames(x, sigma_size), smooth_over_frames(y, sigma_size)
+    return (smooth_over_frames(c, sigma_center, mode), smooth_over_frames(x, sigma_size, mode),
+            smooth_over_frames(y, sigma_size, mode))
+
+
+def ffhq_quads(lm68: np.ndarray, smooth: bool = False, sigma_center: float = 1.0, sigma_size: float = 3.0,
+               mode: str = "nearest") -> np.ndarray:
+    """(N,4,2) FFHQ quads (corners c-x-y, c-x+y, c+x+y, c+x-y) in pixel-centre coordinates."""
+    c, x, y = ffhq_quad_params(np.asarray(lm68, np.float64))
+    if smooth:
+        c, x, y = smooth_quad_params(c, x, y, sigma_center, sigma_size, mode)
+    return np.stack([c - x - y, c - x + y, c + x + y, c + x - y], axis=1)
+
+
+def quad_affines(quads: np.ndarray, size: int) -> np.ndarray:
+    """(N,2,3) affines taking each quad onto the crop square's outer edge. Pixel centres sit at integers
+    (cv2's convention), so the square's corners are at -0.5 and size-0.5, as in the authors' PIL chain
+    (their quad + 0.5 in PIL's corner coordinates)."""
+    corners = np.array([[0, 0], [0, size], [size, size], [size, 0]], np.float64) - 0.5
+    return np.stack([cv2.getAffineTransform(q[:3].astype(np.float32), corners[:3].astype(np.float32)) for q in quads])
 
 
 def ffhq_crop(lm68: np.ndarray, image_size: tuple[int, int], size: int = 256, smooth: bool = False,
-              sigma_center: float = 1.0, sigma_size: float = 3.0) -> FaceCrop:
+              sigma_center: float = 1.0, sigma_size: float = 3.0, mode: str = "nearest") -> FaceCrop:
     """FFHQ-style quad crop for (N,68,2) landmarks; with smooth=True the quads are smoothed over frames."""
-    c, x, y = ffhq_quad_params(np.asarray(lm68, np.float64))
-    if smooth:
-        c, x, y = smooth_quad_params(c, x, y, sigma_center, sigma_size)
-    quads = np.stack([c - x - y, c - x + y, c + x + y, c + x - y], axis=1)
-    corners = np.array([[0, 0], [0, size], [size, size], [size, 0]], np.float64)
-    forward = np.stack([cv2.getAffineTransform(q[:3].astype(np.float32), corners[:3].astype(np.float32)) for q in quads])
-    return make_crop(forward, size, image_size, "ffhq")
+    quads = ffhq_quads(lm68, smooth, sigma_center, sigma_size, mode)
+    return make_crop(quad_affines(quads, size), size, image_size, "ffhq")
+
+
+def authors_ffhq_crops(frames: np.ndarray, crop: FaceCrop, transform_size: int = 1024) -> np.ndarray:
+    """DVA's crop chain on uint8 (N,H,W,3) frames, for exact reproduction: PIL QUAD bilinear warp of the
+    quad to 1024 (no padding, black outside), a JPEG round trip at PIL's default quality 75, then PIL's
+    antialiased bilinear resize to the crop size (their dataset's Resize(256)). Uses crop's own quads."""
+    import io
+
+    from PIL import Image
+
+    size = crop.crop_size
+    corners = np.array([[0, 0], [0, size], [size, size], [size, 0]], np.float64) - 0.5
+    out = []
+    for frame, inverse in zip(frames, crop.inverse):
+        quad = np.stack([apply_affine(inverse, p[None])[0] for p in corners])  # pixel-centre coordinates
+        image = Image.fromarray(np.ascontiguousarray(frame, np.uint8)).transform(
+            (transform_size, transform_size), Image.Transform.QUAD, (quad + 0.5).flatten().tolist(),
+            Image.Resampling.BILINEAR)
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=75)
+        buffer.seek(0)
+        image = Image.open(buffer).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+        out.append(np.asarray(image))
+    return np.stack(out)
 
 
 # ---------------------------------------------------------------- ArcFace 256 and Face-Adapter 512

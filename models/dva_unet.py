@@ -191,10 +191,10 @@ class AttentionBlock(nn.Module):
             q, k, v = (t.reshape(bs * self.num_heads, ch, length) for t in qkv.chunk(3, dim=1))
         else:
             q, k, v = qkv.reshape(bs * self.num_heads, ch * 3, length).split(ch, dim=1)
-        scale = 1 / math.sqrt(math.sqrt(ch))
-        weight = torch.einsum("bct,bcs->bts", q * scale, k * scale)
-        weight = torch.softmax(weight.float(), dim=-1).type(weight.dtype)
-        return torch.einsum("bts,bcs->bct", weight, v).reshape(bs, -1, length)
+        # softmax(q^T k / sqrt(ch)) v: the authors' einsum form, through the fused kernel
+        out = F.scaled_dot_product_attention(q.transpose(1, 2)[:, None], k.transpose(1, 2)[:, None],
+                                             v.transpose(1, 2)[:, None])
+        return out[:, 0].transpose(1, 2).reshape(bs, -1, length)
 
 
 class TimeStyleSeperateEmbed(nn.Module):

@@ -7,6 +7,7 @@ Back puts them into the original frames through the decoded face masks.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from dataclasses import dataclass
@@ -31,7 +32,10 @@ from .sockets import DVA_LATENT, DVA_MODEL, FACE_CROP
 log = logging.getLogger("facecontrol")
 
 AUX_FILES = {"idnet": names.DVA_IDNET, "lndnet": names.DVA_LNDNET, "bgnet": names.DVA_BGNET}
-SOLVERS = ("ddim", "dpm++2m")
+SOLVERS = tuple(dva.SOLVERS)
+ENCODE_IDENTITIES = {"video average": "average", "per frame": "per-frame"}
+DECODE_IDENTITIES = {"current (edit, else as encoded)": "current", "video average": "average",
+                     "per frame": "per-frame"}
 
 
 @dataclass
@@ -42,10 +46,23 @@ class DVAModel:
     encoder: comfy.model_patcher.ModelPatcher
     model_channels: int
     source: str
+    precision: str = "fp32"  # fp32, fp16 or bf16 autocast for the UNet
 
     def load(self) -> torch.device:
         load_patchers([self.unet, self.encoder])
         return self.unet.load_device
+
+    def predictor(self):
+        """The UNet as called by the samplers, under this model's autocast precision."""
+        return dva.with_precision(self.unet.model, self.precision)
+
+
+def auto_precision(device: torch.device) -> str:
+    """What ComfyUI's device settings choose for a diffusion model on `device` (fp16 first, as the authors)."""
+    import comfy.model_management as mm
+
+    dtype = mm.unet_dtype(device, supported_dtypes=[torch.float16, torch.bfloat16, torch.float32])
+    return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
 
 
 def checkpoint_options() -> list[str]:
@@ -61,7 +78,7 @@ def step_callback(total_hint: int) -> Callable[[int, int], None]:
 def chunk_frames(model: DVAModel, device: torch.device, chunk_size: int) -> int:
     if chunk_size > 0:
         return chunk_size
-    return dva.frames_per_chunk(free_memory(device, model.unet), model.model_channels)
+    return dva.frames_per_chunk(free_memory(device, model.unet), model.model_channels, precision=model.precision)
 
 
 def make_schedule(steps: int, respacing: str) -> dva.DDIMSchedule:
@@ -97,16 +114,21 @@ class LoadDVA(FaceControlNode):
                 io.Combo.Input("encoders", options=["checkpoint", "pretrained_models files"], default="checkpoint",
                                tooltip="the frozen encoders inside the checkpoint, or model_ir_se50.pth, the "
                                        "MobileNet .pth.tar and 79999_iter.pth from models/dva/pretrained_models/"),
+                io.Combo.Input("precision", options=["auto", *dva.PRECISIONS], default="auto", optional=True,
+                               tooltip="UNet autocast (the authors: fp16); auto follows ComfyUI's device settings "
+                                       "(fp32 on CPU); the schedule and x0 arithmetic stay in float32/float64"),
             ],
             outputs=[DVA_MODEL.Output(display_name="dva_model")],
         )
 
     @classmethod
-    def execute(cls, checkpoint, weights, encoders) -> io.NodeOutput:
+    def execute(cls, checkpoint, weights, encoders, precision="auto") -> io.NodeOutput:
         path = folder_paths.get_full_path("dva", checkpoint) or resolve_model("dva/" + checkpoint)
         aux = {k: str(resolve_model(v)) for k, v in AUX_FILES.items()} if encoders != "checkpoint" else None
         model = cached_object(Path(path), functools.partial(_build_dva_model, weights=weights, aux=aux))
-        log.info("Load DVA: %s (%s weights, %d base channels)", path, weights, model.model_channels)
+        chosen = auto_precision(model.unet.load_device) if precision == "auto" else precision
+        model = dataclasses.replace(model, precision=chosen)
+        log.info("Load DVA: %s (%s weights, %d base channels, UNet %s)", path, weights, model.model_channels, chosen)
         return io.NodeOutput(model)
 
 
@@ -136,12 +158,16 @@ class DVAEncode(FaceControlNode):
                 io.Int.Input("chunk_size", default=0, min=0, max=256, tooltip="frames per UNet call; 0 = from free memory"),
                 io.Combo.Input("solver", options=list(SOLVERS), default="ddim", optional=True,
                                tooltip="ddim: the authors' inversion; dpm++2m: second-order multistep, same cost"),
+                io.Combo.Input("identity", options=list(ENCODE_IDENTITIES), default="video average", optional=True,
+                               tooltip="code x_T is inverted with: the video average (the authors' edit scripts) or "
+                                       "each frame's own (their metrics.py reconstruction protocol)"),
             ],
             outputs=[DVA_LATENT.Output(display_name="dva_latent"), io.Mask.Output(display_name="face_masks")],
         )
 
     @classmethod
-    def execute(cls, dva_model: DVAModel, crops, steps, respacing, chunk_size, face_crop=None, solver="ddim") -> io.NodeOutput:
+    def execute(cls, dva_model: DVAModel, crops, steps, respacing, chunk_size, face_crop=None, solver="ddim",
+                identity="video average") -> io.NodeOutput:
         frames = crops_to_model_input(crops, "crops")
         if face_crop is not None:
             check_batch(len(frames), len(face_crop), "crops", "face_crop")
@@ -150,22 +176,17 @@ class DVAEncode(FaceControlNode):
         schedule = make_schedule(steps, respacing)
         device = dva_model.load()
         chunk = chunk_frames(dva_model, device, chunk_size)
-        latent = encode_with(solver, dva_model, frames, schedule, chunk, device)
+        latent = encode_with(solver, dva_model, frames, schedule, chunk, device, ENCODE_IDENTITIES[identity])
         latent.crops = crops.detach().float().cpu()
         latent.face_crop = face_crop
         log.info("DVA Encode: %d frames, %d steps (%s), %d frames per chunk", len(latent), len(schedule), solver, chunk)
         return io.NodeOutput(latent, latent.masks[:, 0].clone())
 
 
-def encode_with(solver: str, dva_model: DVAModel, frames, schedule, chunk: int, device) -> dva.DVALatent:
-    unet, encoder = dva_model.unet.model, dva_model.encoder.model
-    if solver == "ddim":
-        return dva.encode_video(unet, encoder, frames, schedule, chunk, device, step_callback(len(schedule)))
-    if solver != "dpm++2m":
-        raise ValueError(f"unknown solver {solver!r}; choose one of {SOLVERS}")
-    from ..pipelines import dva_solvers
-
-    return dva_solvers.encode_video_dpmpp(unet, encoder, frames, schedule, chunk, device, step_callback(len(schedule)))
+def encode_with(solver: str, dva_model: DVAModel, frames, schedule, chunk: int, device,
+                identity: str = "average") -> dva.DVALatent:
+    return dva.encode_video(dva_model.predictor(), dva_model.encoder.model, frames, schedule, chunk, device,
+                            step_callback(len(schedule)), identity, solver)
 
 
 def classifier_state() -> DVAClassifierState:
@@ -181,7 +202,8 @@ class DVAEditClassifier(FaceControlNode):
             category="FaceControl/dva",
             description="Moves the video's identity code along a CelebA attribute direction of the authors' linear "
                         "classifier: l2norm(denorm(norm(z) + scale*sqrt(512)*unit(w))). A negative scale removes "
-                        "the attribute (No_Beard with a negative scale adds a beard).",
+                        "the attribute (No_Beard with a negative scale adds a beard). z is the latent's current "
+                        "code, so edits stack; DVA Reset Edit returns to the video's own code.",
             inputs=[
                 DVA_LATENT.Input("dva_latent"),
                 io.Combo.Input("attribute", options=list(dva.CELEBA_ATTRIBUTES), default="Mustache"),
@@ -194,7 +216,7 @@ class DVAEditClassifier(FaceControlNode):
     @classmethod
     def execute(cls, dva_latent: dva.DVALatent, attribute, scale, normalize) -> io.NodeOutput:
         state = classifier_state()
-        edited = dva.classifier_edit(dva_latent.z_id_avg, state.weight, attribute, scale, state.conds_mean,
+        edited = dva.classifier_edit(dva_latent.current_code(), state.weight, attribute, scale, state.conds_mean,
                                      state.conds_std, normalize)
         return io.NodeOutput(dva_latent.with_edit(edited, f"{attribute} {scale:+g}"))
 
@@ -215,37 +237,58 @@ class DVADecode(FaceControlNode):
                                tooltip="ddim: the authors' sampler; dpm++2m: second-order multistep on the same model; "
                                        "the solver that inverted x_T reconstructs best"),
                 io.Int.Input("chunk_size", default=0, min=0, max=256, tooltip="frames per UNet call; 0 = from free memory"),
+                io.Combo.Input("identity", options=list(DECODE_IDENTITIES), default="current (edit, else as encoded)",
+                               optional=True, tooltip="identity code to generate with: the edited code (else the one "
+                                                      "x_T was inverted with), the video average, or each frame's own "
+                                                      "(the authors' reconstruction-metrics path)"),
             ],
             outputs=[io.Image.Output(display_name="crops"), io.Mask.Output(display_name="face_masks"),
                      FACE_CROP.Output(display_name="face_crop")],
         )
 
     @classmethod
-    def execute(cls, dva_model: DVAModel, dva_latent: dva.DVALatent, solver, chunk_size) -> io.NodeOutput:
+    def execute(cls, dva_model: DVAModel, dva_latent: dva.DVALatent, solver, chunk_size,
+                identity="current (edit, else as encoded)") -> io.NodeOutput:
         schedule = dva.DDIMSchedule.from_timesteps(list(dva_latent.timestep_map))
         device = dva_model.load()
         chunk = chunk_frames(dva_model, device, chunk_size)
         out = decode_with(dva_latent.solver if solver == "as encoded" else solver, dva_model, dva_latent, schedule, chunk,
-                          device)
+                          device, dva_latent.identity_codes(DECODE_IDENTITIES[identity]))
         if dva_latent.face_crop is None:
             log.info("DVA Decode: the latent has no face_crop (Encode got none); paste-back needs one")
         return io.NodeOutput(unit_to_image(out), dva_latent.masks[:, 0].clone(), dva_latent.face_crop)
 
 
-def decode_with(solver: str, dva_model: DVAModel, latent: dva.DVALatent, schedule, chunk: int, device) -> torch.Tensor:
-    callback = step_callback(len(schedule))
-    if solver == "ddim":
-        return dva.decode_video(dva_model.unet.model, dva_model.encoder.model, latent, schedule, latent.z_id_edit,
-                                chunk, device, callback)
-    if solver == "dpm++2m":
-        from ..pipelines import dva_solvers
-
-        return dva_solvers.decode_video_dpmpp(dva_model.unet.model, dva_model.encoder.model, latent, schedule,
-                                              latent.z_id_edit, chunk, device, callback)
-    raise ValueError(f"unknown solver {solver!r}; choose one of {SOLVERS}")
+def decode_with(solver: str, dva_model: DVAModel, latent: dva.DVALatent, schedule, chunk: int, device,
+                z_id: torch.Tensor | None = None) -> torch.Tensor:
+    z_id = latent.identity_codes() if z_id is None else z_id
+    return dva.decode_video(dva_model.predictor(), dva_model.encoder.model, latent, schedule, z_id, chunk, device,
+                            step_callback(len(schedule)), solver)
 
 
-NODES = [LoadDVA, DVAEncode, DVAEditClassifier, DVADecode]
+class DVAResetEdit(FaceControlNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FaceControlDVAResetEdit",
+            display_name="DVA Reset Edit",
+            category="FaceControl/dva",
+            description="Drops every edit of the latent, so Decode and the next edit use the video's own code again "
+                        "(edits otherwise stack: each starts from the latent's current code).",
+            inputs=[DVA_LATENT.Input("dva_latent")],
+            outputs=[DVA_LATENT.Output(display_name="dva_latent")],
+        )
+
+    @classmethod
+    def execute(cls, dva_latent: dva.DVALatent) -> io.NodeOutput:
+        return io.NodeOutput(dva_latent.without_edit())
+
+
+NODES = [LoadDVA, DVAEncode, DVAEditClassifier, DVAResetEdit, DVADecode]
+
+
+# the names of pipelines.dva_clip.CLIP_PRESETS (kept here so the schema needs no open_clip import)
+CLIP_PRESET_NAMES = ("script defaults (id 5, scale 1.0)", "README example (id 1, scale 0.5)")
 
 
 def _build_clip(path: Path) -> torch.nn.Module:
@@ -266,9 +309,10 @@ class DVAEditCLIP(FaceControlNode):
             node_id="FaceControlDVAEditCLIP",
             display_name="DVA Edit (text)",
             category="FaceControl/dva",
-            description="Optimises the identity code on the first frame so a few-step reconstruction moves along "
-                        "the CLIP (ViT-B/16) direction from the source to the target text, keeping identity and the "
-                        "face outside the edit (the authors' reduced-step CLIP edit), then applies it to the video.",
+            description="The authors' CLIP edit: frame 0's 5-level DDIM reconstruction is fixed; each iteration takes "
+                        "one DDIM step from every level with the optimised code and scores it with StyleGAN-NADA's "
+                        "directional CLIP loss (79 prompt templates), 1 - cos on the codes and L1 inside the face "
+                        "mask. The latent's current code then moves by scale * (optimised - frame 0's code).",
             inputs=[
                 DVA_MODEL.Input("dva_model"),
                 DVA_LATENT.Input("dva_latent"),
@@ -277,31 +321,36 @@ class DVAEditCLIP(FaceControlNode):
                 io.Int.Input("iterations", default=2000, min=1, max=10000, tooltip="Adam steps (authors: 2000)"),
                 io.Float.Input("lr", default=0.002, min=1e-5, max=1.0, step=0.0001),
                 io.Int.Input("steps", default=5, min=1, max=100, tooltip="DDIM steps of the optimised reconstruction (authors: 5)"),
-                io.Float.Input("scale", default=0.5, min=-5.0, max=5.0, step=0.01, tooltip="how far the video code moves"),
-                io.Float.Input("clip_weight", default=3.0, min=0.0, max=100.0, step=0.1),
-                io.Float.Input("id_weight", default=1.0, min=0.0, max=100.0, step=0.1),
-                io.Float.Input("l1_weight", default=5.0, min=0.0, max=100.0, step=0.1),
+                io.Combo.Input("preset", options=[*CLIP_PRESET_NAMES, "custom"], default=CLIP_PRESET_NAMES[0],
+                               tooltip="the weights and scale of editing_CLIP.py's defaults or of the README's example "
+                                       "command; custom uses the four values below"),
+                io.Float.Input("scale", default=1.0, min=-5.0, max=5.0, step=0.01,
+                               tooltip="how far the video code moves (custom preset only)"),
+                io.Float.Input("clip_weight", default=3.0, min=0.0, max=100.0, step=0.1, tooltip="custom preset only"),
+                io.Float.Input("id_weight", default=5.0, min=0.0, max=100.0, step=0.1, tooltip="custom preset only"),
+                io.Float.Input("l1_weight", default=5.0, min=0.0, max=100.0, step=0.1, tooltip="custom preset only"),
             ],
             outputs=[DVA_LATENT.Output(display_name="dva_latent"), io.String.Output(display_name="report")],
         )
 
     @classmethod
     def execute(cls, dva_model: DVAModel, dva_latent: dva.DVALatent, target_text, source_text, iterations, lr, steps,
-                scale, clip_weight, id_weight, l1_weight) -> io.NodeOutput:
-        from ..pipelines.dva_clip import ClipEditSettings, clip_direction_edit
+                preset, scale, clip_weight, id_weight, l1_weight) -> io.NodeOutput:
+        from ..pipelines.dva_clip import CLIP_PRESETS, ClipEditSettings, clip_direction_edit
 
         if not target_text.strip():
             raise ValueError("'target_text' is empty: describe the edited face, e.g. 'face with beard'")
         if dva_latent.crops is None:
             raise ValueError("'dva_latent' carries no crops; encode it with DVA Encode")
-        settings = ClipEditSettings(target_text, source_text, iterations, lr, steps, scale, clip_weight, id_weight,
-                                    l1_weight)
+        weights = dict(scale=scale, clip_weight=clip_weight, id_weight=id_weight, l1_weight=l1_weight)
+        settings = ClipEditSettings(target_text, source_text, iterations, lr, steps,
+                                    **CLIP_PRESETS.get(preset, weights))
         clip = clip_patcher()
         load_patchers([dva_model.unet, dva_model.encoder, clip])
         device = dva_model.unet.load_device
         frame0 = crops_to_model_input(dva_latent.crops[:1], "dva_latent crops")
         with torch.inference_mode(False), torch.enable_grad():
-            edited, losses = clip_direction_edit(dva_model.unet.model, dva_model.encoder.model, clip.model, frame0,
+            edited, losses = clip_direction_edit(dva_model.predictor(), dva_model.encoder.model, clip.model, frame0,
                                                  dva_latent, settings, device, step_callback(iterations))
         report = f"'{source_text}' -> '{target_text}': loss {losses[0]:.4f} -> {losses[-1]:.4f} in {iterations} iterations"
         return io.NodeOutput(dva_latent.with_edit(edited, report), report)

@@ -26,7 +26,8 @@ from .sockets import FACE_CROP, FACES
 log = logging.getLogger("facecontrol")
 
 BACKENDS = ("auto", "mediapipe", "insightface-scrfd")
-CONVENTIONS = ("ffhq", "arcface256", "faceadapter512")
+AUTHORS_FFHQ = "ffhq (DVA authors' chain)"
+CONVENTIONS = ("ffhq", "arcface256", "faceadapter512", AUTHORS_FFHQ)
 
 
 def _mediapipe_detector(path: Path, max_faces: int):
@@ -229,7 +230,8 @@ class AlignFaces(FaceControlNode):
             display_name="Align and Crop Faces",
             category="FaceControl/faces",
             description="Aligned face crops with their transforms: FFHQ quad (PIE, DVA; optional temporal smoothing "
-                        "for video), ArcFace-template 256, or Face-Adapter's 512 crop.",
+                        "for video), ArcFace-template 256, or Face-Adapter's 512 crop. \"ffhq (DVA authors' chain)\" reproduces DVA's "
+                        "preprocessing exactly: reflect-mode smoothing, PIL warp to 1024, JPEG q75, resize.",
             inputs=[
                 io.Image.Input("image"),
                 FACES.Input("faces"),
@@ -258,6 +260,8 @@ class AlignFaces(FaceControlNode):
         if convention in ("faceadapter512", "arcface256") and crop_chain_for(crop_chain, border) == AUTHORS_CHAIN:
             return _authors_chain_crops(frames, faces, convention, smooth, sigma_center, sigma_size, crop_ratio)
         crop = make_face_crop(faces, convention, size, smooth, sigma_center, sigma_size, crop_ratio)
+        if convention == AUTHORS_FFHQ:
+            return io.NodeOutput(uint8_to_image(face_align.authors_ffhq_crops(frames, crop)), crop)
         tick = progress(len(frames))
         crops = []
         for i, frame in enumerate(frames):
@@ -297,8 +301,10 @@ def _broadcast_faces(faces: FaceSet, n: int) -> FaceSet:
 
 def make_face_crop(faces: FaceSet, convention: str, size: int, smooth: bool, sigma_center: float, sigma_size: float,
                    crop_ratio: float) -> FaceCropData:
-    if convention == "ffhq":
-        return face_align.ffhq_crop(faces.lm68(), faces.image_size, size, smooth and len(faces) > 1, sigma_center, sigma_size)
+    if convention in ("ffhq", AUTHORS_FFHQ):
+        mode = "reflect" if convention == AUTHORS_FFHQ else "nearest"  # scipy's default, as the authors smooth
+        return face_align.ffhq_crop(faces.lm68(), faces.image_size, size, smooth and len(faces) > 1, sigma_center,
+                                    sigma_size, mode)
     if convention == "arcface256":
         return face_align.arcface_crop(faces.lm5(), faces.image_size, 256)
     if convention == "faceadapter512":

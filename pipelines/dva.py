@@ -32,6 +32,12 @@ __all__ = [
     "DDIMSchedule",
     "ddim_invert",
     "ddim_generate",
+    "ddim_step",
+    "PRECISIONS",
+    "with_precision",
+    "Solver",
+    "SOLVERS",
+    "get_solver",
     "invert_frames",
     "generate_frames",
     "average_identity",
@@ -67,6 +73,32 @@ CELEBA_ATTRIBUTES = (
 
 class NoisePredictor(Protocol):
     def __call__(self, x: torch.Tensor, t: torch.Tensor, z_face: torch.Tensor) -> torch.Tensor: ...
+
+
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class AutocastPredictor(torch.nn.Module):
+    """The noise predictor under torch.autocast (the authors run it under fp16 autocast); eps comes back
+    in float32, so the schedule and x0 arithmetic stay in float32/float64."""
+
+    def __init__(self, model: NoisePredictor, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.model = model
+        self.dtype = dtype
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, z_face: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=self.dtype):
+            eps = self.model(x, t, z_face)
+        return eps.float()
+
+
+def with_precision(model: NoisePredictor, precision: str = "fp32") -> NoisePredictor:
+    """`model` itself for fp32, else wrapped in AutocastPredictor with fp16 or bf16."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    dtype = PRECISIONS[precision]
+    return model if dtype is None else AutocastPredictor(model, dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -180,6 +212,34 @@ def _move_to_level(x0: torch.Tensor, eps: torch.Tensor, abar_target: float) -> t
     return x0 * _scalar(math.sqrt(abar_target), x0) + _scalar(math.sqrt(1.0 - abar_target), x0) * eps
 
 
+def _per_sample(values, like: torch.Tensor) -> torch.Tensor:
+    # float64 schedule values rounded to float32 per sample, shaped to broadcast over (B,C,H,W)
+    return torch.tensor(np.asarray(values, dtype=np.float64), dtype=torch.float32,
+                        device=like.device).to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+
+def ddim_step(
+    model: NoisePredictor,
+    x: torch.Tensor,
+    indices: list[int],
+    z_face: torch.Tensor,
+    schedule: DDIMSchedule,
+    clip_denoised: bool = True,
+) -> torch.Tensor:
+    """One DDIM generation step (eta=0) for each sample b from respaced index indices[b] to the level
+    below, in one model call: the authors' batched `ddim_sample` with a vector t. Differentiable."""
+    abar = schedule.alphas_cumprod[indices]
+    abar_prev = schedule.alphas_cumprod_prev[indices]
+    t = torch.tensor([schedule.timestep_map[i] for i in indices], dtype=torch.int64, device=x.device)
+    eps = model(x, t, z_face).to(x.dtype)
+    recip, recipm1 = _per_sample(np.sqrt(1.0 / abar), x), _per_sample(np.sqrt(1.0 / abar - 1.0), x)
+    x0 = recip * x - recipm1 * eps
+    if clip_denoised:
+        x0 = x0.clamp(-1, 1)
+    eps = (recip * x - x0) / recipm1
+    return x0 * _per_sample(np.sqrt(abar_prev), x) + _per_sample(np.sqrt(1.0 - abar_prev), x) * eps
+
+
 @torch.no_grad()
 def ddim_invert(
     model: NoisePredictor,
@@ -251,6 +311,25 @@ def _chunked(
     return torch.cat(outputs, dim=0)
 
 
+@dataclass(frozen=True)
+class Solver:
+    """A deterministic sampler: invert(model, x0, z_face, schedule, callback=) -> x_T with T-1 model
+    calls, generate(model, x_T, z_face, schedule, callback=) -> x0 with T calls."""
+
+    invert: Callable[..., torch.Tensor]
+    generate: Callable[..., torch.Tensor]
+
+
+# name -> solver, taken by encode, decode and streaming; a new solver is one entry (see dva_solvers)
+SOLVERS: dict[str, Solver] = {"ddim": Solver(ddim_invert, ddim_generate)}
+
+
+def get_solver(name: str) -> Solver:
+    if name not in SOLVERS:
+        raise ValueError(f"unknown solver {name!r}; choose one of {', '.join(SOLVERS)}")
+    return SOLVERS[name]
+
+
 def invert_frames(
     model: NoisePredictor,
     frames: torch.Tensor,
@@ -259,11 +338,12 @@ def invert_frames(
     chunk_size: int = 4,
     device: torch.device | str | None = None,
     callback: ProgressCallback | None = None,
+    solver: str = "ddim",
 ) -> torch.Tensor:
-    """`ddim_invert` over N frames (N,3,H,W) in [-1,1] with z_face (N,512), `chunk_size` at a time on
-    `device` (default: the frames' device). Returns x_T (N,3,H,W) on the frames' device."""
+    """The solver's inversion over N frames (N,3,H,W) in [-1,1] with z_face (N,512), `chunk_size` at a
+    time on `device` (default: the frames' device). Returns x_T (N,3,H,W) on the frames' device."""
     calls = len(schedule) - 1
-    return _chunked(ddim_invert, calls, model, frames, z_face, schedule, chunk_size, device, callback)
+    return _chunked(get_solver(solver).invert, calls, model, frames, z_face, schedule, chunk_size, device, callback)
 
 
 def generate_frames(
@@ -274,9 +354,11 @@ def generate_frames(
     chunk_size: int = 4,
     device: torch.device | str | None = None,
     callback: ProgressCallback | None = None,
+    solver: str = "ddim",
 ) -> torch.Tensor:
-    """`ddim_generate` over N noise maps in chunks. Returns frames (N,3,H,W) in [-1,1]."""
-    return _chunked(ddim_generate, len(schedule), model, x_T, z_face, schedule, chunk_size, device, callback)
+    """The solver's generation over N noise maps in chunks. Returns frames (N,3,H,W) in [-1,1]."""
+    return _chunked(get_solver(solver).generate, len(schedule), model, x_T, z_face, schedule, chunk_size, device,
+                    callback)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -360,13 +442,36 @@ class DVALatent:
     z_id_edit: torch.Tensor | None = None  # (1,512) edited identity; None = no edit (decode the average)
     edit_note: str = ""  # what edit produced z_id_edit, for reports
     solver: str = "ddim"  # the solver that inverted x_T; decoding with the same one reconstructs best
+    inverted_with: str = "average"  # identity code x_T was inverted with: "average" or "per-frame"
 
     def __len__(self) -> int:
         return int(self.x_T.shape[0])
 
+    def current_code(self) -> torch.Tensor:
+        """(1,512) the code an edit starts from: the last edit's, else the video average."""
+        return self.z_id_avg if self.z_id_edit is None else self.z_id_edit
+
     def with_edit(self, z_id_edit: torch.Tensor, note: str) -> "DVALatent":
-        """A copy that decodes with identity `z_id_edit` (tensors are shared, not copied)."""
-        return replace(self, z_id_edit=z_id_edit, edit_note=note)
+        """A copy that decodes with identity `z_id_edit`; the note is appended to earlier edits' notes
+        (tensors are shared, not copied)."""
+        return replace(self, z_id_edit=z_id_edit, edit_note=f"{self.edit_note} + {note}" if self.edit_note else note)
+
+    def without_edit(self) -> "DVALatent":
+        """A copy that decodes with the video's own code again."""
+        return replace(self, z_id_edit=None, edit_note="")
+
+    def identity_codes(self, identity: str = "current") -> torch.Tensor:
+        """Codes to decode with: "current" (the edit, else the codes x_T was inverted with), "average"
+        (1,512) or "per-frame" (N,512, the authors' reconstruction-metrics path)."""
+        if identity == "current":
+            if self.z_id_edit is not None:
+                return self.z_id_edit
+            identity = self.inverted_with
+        if identity == "average":
+            return self.z_id_avg
+        if identity == "per-frame":
+            return self.z_id
+        raise ValueError(f"unknown identity {identity!r}; choose current, average or per-frame")
 
 
 def _encoder_in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], frames, chunk_size, device) -> torch.Tensor:
@@ -383,10 +488,13 @@ def encode_video(
     chunk_size: int = 4,
     device: torch.device | str | None = None,
     callback: ProgressCallback | None = None,
+    identity: str = "average",
+    solver: str = "ddim",
 ) -> DVALatent:
     """Encode aligned frames (N,3,H,W) in [-1,1]: identity, landmarks, masks and x_T.
 
-    x_T is inverted with z_face built from the averaged identity, as the authors' edit scripts do.
+    identity "average": x_T is inverted with z_face built from the averaged identity, as the authors'
+    edit scripts do; "per-frame": with each frame's own code, as their metrics.py does.
     `encoder` is a DVAFaceEncoder.
     """
     device = frames.device if device is None else torch.device(device)
@@ -395,12 +503,15 @@ def encode_video(
     z_lnd = _encoder_in_chunks(encoder.landmarks, frames, step, device)
     masks = _encoder_in_chunks(lambda x: encoder.face_mask(x, for_video=True), frames, step, device)
     z_id_avg = average_identity(z_id)
-    z_face = _face_codes(encoder, z_id_avg, z_lnd, device)
-    x_T = invert_frames(unet, frames, z_face, schedule, chunk_size, device, callback)
-    return DVALatent(z_id, z_id_avg, z_lnd, x_T, masks, schedule.timestep_map)
+    latent = DVALatent(z_id, z_id_avg, z_lnd, z_id_avg, masks, schedule.timestep_map, solver=solver,
+                       inverted_with=identity)
+    z_face = _face_codes(encoder, latent.identity_codes(identity), z_lnd, device)
+    latent.x_T = invert_frames(unet, frames, z_face, schedule, chunk_size, device, callback, solver)
+    return latent
 
 
 def _face_codes(encoder, z_id: torch.Tensor, z_lnd: torch.Tensor, device) -> torch.Tensor:
+    """z_face (N,512) for one shared code (1,512) or per-frame codes (N,512)."""
     z_id = z_id.to(device).expand(z_lnd.shape[0], -1)
     return encoder.face_code(z_id, z_lnd.to(device)).to(z_lnd.device)
 
@@ -415,28 +526,31 @@ def decode_video(
     chunk_size: int = 4,
     device: torch.device | str | None = None,
     callback: ProgressCallback | None = None,
-    generate: Callable[..., torch.Tensor] | None = None,
+    solver: str | None = None,
 ) -> torch.Tensor:
-    """Generate frames (N,3,H,W) in [0,1] from latent.x_T with identity z_id (default: the average).
+    """Generate frames (N,3,H,W) in [0,1] from latent.x_T with identity z_id, (1,512) or per-frame
+    (N,512); default: the codes x_T was inverted with (see DVALatent.identity_codes).
 
-    Use the same schedule as the inversion for a faithful reconstruction. ``generate`` is the chunked
-    sampler (default DDIM, :func:`generate_frames`; same arguments).
+    Use the same schedule and solver (default: latent.solver, the one that inverted x_T) as the
+    inversion for a faithful reconstruction.
     """
     device = latent.x_T.device if device is None else torch.device(device)
-    identity = latent.z_id_avg if z_id is None else z_id
+    identity = latent.identity_codes(latent.inverted_with) if z_id is None else z_id
     z_face = _face_codes(encoder, identity, latent.z_lnd, device)
-    frames = (generate or generate_frames)(unet, latent.x_T, z_face, schedule, chunk_size, device, callback)
+    frames = generate_frames(unet, latent.x_T, z_face, schedule, chunk_size, device, callback, solver or latent.solver)
     return (frames + 1) / 2
 
 
-def frames_per_chunk(free_bytes: int, model_channels: int = 128, image_size: int = 256, limit: int = 64) -> int:
+def frames_per_chunk(free_bytes: int, model_channels: int = 128, image_size: int = 256, limit: int = 64,
+                     precision: str = "fp32") -> int:
     """How many frames one UNet call may take given `free_bytes` of device memory.
 
     About 300 MB of float32 activations per 256-px frame for the released 128-channel UNet (skip
-    features of the 256 and 128 px levels dominate), scaled by width and area; half the free memory
-    is left as headroom.
+    features of the 256 and 128 px levels dominate), scaled by width and area, halved under fp16/bf16
+    autocast; half the free memory is left as headroom.
     """
     per_frame = 300e6 * (model_channels / 128) * (image_size / 256) ** 2
+    per_frame *= 0.5 if PRECISIONS.get(precision) is not None else 1.0
     return int(max(1, min(limit, (free_bytes * 0.5) // per_frame)))
 
 
@@ -455,6 +569,7 @@ def stream_edit_video(
     chunk_size: int = 4,
     device: torch.device | str = "cpu",
     callback: ProgressCallback | None = None,
+    solver: str = "ddim",
 ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """Encode, edit and decode a video without holding it: yields (start, frames [0,1], masks) per chunk.
 
@@ -479,7 +594,13 @@ def stream_edit_video(
             if callback is not None:
                 callback(offset + done, calls * len(starts))
 
-        x_T = ddim_invert(unet, frames, _face_codes(encoder, z_avg, z_lnd, device), schedule, callback=report)
+        sampler = get_solver(solver)
+        x_T = sampler.invert(unet, frames, _face_codes(encoder, z_avg, z_lnd, device), schedule, callback=report)
         shifted = lambda done, total, base=len(schedule) - 1: report(base + done, total)  # noqa: E731
-        out = ddim_generate(unet, x_T, _face_codes(encoder, z_target, z_lnd, device), schedule, callback=shifted)
+        out = sampler.generate(unet, x_T, _face_codes(encoder, z_target, z_lnd, device), schedule, callback=shifted)
         yield start, ((out + 1) / 2).cpu(), mask.cpu()
+
+
+from . import dva_solvers as _dva_solvers  # noqa: E402  (registers the solvers defined there)
+
+SOLVERS["dpm++2m"] = Solver(_dva_solvers.dpmpp_invert, _dva_solvers.dpmpp_generate)

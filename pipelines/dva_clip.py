@@ -1,17 +1,20 @@
-"""DVA text-driven edit: optimise the identity code so that a few-step DDIM reconstruction of the first
-frame moves along a CLIP text direction (the authors' editing_CLIP.py strategy).
+"""DVA text-driven edit as the authors run it (editing_CLIP.py, losses/clip_loss.py).
 
-1. Frame 0 is inverted with `steps` DDIM steps (5 in the paper: timesteps 0, 200, ..., 800) using its own
-   identity code z0 and landmark code.
-2. edit_code starts at z0; each iteration generates frame 0 from that x_T with
-   z_face = Linear(cat(edit_code, z_lnd0)) through the same few steps, with gradients, and takes an Adam
-   step (lr 0.002) on
-       clip_weight * -log((2 - d) / 2)            d = 1 - cos(image direction, text direction)
-     + id_weight   * (1 - cos(IR-SE50(generated), z0))
-     + l1_weight   * mean |generated - frame0| inside the face mask
-   where the image direction is CLIP(generated) - CLIP(frame0) and the text direction is
-   CLIP(target text) - CLIP(source text) (StyleGAN-NADA's directional loss, ViT-B/16).
-3. The video's code becomes l2norm(z_avg + scale * (edit_code - z0)).
+1. Frame 0 is inverted with its own identity code z0 and landmark code through `steps` DDIM levels
+   (5: timesteps 0, 200, 400, 600, 800). Once, without gradients, the DDIM reconstruction from that
+   x_T with z0 is recorded at every level: the trajectory r_S, r_{S-1}, ..., r_0, r_clean.
+2. Every iteration takes ONE batched DDIM step from each trajectory level r_S..r_0 (step indices
+   S-1..0) with the code l2norm(edit), giving S one-step outputs o, and takes an Adam step on
+       clip_weight * -log((2 - d) / 2)     d = StyleGAN-NADA directional distance between the image
+                                           direction CLIP(o) - CLIP(r_{k-1}) and the text direction
+     + id_weight   * (1 - <l2norm(edit), z0>)       (a cosine on the codes, no network)
+     + l1_weight   * mean |r_{k-1}*m - o*m|         (m: the image-mode face mask of frame 0)
+   The text direction is the mean over the 79 ImageNet prompt templates of the per-template
+   normalised target minus source text features, normalised.
+3. The code the edit starts from (the video average, or an earlier edit) becomes
+   l2norm(code + scale * (edit - z0)).
+
+At initialisation the one-step outputs equal the trajectory, so the L1 and identity terms are zero.
 """
 from __future__ import annotations
 
@@ -22,13 +25,36 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .dva import DDIMSchedule, DVALatent, _denoise, _move_to_level, ddim_invert, l2_normalize
+from .dva import (
+    DDIMSchedule,
+    DVALatent,
+    _denoise,
+    _move_to_level,
+    ddim_invert,
+    ddim_step,
+    l2_normalize,
+)
 
-__all__ = ["ClipEditSettings", "clip_direction_edit", "TextDirection"]
+__all__ = [
+    "CLIP_PRESETS",
+    "ClipEditSettings",
+    "TextDirection",
+    "clip_direction_edit",
+    "clip_edit_losses",
+    "imagenet_templates",
+    "prepare_clip_edit",
+    "reconstruction_trajectory",
+]
 
 logger = logging.getLogger(__name__)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+# editing_CLIP.py's argparse defaults, and the README's example command
+CLIP_PRESETS = {
+    "script defaults (id 5, scale 1.0)": dict(clip_weight=3.0, id_weight=5.0, l1_weight=5.0, scale=1.0),
+    "README example (id 1, scale 0.5)": dict(clip_weight=3.0, id_weight=1.0, l1_weight=5.0, scale=0.5),
+}
 
 
 @dataclass
@@ -38,26 +64,37 @@ class ClipEditSettings:
     iterations: int = 2000
     lr: float = 0.002
     steps: int = 5
-    scale: float = 0.5
+    scale: float = 1.0
     clip_weight: float = 3.0
-    id_weight: float = 1.0
+    id_weight: float = 5.0
     l1_weight: float = 5.0
 
 
+def imagenet_templates() -> list[str]:
+    """StyleGAN-NADA's 79 `imagenet_templates`: OpenAI's 80 ImageNet prompts without 'a photo of many {}.'."""
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
+    return [t("{}") for t in OPENAI_IMAGENET_TEMPLATES if t("{}") != "a photo of many {}."]
+
+
 class TextDirection:
-    """CLIP image and text embeddings for the directional loss."""
+    """CLIP image embeddings and the template-averaged text direction of the directional loss."""
 
     def __init__(self, clip_model, source_text: str, target_text: str):
-        import open_clip
-
         self.model = clip_model
-        device = next(clip_model.parameters()).device
         with torch.no_grad():
-            tokens = open_clip.tokenize([source_text, target_text]).to(device)
-            text = F.normalize(clip_model.encode_text(tokens).float(), dim=-1)
-        self.text_direction = F.normalize(text[1:] - text[:1], dim=-1)
+            source, target = self.text_features(source_text), self.text_features(target_text)
+        self.text_direction = F.normalize((target - source).mean(0, keepdim=True), dim=-1)
         size = clip_model.visual.image_size
         self.size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+
+    def text_features(self, text: str) -> torch.Tensor:
+        """(79,D) unit text features of `text` in every template."""
+        import open_clip
+
+        device = next(self.model.parameters()).device
+        tokens = open_clip.tokenize([t.format(text) for t in imagenet_templates()]).to(device)
+        return F.normalize(self.model.encode_text(tokens).float(), dim=-1)
 
     def image_embedding(self, x: torch.Tensor) -> torch.Tensor:
         """x (B,3,H,W) in [-1,1] -> unit CLIP image embeddings."""
@@ -66,10 +103,17 @@ class TextDirection:
         std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
         return F.normalize(self.model.encode_image((x - mean) / std).float(), dim=-1)
 
-    def loss(self, generated: torch.Tensor, source_embedding: torch.Tensor) -> torch.Tensor:
-        direction = F.normalize(self.image_embedding(generated) - source_embedding, dim=-1)
-        distance = 1 - (direction * self.text_direction).sum(-1)
-        return -torch.log((2 - distance) / 2).mean()
+    def directional_distance(self, source_embedding: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """StyleGAN-NADA's clip_directional_loss: mean 1 - cos(unit image direction, text direction)."""
+        target_embedding = self.image_embedding(target)
+        edit = target_embedding - source_embedding
+        edit = edit / (edit.norm(dim=-1, keepdim=True) + 1e-7)
+        if bool((edit == 0).all()):  # their fallback when the images have not moved at all
+            edit = target_embedding
+        return (1 - F.cosine_similarity(edit, self.text_direction, dim=1)).mean()
+
+    def loss(self, source_embedding: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return -torch.log((2 - self.directional_distance(source_embedding, target)) / 2)
 
 
 def make_autograd_ready(module: torch.nn.Module) -> None:
@@ -85,13 +129,59 @@ def make_autograd_ready(module: torch.nn.Module) -> None:
                 sub._buffers[name] = buffer.clone()
 
 
-def _generate_with_grad(unet, x_T, z_face, schedule: DDIMSchedule) -> torch.Tensor:
-    x = x_T
+@torch.no_grad()
+def reconstruction_trajectory(unet, frame0: torch.Tensor, z_face: torch.Tensor, schedule: DDIMSchedule) -> torch.Tensor:
+    """(S+1,3,H,W): x_T of frame0 (S-1 inversion calls), then each DDIM generation level down to the clean image."""
+    x = ddim_invert(unet, frame0, z_face, schedule)
+    levels = [x]
     abar, abar_prev = schedule.alphas_cumprod, schedule.alphas_cumprod_prev
     for i in reversed(range(len(schedule))):
         x0, eps = _denoise(unet, x, schedule.timestep_map[i], z_face, abar[i], True)
         x = _move_to_level(x0, eps, abar_prev[i])
-    return x
+        levels.append(x)
+    return torch.cat(levels)
+
+
+@dataclass
+class ClipEditState:
+    """What stays fixed over the iterations."""
+
+    trajectory: torch.Tensor  # (S+1,3,H,W)
+    source_embedding: torch.Tensor  # CLIP(trajectory[1:])
+    z0: torch.Tensor  # (1,512) frame 0's own identity code
+    z_lnd0: torch.Tensor  # (1,102)
+    mask: torch.Tensor  # (1,1,H,W) image-mode face mask of frame 0
+    direction: TextDirection
+    schedule: DDIMSchedule
+
+
+def clip_edit_losses(unet, encoder, state: ClipEditState, edit_code: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The three terms for one iteration (differentiable in edit_code) and their one-step outputs."""
+    code = l2_normalize(edit_code)
+    levels = state.trajectory[:-1]
+    z_face = encoder.face_code(code, state.z_lnd0).expand(len(levels), -1)
+    indices = list(reversed(range(len(state.schedule))))
+    stepped = ddim_step(unet, levels, indices, z_face, state.schedule)
+    target = state.trajectory[1:]
+    return {
+        "clip": state.direction.loss(state.source_embedding, stepped),
+        "id": (1 - (code[0] * state.z0[0]).sum()),
+        "l1": F.l1_loss(target * state.mask, stepped * state.mask),
+        "outputs": stepped,
+    }
+
+
+def prepare_clip_edit(unet, encoder, clip_model, frame0: torch.Tensor, settings: ClipEditSettings) -> ClipEditState:
+    """Frame 0's codes, mask, reconstruction trajectory and the text direction."""
+    schedule = DDIMSchedule.from_steps(settings.steps)
+    with torch.no_grad():
+        z0 = encoder.id_forward(frame0)
+        z_lnd0 = encoder.landmarks(frame0)
+        mask = encoder.face_mask(frame0, for_video=False)
+        trajectory = reconstruction_trajectory(unet, frame0, encoder.face_code(z0, z_lnd0), schedule)
+        direction = TextDirection(clip_model, settings.source_text, settings.target_text)
+        source_embedding = direction.image_embedding(trajectory[1:])
+    return ClipEditState(trajectory, source_embedding, z0, z_lnd0, mask, direction, schedule)
 
 
 def clip_direction_edit(
@@ -104,33 +194,23 @@ def clip_direction_edit(
     device: torch.device | str = "cpu",
     callback: Callable[[int, int], None] | None = None,
 ) -> tuple[torch.Tensor, list[float]]:
-    """Edited video identity code (1,512) and the loss per iteration.
+    """Edited video identity code (1,512) and the total loss per iteration.
 
-    frame0: (1,3,256,256) aligned crop in [-1,1]; latent: the video's encoding (z_id, z_id_avg, z_lnd, masks).
+    frame0: (1,3,256,256) aligned crop in [-1,1]; the edit moves the latent's current code (its earlier
+    edit, else the video average) by scale * (optimised code - z0).
     """
     device = torch.device(device)
-    # clones: tensors made under ComfyUI's inference mode cannot take part in autograd
-    frame0 = frame0.to(device).clone()
-    schedule = DDIMSchedule.from_steps(settings.steps)
-    z0 = latent.z_id[:1].to(device).clone()
-    z_lnd0 = latent.z_lnd[:1].to(device).clone()
-    mask0 = latent.masks[:1].to(device).clone()
-    with torch.no_grad():
-        x_T = ddim_invert(unet, frame0, encoder.face_code(z0, z_lnd0), schedule)
-    direction = TextDirection(clip_model, settings.source_text, settings.target_text)
-    with torch.no_grad():
-        source_embedding = direction.image_embedding(frame0)
-    edit_code = z0.clone().requires_grad_(True)
-    optimiser = torch.optim.Adam([edit_code], lr=settings.lr)
     for module in (unet, encoder, clip_model):
         make_autograd_ready(module)
+    # clones: tensors made under ComfyUI's inference mode cannot take part in autograd
+    state = prepare_clip_edit(unet, encoder, clip_model, frame0.to(device).clone(), settings)
+    edit_code = torch.nn.Parameter(state.z0.clone())
+    optimiser = torch.optim.Adam([edit_code], lr=settings.lr, weight_decay=0)
     losses = []
     for it in range(settings.iterations):
-        generated = _generate_with_grad(unet, x_T, encoder.face_code(edit_code, z_lnd0), schedule)
-        loss = settings.clip_weight * direction.loss(generated, source_embedding)
-        loss = loss + settings.id_weight * (1 - F.cosine_similarity(encoder.id_forward(generated), z0).mean())
-        loss = loss + settings.l1_weight * ((generated - frame0).abs() * mask0).mean()
-        optimiser.zero_grad(set_to_none=True)
+        optimiser.zero_grad()
+        terms = clip_edit_losses(unet, encoder, state, edit_code)
+        loss = settings.clip_weight * terms["clip"] + settings.id_weight * terms["id"] + settings.l1_weight * terms["l1"]
         loss.backward()
         optimiser.step()
         losses.append(float(loss))
@@ -138,5 +218,5 @@ def clip_direction_edit(
             callback(it + 1, settings.iterations)
     logger.info("CLIP edit '%s': loss %.4f -> %.4f over %d iterations", settings.target_text,
                 losses[0] if losses else float("nan"), losses[-1] if losses else float("nan"), settings.iterations)
-    delta = edit_code.detach() - z0
-    return l2_normalize(latent.z_id_avg.to(device) + settings.scale * delta).cpu(), losses
+    delta = edit_code.detach() - state.z0
+    return l2_normalize(latent.current_code().to(device) + settings.scale * delta).cpu(), losses

@@ -10,19 +10,17 @@ Data-prediction form with lambda = log(sqrt(abar) / sqrt(1 - abar)) and h = lamb
 
 The same recurrence with the levels in increasing noise order inverts an image (h < 0), with the
 DDIM inversion's T-1 calls; generation makes T calls and lands on abar = 1 as DDIM does.
+pipelines.dva.SOLVERS registers it as "dpm++2m" for encode, decode and streaming.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import torch
 
-from .dva import (DDIMSchedule, DVALatent, NoisePredictor, ProgressCallback, _chunked, _denoise, _face_codes,
-                  decode_video, encode_video)
+from .dva import DDIMSchedule, NoisePredictor, ProgressCallback, _denoise
 
-__all__ = ["dpmpp_2m", "dpmpp_invert", "dpmpp_generate", "decode_video_dpmpp", "invert_frames_dpmpp",
-           "encode_video_dpmpp"]
+__all__ = ["dpmpp_2m", "dpmpp_invert", "dpmpp_generate"]
 
 
 def _lambda(abar: float) -> float:
@@ -75,29 +73,3 @@ def dpmpp_generate(model, x_T, z_face, schedule: DDIMSchedule, clip_denoised: bo
     abar = [float(a) for a in schedule.alphas_cumprod]
     levels = list(reversed(abar)) + [1.0]
     return dpmpp_2m(model, x_T, z_face, list(reversed(schedule.timestep_map)), levels, clip_denoised, callback)
-
-
-def invert_frames_dpmpp(model, frames, z_face, schedule, chunk_size=4, device=None, callback=None) -> torch.Tensor:
-    return _chunked(dpmpp_invert, len(schedule) - 1, model, frames, z_face, schedule, chunk_size, device, callback)
-
-
-def generate_frames_dpmpp(model, x_T, z_face, schedule, chunk_size=4, device=None, callback=None) -> torch.Tensor:
-    return _chunked(dpmpp_generate, len(schedule), model, x_T, z_face, schedule, chunk_size, device, callback)
-
-
-def decode_video_dpmpp(unet: NoisePredictor, encoder, latent: DVALatent, schedule: DDIMSchedule, z_id=None,
-                       chunk_size: int = 4, device=None, callback: ProgressCallback | None = None) -> torch.Tensor:
-    """Like dva.decode_video with DPM-Solver++(2M): frames (N,3,H,W) in [0,1]."""
-    return decode_video(unet, encoder, latent, schedule, z_id, chunk_size, device, callback,
-                        generate=generate_frames_dpmpp)
-
-
-@torch.no_grad()
-def encode_video_dpmpp(unet, encoder, frames, schedule: DDIMSchedule, chunk_size: int = 4, device=None,
-                       callback: ProgressCallback | None = None) -> DVALatent:
-    """dva.encode_video with x_T inverted by DPM-Solver++(2M) (the codes and masks are the same)."""
-    codes = encode_video(unet, encoder, frames, DDIMSchedule.from_timesteps([0]), chunk_size, device)
-    device = frames.device if device is None else torch.device(device)
-    z_face = _face_codes(encoder, codes.z_id_avg, codes.z_lnd, device)
-    x_T = invert_frames_dpmpp(unet, frames, z_face, schedule, chunk_size, device, callback)
-    return replace(codes, x_T=x_T, timestep_map=schedule.timestep_map, solver="dpm++2m")

@@ -27,7 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from facecontrol.models.dva_checkpoint import load_dva_networks  # noqa: E402
-from facecontrol.pipelines import dva, dva_solvers  # noqa: E402
+from facecontrol.pipelines import dva  # noqa: E402
 from facecontrol.pipelines import video_metrics as vm  # noqa: E402
 
 
@@ -118,19 +118,13 @@ def recon(args) -> None:
     target = (frames + 1) / 2
     for steps in args.steps:
         schedule = dva.DDIMSchedule.from_steps(steps)
-        for solver in ("ddim", "dpm++2m"):
+        for solver, identity in (("ddim", "average"), ("dpm++2m", "average"), ("ddim", "per-frame")):
             start = time.perf_counter()
-            if solver == "ddim":
-                latent = dva.encode_video(unet, encoder, frames, schedule, args.chunk, args.device)
-                out = dva.decode_video(unet, encoder, latent, schedule, chunk_size=args.chunk, device=args.device)
-            else:
-                latent = dva.encode_video(unet, encoder, frames, schedule, args.chunk, args.device)
-                latent.x_T = dva_solvers.invert_frames_dpmpp(unet, frames, dva._face_codes(encoder, latent.z_id_avg,
-                                                             latent.z_lnd, args.device), schedule, args.chunk, args.device)
-                out = dva_solvers.decode_video_dpmpp(unet, encoder, latent, schedule, chunk_size=args.chunk,
-                                                     device=args.device)
+            latent = dva.encode_video(unet, encoder, frames, schedule, args.chunk, args.device, identity=identity,
+                                      solver=solver)
+            out = dva.decode_video(unet, encoder, latent, schedule, chunk_size=args.chunk, device=args.device)
             out = out.clamp(0, 1)
-            emit({"bench": "recon", "solver": solver, "steps": len(schedule), "frames": len(frames),
+            emit({"bench": "recon", "solver": solver, "identity": identity, "steps": len(schedule), "frames": len(frames),
                   "mse": round(float(vm.mse(out, target).mean()), 5), "ssim": round(float(vm.ssim(out, target).mean()), 4),
                   "ms_ssim": round(float(vm.ms_ssim(out, target).mean()), 4),
                   "seconds": round(time.perf_counter() - start, 1)})

@@ -110,3 +110,27 @@ def test_empty_text_is_an_error(comfy):
     with pytest.raises(WorkflowError) as err:
         comfy.run(prompt)
     assert "'target_text' is empty" in str(err.value)
+
+
+def test_stacked_edits_then_reset_decode_the_video_code(comfy):
+    """Two attribute edits stack; DVA Reset Edit returns to the video's own code, so its decode equals
+    a decode of the unedited latent; per-frame decoding runs beside them."""
+    prompt = load_workflow("dva_video_edit")
+    prompt["3"]["inputs"]["length"] = 1
+    prompt["s1"] = {"class_type": "FaceControlDVAEditClassifier",
+                    "inputs": {"dva_latent": ["8", 0], "attribute": "Young", "scale": -0.3, "normalize": True}}
+    prompt["s2"] = {"class_type": "FaceControlDVAResetEdit", "inputs": {"dva_latent": ["s1", 0]}}
+    decode = lambda latent, identity: {"class_type": "FaceControlDVADecode", "inputs": {  # noqa: E731
+        "dva_model": ["6", 0], "dva_latent": [latent, 0], "solver": "as encoded", "chunk_size": 0,
+        "identity": identity}}
+    prompt["s3"] = decode("s2", "current (edit, else as encoded)")
+    prompt["s4"] = decode("7", "current (edit, else as encoded)")
+    prompt["s5"] = decode("s1", "per frame")
+    for name in ("s3", "s4", "s5"):
+        prompt[name + "o"] = {"class_type": "SaveImage", "inputs": {"images": [name, 0], "filename_prefix": f"probe/{name}"}}
+    entry = comfy.run(prompt)
+    reset, plain, per_frame = (saved_images(comfy, entry, n + "o")[0] for n in ("s3", "s4", "s5"))
+    edited = saved_images(comfy, entry, "13")[0]
+    assert np.array_equal(reset, plain)
+    assert not np.array_equal(edited, plain)
+    assert per_frame.shape == plain.shape

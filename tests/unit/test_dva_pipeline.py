@@ -127,11 +127,80 @@ def test_dpmpp_encode_keeps_the_codes_and_inverts_with_dpmpp():
     schedule = dva.DDIMSchedule.from_steps(5)
     encoder = ToyEncoder()
     ddim = dva.encode_video(_toy_model, encoder, frames, schedule, chunk_size=2)
-    dpm = dva_solvers.encode_video_dpmpp(_toy_model, encoder, frames, schedule, chunk_size=2)
+    dpm = dva.encode_video(_toy_model, encoder, frames, schedule, chunk_size=2, solver="dpm++2m")
     assert dpm.solver == "dpm++2m" and dpm.timestep_map == schedule.timestep_map
     assert torch.equal(dpm.z_id, ddim.z_id) and torch.equal(dpm.z_lnd, ddim.z_lnd) and torch.equal(dpm.masks, ddim.masks)
     z_face = encoder.face_code(dpm.z_id_avg.expand(3, -1), dpm.z_lnd)
     assert torch.allclose(dpm.x_T, dva_solvers.dpmpp_invert(_toy_model, frames, z_face, schedule), atol=1e-6)
+    decoded = dva.decode_video(_toy_model, encoder, dpm, schedule, chunk_size=2)  # the latent's solver by default
+    assert torch.allclose(decoded, (dva_solvers.dpmpp_generate(_toy_model, dpm.x_T, z_face, schedule) + 1) / 2, atol=1e-6)
+
+
+def test_one_solver_table_serves_encode_decode_and_streaming():
+    assert set(dva.SOLVERS) >= {"ddim", "dpm++2m"}
+    with pytest.raises(ValueError, match="unknown solver"):
+        dva.get_solver("euler")
+    calls = []
+
+    def counting_generate(model, x_T, z_face, schedule, clip_denoised=True, callback=None):
+        calls.append(len(x_T))
+        return dva.ddim_generate(model, x_T, z_face, schedule, clip_denoised, callback)
+
+    dva.SOLVERS["counting"] = dva.Solver(dva.ddim_invert, counting_generate)
+    try:
+        frames = torch.rand(3, 3, 8, 8) * 2 - 1
+        schedule = dva.DDIMSchedule.from_steps(3)
+        latent = dva.encode_video(_toy_model, ToyEncoder(), frames, schedule, chunk_size=2, solver="counting")
+        assert latent.solver == "counting"
+        dva.decode_video(_toy_model, ToyEncoder(), latent, schedule, chunk_size=2)
+        list(dva.stream_edit_video(_toy_model, ToyEncoder(), lambda a, b: frames[a:b], 3, schedule, chunk_size=2,
+                                   solver="counting"))
+        assert calls == [2, 1, 2, 1]
+    finally:
+        del dva.SOLVERS["counting"]
+
+
+# ---------------------------------------------------------------- edits compose; per-frame reconstruction
+
+
+def _classifier(width, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(40, width, generator=g), torch.randn(1, width, generator=g) * 0.1,
+            torch.rand(1, width, generator=g) + 0.5)
+
+
+def test_edits_stack_and_reset_returns_to_the_video_code():
+    frames = torch.rand(3, 3, 8, 8) * 2 - 1
+    latent = dva.encode_video(_toy_model, ToyEncoder(), frames, dva.DDIMSchedule.from_steps(2))
+    weight, mean, std = _classifier(latent.z_id.shape[1])
+    assert torch.equal(latent.current_code(), latent.z_id_avg)
+    beard = latent.with_edit(dva.classifier_edit(latent.current_code(), weight, "No_Beard", -0.3, mean, std), "beard")
+    both = beard.with_edit(dva.classifier_edit(beard.current_code(), weight, "Young", -0.2, mean, std), "age")
+    expected = dva.classifier_edit(dva.classifier_edit(latent.z_id_avg, weight, "No_Beard", -0.3, mean, std),
+                                   weight, "Young", -0.2, mean, std)
+    assert torch.allclose(both.current_code(), expected) and both.edit_note == "beard + age"
+    only_age = dva.classifier_edit(latent.z_id_avg, weight, "Young", -0.2, mean, std)
+    assert not torch.allclose(both.current_code(), only_age, atol=1e-3)
+    reset = both.without_edit()
+    assert reset.z_id_edit is None and reset.edit_note == "" and torch.equal(reset.current_code(), latent.z_id_avg)
+    assert torch.equal(reset.identity_codes(), latent.z_id_avg)
+
+
+def test_per_frame_identity_reconstruction_is_the_authors_metrics_path():
+    frames = torch.rand(3, 3, 8, 8) * 2 - 1
+    schedule = dva.DDIMSchedule.from_steps(4)
+    encoder = ToyEncoder()
+    latent = dva.encode_video(_toy_model, encoder, frames, schedule, chunk_size=2, identity="per-frame")
+    assert latent.inverted_with == "per-frame" and torch.equal(latent.identity_codes(), latent.z_id)
+    z_face = encoder.face_code(latent.z_id, latent.z_lnd)  # every frame its own code, both ways
+    assert torch.allclose(latent.x_T, dva.ddim_invert(_toy_model, frames, z_face, schedule), atol=1e-6)
+    recon = dva.decode_video(_toy_model, encoder, latent, schedule)
+    assert torch.allclose(recon, (dva.ddim_generate(_toy_model, latent.x_T, z_face, schedule) + 1) / 2, atol=1e-6)
+    average = dva.decode_video(_toy_model, encoder, latent, schedule, z_id=latent.identity_codes("average"))
+    assert not torch.allclose(recon, average, atol=1e-4)
+    edited = latent.with_edit(dva.l2_normalize(latent.z_id_avg + 0.2), "x")
+    assert torch.equal(edited.identity_codes(), edited.z_id_edit)
+    assert torch.equal(edited.identity_codes("per-frame"), latent.z_id)
 
 
 # ---------------------------------------------------------------- streaming equals the batch path
