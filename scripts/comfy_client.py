@@ -20,6 +20,8 @@ import uuid
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# the UI workflows, where ComfyUI's template browser looks for a pack's examples (custom_nodes/<pack>/example_workflows/)
+UI_WORKFLOWS_DIR = REPO_ROOT / "example_workflows"
 log = logging.getLogger("facecontrol.comfy_client")
 
 
