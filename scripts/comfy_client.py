@@ -55,7 +55,7 @@ class ComfyClient:
         self.url = url.rstrip("/")
 
     def get_json(self, route: str) -> dict:
-        with urllib.request.urlopen(self.url + route, timeout=30) as r:
+        with urllib.request.urlopen(self.url + route, timeout=120) as r:  # a busy CPU server answers late
             return json.loads(r.read())
 
     def get_bytes(self, route: str) -> bytes:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import tempfile
 from pathlib import Path
 
@@ -45,9 +46,9 @@ def has_seed_control(name: str, spec) -> bool:
 
 
 # Stages of a face workflow, left to right; each becomes a named group box in the UI graph.
-STAGES = ("inputs", "models", "faces", "spatial condition", "tokens", "DVA", "PIE", "sampling", "blend and paste",
+STAGES = ("inputs", "models", "one node", "faces", "spatial condition", "tokens", "DVA", "PIE", "sampling", "blend and paste",
           "outputs")
-STAGE_COLORS = {"inputs": "#3f789e", "models": "#8A8", "faces": "#b06634", "spatial condition": "#a1309b",
+STAGE_COLORS = {"inputs": "#3f789e", "models": "#8A8", "one node": "#a1309b", "faces": "#b06634", "spatial condition": "#a1309b",
                 "tokens": "#88A", "DVA": "#b58b2a", "PIE": "#b58b2a", "sampling": "#444", "blend and paste": "#3f789e",
                 "outputs": "#8A8"}
 INPUT_NODES = {"LoadImage", "LoadVideo", "GetVideoComponents", "ImageFromBatch", "RepeatImageBatch"}
@@ -55,6 +56,8 @@ OUTPUT_NODES = {"SaveImage", "PreviewImage", "SaveAnimatedWEBP", "SaveVideo", "C
                 "FaceControlPreviewFaces", "FaceControlVideoMetrics"}
 TOKEN_NODES = {"CLIPTextEncode", "FaceControlFaceAdapterIdentity", "FaceControlFaceAdapterAttributes"}
 PASTE_NODES = {"FaceControlPasteBack", "FaceControlFaceAdapterBlend"}
+# the composite nodes (nodes/composite_nodes.py): a whole example workflow in one node
+ONE_NODE = {"FaceControlFaceAdapterReenact", "FaceControlDVAEditVideo", "FaceControlPIEEditPortrait"}
 NODE_WIDTH, COLUMN_GAP, ROW_GAP, GROUP_PAD, TITLE_H, SLOT_H, IMAGE_PREVIEW_H = 330, 70, 30, 20, 40, 26, 300
 
 
@@ -65,6 +68,8 @@ def stage_of(class_type: str, category: str) -> str:
         return "outputs"
     if class_type in PASTE_NODES:
         return "blend and paste"
+    if class_type in ONE_NODE:
+        return "one node"
     if class_type in TOKEN_NODES:
         return "tokens"
     if class_type.startswith("FaceControlLoad") or category.startswith("loaders"):
@@ -201,7 +206,7 @@ def title_of(name: str) -> str:
     """The note's first line without the pack's name: what the workflow does."""
     first = read_note(name).splitlines()[0]
     what = first.split(":", 1)[1].strip() if first.startswith("FaceControl") and ":" in first else first
-    what = what.split(". ")[0].rstrip(".")
+    what = re.sub(r"\s*\([^)]*\)", "", what).split(". ")[0].rstrip(".")  # no citation in a thumbnail
     return what[:1].upper() + what[1:]
 
 
