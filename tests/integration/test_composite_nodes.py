@@ -3,6 +3,9 @@ example workflow gives on the same inputs, in a real ComfyUI server on the fille
 is that workflow expanded at run time (V3 node expansion), never a second implementation.
 
 Step counts are lowered alike on both sides (Face-Adapter FAST_STEPS Euler steps) to stay inside CI's time.
+"Exactly" is up to SaveImage's truncation to uint8: CPU float sums can differ in the last bit between two runs,
+which moves a pixel sitting on a level boundary by one level (measured: Face-Adapter 7 of 262144 pixels of the
+photo and 31 of the crop, by 1 level). A second implementation, or any wiring difference, changes far more.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from comfy_test_utils import outputs_of, png, timed_run
 
 pytestmark = pytest.mark.integration
 FAST_STEPS = 3
+MAX_LEVELS, MAX_CHANGED = 1, 1e-3  # one level, on at most 0.1 % of the pixels
 
 
 def saved_images(comfy, entry: dict, node_id: str) -> list[np.ndarray]:
@@ -28,9 +32,12 @@ def assert_same_images(comfy, modular: dict, composite: dict, pairs: list[tuple[
         want, got = saved_images(comfy, modular, modular_node), saved_images(comfy, composite, composite_node)
         assert len(want) == len(got), f"{len(got)} images from the composite, {len(want)} from the workflow"
         for a, b in zip(want, got):
-            assert a.shape == b.shape and np.array_equal(a, b), (
-                f"node {modular_node} vs composite output {composite_node}: max difference "
-                f"{np.abs(a.astype(int) - b.astype(int)).max() if a.shape == b.shape else (a.shape, b.shape)}")
+            assert a.shape == b.shape, f"node {modular_node} vs composite output {composite_node}: {a.shape} != {b.shape}"
+            diff = np.abs(a.astype(int) - b.astype(int)).max(-1)
+            changed = float((diff > 0).mean())
+            assert diff.max() <= MAX_LEVELS and changed <= MAX_CHANGED, (
+                f"node {modular_node} vs composite output {composite_node}: up to {diff.max()} levels on "
+                f"{changed:.3%} of the pixels")
 
 
 def test_face_adapter_reenact_equals_the_reenactment_workflow(comfy):
