@@ -21,6 +21,8 @@ import uuid
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# the UI workflows, where ComfyUI's template browser looks for a pack's examples (custom_nodes/<pack>/example_workflows/)
+UI_WORKFLOWS_DIR = REPO_ROOT / "example_workflows"
 log = logging.getLogger("facecontrol.comfy_client")
 
 
@@ -80,7 +82,7 @@ class ComfyClient:
         self.url = url.rstrip("/")
 
     def get_json(self, route: str) -> dict:
-        return json.loads(self.get_bytes(route, timeout=30))
+        return json.loads(self.get_bytes(route, timeout=120))  # a busy CPU server answers late
 
     def get_bytes(self, route: str, timeout: float = 60, attempts: int = 4) -> bytes:
         """A GET, asked again when it times out: a server busy on a long node (ComfyUI 0.33, or any ComfyUI on

@@ -2,6 +2,8 @@
 
 The node schemas come from a running ComfyUI's /object_info, so socket and widget order is exactly what
 the frontend expects. A Note node carries each workflow's description from workflows/notes/<name>.md.
+Each goes to example_workflows/<name>.json with a thumbnail <name>.jpg (a drawing of the graph's stages):
+ComfyUI's template browser lists a pack's example_workflows/*.json and shows <name>.jpg beside each.
 
     python scripts/make_ui_workflows.py            # starts a temporary ComfyUI
     python scripts/make_ui_workflows.py --url http://127.0.0.1:8188
@@ -11,10 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import tempfile
 from pathlib import Path
 
-from comfy_client import REPO_ROOT, ComfyServer
+from comfy_client import REPO_ROOT, UI_WORKFLOWS_DIR, ComfyServer
+from workflow_thumbnail import draw_thumbnail
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 log = logging.getLogger("make_ui_workflows")
@@ -42,9 +46,9 @@ def has_seed_control(name: str, spec) -> bool:
 
 
 # Stages of a face workflow, left to right; each becomes a named group box in the UI graph.
-STAGES = ("inputs", "models", "faces", "spatial condition", "tokens", "DVA", "PIE", "sampling", "blend and paste",
+STAGES = ("inputs", "models", "one node", "faces", "spatial condition", "tokens", "DVA", "PIE", "sampling", "blend and paste",
           "outputs")
-STAGE_COLORS = {"inputs": "#3f789e", "models": "#8A8", "faces": "#b06634", "spatial condition": "#a1309b",
+STAGE_COLORS = {"inputs": "#3f789e", "models": "#8A8", "one node": "#a1309b", "faces": "#b06634", "spatial condition": "#a1309b",
                 "tokens": "#88A", "DVA": "#b58b2a", "PIE": "#b58b2a", "sampling": "#444", "blend and paste": "#3f789e",
                 "outputs": "#8A8"}
 INPUT_NODES = {"LoadImage", "LoadVideo", "GetVideoComponents", "ImageFromBatch", "RepeatImageBatch"}
@@ -52,6 +56,8 @@ OUTPUT_NODES = {"SaveImage", "PreviewImage", "SaveAnimatedWEBP", "SaveVideo", "C
                 "FaceControlPreviewFaces", "FaceControlVideoMetrics"}
 TOKEN_NODES = {"CLIPTextEncode", "FaceControlFaceAdapterIdentity", "FaceControlFaceAdapterAttributes"}
 PASTE_NODES = {"FaceControlPasteBack", "FaceControlFaceAdapterBlend"}
+# the composite nodes (nodes/composite_nodes.py): a whole example workflow in one node
+ONE_NODE = {"FaceControlFaceAdapterReenact", "FaceControlDVAEditVideo", "FaceControlPIEEditPortrait"}
 NODE_WIDTH, COLUMN_GAP, ROW_GAP, GROUP_PAD, TITLE_H, SLOT_H, IMAGE_PREVIEW_H = 330, 70, 30, 20, 40, 26, 300
 
 
@@ -62,6 +68,8 @@ def stage_of(class_type: str, category: str) -> str:
         return "outputs"
     if class_type in PASTE_NODES:
         return "blend and paste"
+    if class_type in ONE_NODE:
+        return "one node"
     if class_type in TOKEN_NODES:
         return "tokens"
     if class_type.startswith("FaceControlLoad") or category.startswith("loaders"):
@@ -177,15 +185,37 @@ def read_note(name: str) -> str:
 
 def write_all(object_info: dict, names: list[str]) -> list[Path]:
     written = []
-    for api_path in sorted((REPO_ROOT / "workflows" / "api").glob("*.json")):
+    api_paths = sorted((REPO_ROOT / "workflows" / "api").glob("*.json"))
+    UI_WORKFLOWS_DIR.mkdir(exist_ok=True)
+    for api_path in api_paths:
         if names and api_path.stem not in names:
             continue
         api = json.loads(api_path.read_text())
         ui = api_to_ui(api, object_info, read_note(api_path.stem))
-        out = REPO_ROOT / "workflows" / "ui" / api_path.name
+        out = UI_WORKFLOWS_DIR / api_path.name
         out.write_text(json.dumps(ui, indent=1) + "\n")
-        written.append(out)
+        thumbnail = out.with_suffix(".jpg")
+        draw_thumbnail(ui, title_of(api_path.stem)).save(thumbnail, quality=85)
+        written += [out, thumbnail]
+    if not names:
+        remove_stale({p.stem for p in api_paths})
     return written
+
+
+def title_of(name: str) -> str:
+    """The note's first line without the pack's name: what the workflow does."""
+    first = read_note(name).splitlines()[0]
+    what = first.split(":", 1)[1].strip() if first.startswith("FaceControl") and ":" in first else first
+    what = re.sub(r"\s*\([^)]*\)", "", what).split(". ")[0].rstrip(".")  # no citation in a thumbnail
+    return what[:1].upper() + what[1:]
+
+
+def remove_stale(names: set[str]) -> None:
+    """A workflow whose API file is gone leaves no UI copy or thumbnail behind for the browser to list."""
+    for path in sorted(UI_WORKFLOWS_DIR.iterdir()):
+        if path.suffix in (".json", ".jpg") and path.stem not in names:
+            log.info("removing %s (no workflows/api/%s.json)", path.relative_to(REPO_ROOT), path.stem)
+            path.unlink()
 
 
 def main() -> None:

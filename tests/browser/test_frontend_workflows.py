@@ -17,7 +17,7 @@ import pytest
 
 pytestmark = pytest.mark.browser
 REPO_ROOT = Path(__file__).resolve().parents[2]
-UI_WORKFLOWS = sorted((REPO_ROOT / "workflows" / "ui").glob("*.json"))
+UI_WORKFLOWS = sorted((REPO_ROOT / "example_workflows").glob("*.json"))
 CHROMIUM = "/usr/bin/chromium"
 CI_SAMPLER_STEPS = 2
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -142,7 +142,7 @@ def _with_old_type_names(workflow: dict) -> dict:
 
 
 def test_a_workflow_saved_with_the_old_type_names_loads_with_the_new_ones(page, comfy):
-    current = json.loads((REPO_ROOT / "workflows" / "ui" / "face_adapter_spatial_condition.json").read_text())
+    current = json.loads((REPO_ROOT / "example_workflows" / "face_adapter_spatial_condition.json").read_text())
     old = _with_old_type_names(current)
     assert "FACES" in json.dumps(old) and "FACECONTROL_FACES" not in json.dumps(old)
     load_graph(page, old)
@@ -175,3 +175,30 @@ def test_the_page_runs_the_frontend_asked_for(page, comfy):
     if asked:
         served = Path(comfy.frontend).parent.parent.name
         assert version == served and (asked == "latest" or served == asked)
+
+
+def test_template_browser_shows_the_packs_workflows_with_thumbnails(page, comfy, tmp_path_factory):
+    """The frontend's own template browser (Workflow > Browse Templates) lists the pack's workflows under the
+    pack's name with their thumbnails (it fetches each <name>.jpg and shows it as a blob), and opening one
+    loads that graph."""
+    names = {p.stem for p in UI_WORKFLOWS}
+    pack = next(name for name, entries in comfy.get_json("/workflow_templates").items() if set(entries) == names)
+    page.evaluate("async () => { await window.app.extensionManager.command.execute('Comfy.BrowseTemplates'); }")
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text(pack, exact=True).first.click(timeout=60_000)
+    dialog.locator("h3", has_text=sorted(names)[0]).first.wait_for(timeout=60_000)
+    page.wait_for_function(
+        """() => { const imgs = [...document.querySelectorAll('[role=dialog] img')];
+            return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth >= 256); }""", timeout=60_000)
+    cards = page.evaluate("() => [...document.querySelectorAll('[role=dialog] h3')].map(h => h.textContent.trim())")
+    assert names <= set(cards), f"headings under '{pack}': {cards}"
+    thumbnails = page.evaluate("() => document.querySelectorAll('[role=dialog] img').length")
+    assert thumbnails >= min(8, len(names)), f"only {thumbnails} thumbnails shown"
+    folder = Path(os.environ.get("FACECONTROL_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / "template_browser.png"))
+    name = "face_adapter_reenactment" if "face_adapter_reenactment" in names else sorted(names)[0]
+    dialog.locator("h3", has_text=name).first.click()
+    expected = len(json.loads((REPO_ROOT / "example_workflows" / f"{name}.json").read_text())["nodes"])
+    page.wait_for_function("(n) => window.app.graph._nodes.length === n", arg=expected, timeout=60_000)
+    page.keyboard.press("Escape")

@@ -18,7 +18,7 @@ def _old(workflow: dict) -> dict:
 
 
 def test_every_shipped_ui_workflow_migrates_back_to_itself(tmp_path):
-    for path in sorted((REPO_ROOT / "workflows" / "ui").glob("*.json")):
+    for path in sorted((REPO_ROOT / "example_workflows").glob("*.json")):
         current = json.loads(path.read_text())
         saved = tmp_path / path.name
         saved.write_text(json.dumps(_old(current)))
