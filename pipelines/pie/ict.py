@@ -27,6 +27,9 @@ class ICTFaceFormation(FaceFormation):
     """
 
     name = "ict_facekit"
+    #: light carries shading, albedo colour (True); False keeps the former grey-albedo fit, the default until
+    #: direct-mode pose edits are re-checked under the new convention (they weakened on the test models)
+    colour_in_albedo = False
     kept_keys = ("identity", "expression", "angles", "scale", "translation", "light")
     param_scale = {"angles": 0.2, "expression": 0.3, "light": 0.2, "identity": 1.0, "scale": 0.1, "translation": 0.05}
 
@@ -104,7 +107,7 @@ class ICTFaceFormation(FaceFormation):
         weighted = basis * weight.unsqueeze(-1)
         lhs = weighted.transpose(1, 2) @ basis + self.light_ridge * torch.eye(9, dtype=basis.dtype, device=basis.device)
         coeffs = torch.linalg.solve(lhs, weighted.transpose(1, 2) @ colours)  # (B,9,3): grey albedo 1
-        light = achromatic_light(coeffs)
+        light = achromatic_light(coeffs) if self.colour_in_albedo else _grey_albedo_light(coeffs)
         irradiance = sh_irradiance(normals, light).clamp_min(1e-2)
         albedo = colours / irradiance
         mean_albedo = (albedo * weight.unsqueeze(-1)).sum(1, keepdim=True) / weight.sum(1, keepdim=True).clamp_min(1e-6).unsqueeze(-1)
@@ -127,6 +130,13 @@ def achromatic_light(coeffs: torch.Tensor) -> torch.Tensor:
     shading = coeffs.mean(-1)  # (B,9)
     shading = shading * (INIT_LIGHT / shading[:, :1].clamp_min(1e-3))
     light = shading.unsqueeze(1).expand(-1, 3, -1).clone()
+    light[:, :, 0] = light[:, :, 0] - INIT_LIGHT
+    return light.reshape(-1, 27)
+
+
+def _grey_albedo_light(coeffs: torch.Tensor) -> torch.Tensor:
+    """The former convention: per-colour SH under albedo 1 (skin colour in the light)."""
+    light = coeffs.permute(0, 2, 1).clone()
     light[:, :, 0] = light[:, :, 0] - INIT_LIGHT
     return light.reshape(-1, 27)
 

@@ -12,6 +12,12 @@ from facecontrol.pipelines import pie
 CHROMA_BOUND = 0.005  # largest move of the face's mean chromaticity (r, g of rgb / sum) under a light edit
 
 
+def _formation():
+    formation = small_models(with_recognition=False, with_perceptual=False).formation
+    formation.colour_in_albedo = True
+    return formation
+
+
 def _portraits():
     g = generator()
     ws = g.sample_ws(3, torch.Generator().manual_seed(5), 0.7)
@@ -29,7 +35,7 @@ def _ict(theta):
 
 
 def test_scaling_image_colours_changes_the_albedo_not_the_light():
-    formation = small_models(with_recognition=False, with_perceptual=False).formation
+    formation = _formation()
     _, images, truth = _portraits()
     geometry = _ict(_geometry(truth))
     darker = ((images + 1) / 2 * torch.tensor([0.7, 0.6, 0.8]).view(1, 3, 1, 1)) * 2 - 1
@@ -49,7 +55,7 @@ def _chroma(image, mask):
 
 
 def test_a_light_edit_changes_shading_but_not_the_skin_colour():
-    formation = small_models(with_recognition=False, with_perceptual=False).formation
+    formation = _formation()
     _, images, truth = _portraits()
     theta = formation.fit_appearance(images, _ict(_geometry(truth)))
     edited = pie.edited_theta(theta, formation.exp_names, light_offsets={"from_right": 0.3, "from_top": 0.2})
