@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from test_pie_utils import astronaut_crop
+from pie_stand_ins import astronaut_crop
 from test_weights.pie import _fill, tiny_generator
 
 from facecontrol.models.checkpoint import strip_prefix

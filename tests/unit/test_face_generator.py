@@ -7,7 +7,7 @@ import functools
 import numpy as np
 import torch
 
-from test_pie_utils import ICT_DIR
+from media import ict_facekit_dir
 
 from facecontrol.face.ict_model import load_ict_model
 from facecontrol.models.face_generator import (GROUP_LAYERS, build_face_generator, is_face_generator_file,
@@ -19,7 +19,7 @@ PARAMETERS = {"pose": "angles", "identity": "identity", "expression": "expressio
 
 @functools.cache
 def generator(resolution: int = 64):
-    return build_face_generator(load_ict_model(ICT_DIR / "face_model.npz"), seed=0, resolution=resolution)
+    return build_face_generator(load_ict_model(ict_facekit_dir() / "face_model.npz"), seed=0, resolution=resolution)
 
 
 def test_it_is_a_stylegan2_generator_with_faces_in_range():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from test_pie_utils import astronaut_crop, small_models
+from pie_stand_ins import astronaut_crop, small_models
 
 from facecontrol.pipelines import pie
 

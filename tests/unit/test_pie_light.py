@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from test_face_generator import generator
-from test_pie_utils import small_models
+from pie_stand_ins import small_models
 
 from facecontrol.pipelines import pie
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from media import ict_facekit_dir
 from pie_stand_ins import small_models
 
 from facecontrol.models.rignet import RigNet, RigNetBundle, load_rignet, save_rignet
@@ -107,7 +108,7 @@ def test_script_saves_logs_and_resumes(tmp_path):
 
     torch.save({"state_dict": {f"module.{k}": v for k, v in MobileNetGDConv(136).state_dict().items()}}, landmark_path)
     out = tmp_path / "rig.safetensors"
-    common = ["--generator", str(generator_path), "--ict", str(weights.ict_dir() / "face_model.npz"),
+    common = ["--generator", str(generator_path), "--ict", str(ict_facekit_dir() / "face_model.npz"),
               "--landmark-net", str(landmark_path), "--out", str(out), "--batch", "1", "--taus", "pose",
               "--save-every", "2", "--log-every", "1", "--device", "cpu", "--edit-weight", "2", "--consistency-weight",
               "0.5", "--mixing", "3", "--schedule", "cosine"]

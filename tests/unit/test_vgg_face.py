@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from test_pie_utils import astronaut_crop
+from pie_stand_ins import astronaut_crop
 from test_weights.pie import _fill
 
 from facecontrol.models.vgg_face import DESCRIPTOR_DIM, NUM_IDENTITIES, VGGFace, load_vgg_face
