@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .bisenet import BiSeNet
-from .checkpoint import StateSource, load_state_strict, read_state, strip_prefix
+from .checkpoint import StateSource, describe_source, load_state_strict, read_state, strip_prefix
 from .irse50 import IRSEBackbone
 from .mobilenet_gdconv import MobileNetGDConv
 
@@ -168,7 +168,7 @@ def load_landmark_net(source: StateSource) -> LandmarkNet:
     """LandmarkNet (eval) strictly loaded from the landmark network's released file, its checkpoint dict, or a state
     dict (wrapped or not)."""
     net = LandmarkNet()
-    load_state_strict(net.backbone, landmark_checkpoint_filter(read_state(source)), str(source)[:200])
+    load_state_strict(net.backbone, landmark_checkpoint_filter(read_state(source)), describe_source(source))
     return net.eval()
 
 
