@@ -3,6 +3,7 @@
 Nothing here imports ComfyUI. The node layer registers `MODEL_FOLDERS` with `folder_paths` and passes the
 registered search folders to `resolve`; scripts and tests pass plain directories.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -132,8 +133,23 @@ class ModelEntry:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ModelEntry":
         known = {
-            "name", "folder", "path", "source", "license", "non_commercial", "papers", "used_by", "sha256",
-            "content_sha256", "size", "size_approx", "alternatives", "package_copies", "pointer", "required", "notes",
+            "name",
+            "folder",
+            "path",
+            "source",
+            "license",
+            "non_commercial",
+            "papers",
+            "used_by",
+            "sha256",
+            "content_sha256",
+            "size",
+            "size_approx",
+            "alternatives",
+            "package_copies",
+            "pointer",
+            "required",
+            "notes",
         }
         name = data.get("name") or f"{data['folder']}/{data['path']}"
         return cls(

@@ -4,6 +4,7 @@ A name is `<folder key>/<path in that folder>`; model_files.resolve() finds it i
 Two files of the same name in different folders are different entries (Face-Adapter ships its own BFM and
 d3dfr regressor; PIE uses Deep3DFaceRecon's), so each constant says whose file it is.
 """
+
 from __future__ import annotations
 
 # faces
@@ -59,5 +60,14 @@ METRIC_DLIB_PREDICTOR5 = "metrics/dlib/shape_predictor_5_face_landmarks.dat"
 FACE_ADAPTER_PAPER_PATH_FILES = (SCRFD, FA_D3DFR, FA_BFM, FA_SEG_UNET, FA_BISENET, FA_UNET_CONFIG, FA_UNET)
 
 # What the Face-Adapter demo's reenactment and swap workflows load with the real weights.
-FACE_ADAPTER_DEMO_FILES = (FA_ID2TOKEN, FA_IMAGE2TOKEN, FA_CONTROLNET_CONFIG, FA_CONTROLNET, FA_VISION_CONFIG,
-                           FA_VISION, FA_IRESNET, SD15_CHECKPOINT, SD_VAE_FT_MSE)
+FACE_ADAPTER_DEMO_FILES = (
+    FA_ID2TOKEN,
+    FA_IMAGE2TOKEN,
+    FA_CONTROLNET_CONFIG,
+    FA_CONTROLNET,
+    FA_VISION_CONFIG,
+    FA_VISION,
+    FA_IRESNET,
+    SD15_CHECKPOINT,
+    SD_VAE_FT_MSE,
+)

@@ -6,6 +6,7 @@
 - the geometric fallback when neither network is present: the union of the source's and the driver's
   face regions from landmarks (convex hull with a forehead band), dilated.
 """
+
 from __future__ import annotations
 
 import cv2

@@ -3,6 +3,7 @@
 Every crop function returns a `FaceCrop` (forward and inverse 2x3 affines per frame) so results can be
 pasted back. Warping goes through `warp_frames`, which pre-shrinks large frames to avoid aliasing.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -10,10 +11,9 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from .landmarks import FACEADAPTER_BOX_512, FACEADAPTER_TEMPLATE_256, ARCFACE_112
+from .landmarks import ARCFACE_112, FACEADAPTER_BOX_512, FACEADAPTER_TEMPLATE_256
 from .temporal import smooth_over_frames
 from .types import FaceCrop, apply_affine, invert_affines
-
 
 # ---------------------------------------------------------------- similarity fits
 
@@ -48,12 +48,17 @@ def lstsq_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     n = len(src)
     sum_sq = float(np.sum((sx * sx + sy * sy).astype(np.float64)))
     sum_x, sum_y = float(np.sum(sx.astype(np.float64))), float(np.sum(sy.astype(np.float64)))
-    normal = np.array([[sum_sq, 0.0, sum_x, sum_y],
-                       [0.0, sum_sq, -sum_y, sum_x],
-                       [sum_x, -sum_y, n, 0.0],
-                       [sum_y, sum_x, 0.0, n]])
-    rhs = np.array([np.sum((sx * dx + sy * dy).astype(np.float64)), np.sum((sx * dy - sy * dx).astype(np.float64)),
-                    np.sum(dx.astype(np.float64)), np.sum(dy.astype(np.float64))])
+    normal = np.array(
+        [[sum_sq, 0.0, sum_x, sum_y], [0.0, sum_sq, -sum_y, sum_x], [sum_x, -sum_y, n, 0.0], [sum_y, sum_x, 0.0, n]]
+    )
+    rhs = np.array(
+        [
+            np.sum((sx * dx + sy * dy).astype(np.float64)),
+            np.sum((sx * dy - sy * dx).astype(np.float64)),
+            np.sum(dx.astype(np.float64)),
+            np.sum(dy.astype(np.float64)),
+        ]
+    )
     a, b, tx, ty = np.linalg.lstsq(normal, rhs, rcond=None)[0]
     return np.array([[a, -b, tx], [b, a, ty]])
 
@@ -70,7 +75,9 @@ def warp_frames(frames: np.ndarray, forward: np.ndarray, size: int, border: str 
 
 
 def warp_one(frame: np.ndarray, mat: np.ndarray, size: int, border: str = "constant") -> np.ndarray:
-    mode = {"constant": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT101, "replicate": cv2.BORDER_REPLICATE}[border]
+    mode = {"constant": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT101, "replicate": cv2.BORDER_REPLICATE}[
+        border
+    ]
     scale = np.sqrt(abs(np.linalg.det(mat[:, :2])))
     shrink = int(np.floor(1.0 / scale)) if scale < 0.5 else 1
     if shrink > 1:
@@ -108,18 +115,28 @@ def ffhq_quad_params(lm68: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return c, x, y
 
 
-def smooth_quad_params(c: np.ndarray, x: np.ndarray, y: np.ndarray, sigma_center: float = 1.0,
-                       sigma_size: float = 3.0, mode: str = "nearest") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def smooth_quad_params(
+    c: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    sigma_center: float = 1.0,
+    sigma_size: float = 3.0,
+    mode: str = "nearest",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """DVA/STIT temporal smoothing: Gaussian over frames, sigma 1 on the centre, 3 on the axes (the
     authors' edges: mode 'reflect')."""
     if len(c) < 2:
         return c, x, y
-    return (smooth_over_frames(c, sigma_center, mode), smooth_over_frames(x, sigma_size, mode),
-            smooth_over_frames(y, sigma_size, mode))
+    return (
+        smooth_over_frames(c, sigma_center, mode),
+        smooth_over_frames(x, sigma_size, mode),
+        smooth_over_frames(y, sigma_size, mode),
+    )
 
 
-def ffhq_quads(lm68: np.ndarray, smooth: bool = False, sigma_center: float = 1.0, sigma_size: float = 3.0,
-               mode: str = "nearest") -> np.ndarray:
+def ffhq_quads(
+    lm68: np.ndarray, smooth: bool = False, sigma_center: float = 1.0, sigma_size: float = 3.0, mode: str = "nearest"
+) -> np.ndarray:
     """(N,4,2) FFHQ quads (corners c-x-y, c-x+y, c+x+y, c+x-y) in pixel-centre coordinates."""
     c, x, y = ffhq_quad_params(np.asarray(lm68, np.float64))
     if smooth:
@@ -135,8 +152,15 @@ def quad_affines(quads: np.ndarray, size: int) -> np.ndarray:
     return np.stack([cv2.getAffineTransform(q[:3].astype(np.float32), corners[:3].astype(np.float32)) for q in quads])
 
 
-def ffhq_crop(lm68: np.ndarray, image_size: tuple[int, int], size: int = 256, smooth: bool = False,
-              sigma_center: float = 1.0, sigma_size: float = 3.0, mode: str = "nearest") -> FaceCrop:
+def ffhq_crop(
+    lm68: np.ndarray,
+    image_size: tuple[int, int],
+    size: int = 256,
+    smooth: bool = False,
+    sigma_center: float = 1.0,
+    sigma_size: float = 3.0,
+    mode: str = "nearest",
+) -> FaceCrop:
     """FFHQ-style quad crop for (N,68,2) landmarks; with smooth=True the quads are smoothed over frames."""
     quads = ffhq_quads(lm68, smooth, sigma_center, sigma_size, mode)
     return make_crop(quad_affines(quads, size), size, image_size, "ffhq")
@@ -156,8 +180,11 @@ def authors_ffhq_crops(frames: np.ndarray, crop: FaceCrop, transform_size: int =
     for frame, inverse in zip(frames, crop.inverse):
         quad = np.stack([apply_affine(inverse, p[None])[0] for p in corners])  # pixel-centre coordinates
         image = Image.fromarray(np.ascontiguousarray(frame, np.uint8)).transform(
-            (transform_size, transform_size), Image.Transform.QUAD, (quad + 0.5).flatten().tolist(),
-            Image.Resampling.BILINEAR)
+            (transform_size, transform_size),
+            Image.Transform.QUAD,
+            (quad + 0.5).flatten().tolist(),
+            Image.Resampling.BILINEAR,
+        )
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=75)
         buffer.seek(0)
@@ -212,7 +239,9 @@ def smooth_boxes(boxes: np.ndarray, sigma_center: float = 1.0, sigma_size: float
 
 def faceadapter512_crop(boxes: np.ndarray, image_size: tuple[int, int], crop_ratio: float = 0.81) -> FaceCrop:
     """Face-Adapter's 512 crop: the loose box mapped onto [80,432]^2 by a Procrustes similarity."""
-    forward = np.stack([procrustes_similarity(faceadapter_box_corners(b, crop_ratio), FACEADAPTER_BOX_512) for b in boxes])
+    forward = np.stack(
+        [procrustes_similarity(faceadapter_box_corners(b, crop_ratio), FACEADAPTER_BOX_512) for b in boxes]
+    )
     return make_crop(forward, 512, image_size, "faceadapter512")
 
 
@@ -232,8 +261,12 @@ def plain_warp(frame: np.ndarray, mat: np.ndarray, size: int) -> np.ndarray:
     return cv2.warpAffine(frame, np.asarray(mat, np.float64), (size, size), flags=cv2.INTER_LINEAR)
 
 
-def authors_chain(frame: np.ndarray, forward512: np.ndarray, frame_lm5: np.ndarray,
-                  redetect: Callable[[np.ndarray], np.ndarray | None]) -> tuple[np.ndarray, np.ndarray, bool]:
+def authors_chain(
+    frame: np.ndarray,
+    forward512: np.ndarray,
+    frame_lm5: np.ndarray,
+    redetect: Callable[[np.ndarray], np.ndarray | None],
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """Face-Adapter's crop chain for one frame: frame -> 512 (bilinear, no pre-shrink), the five points detected
     again on the 512 crop, their least-squares similarity (float32 points, as SCRFD gives) onto the 256 template.
 

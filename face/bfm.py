@@ -5,6 +5,7 @@ R = Rz @ Ry @ Rx from Euler angles (x, y, z radians), camera at ``camera_distanc
 (z_cam = d - z), pinhole with the principal point at image_size/2. ``get_lm68`` returns pixels with y
 flipped (image_size - 1 - y) as Face-Adapter draws them; ``project`` keeps the unflipped y.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,12 +47,20 @@ def recombine_identity(coeff_src: torch.Tensor, coeff_drive: torch.Tensor, id_di
 class BFMProjector(torch.nn.Module):
     """BFM model from ``BFM_model_front.mat`` with Face-Adapter's camera. All tensors are buffers (follow .to())."""
 
-    def __init__(self, bfm_model_path: str | Path, focal: float = 1015.0, image_size: int = 224,
-                 camera_distance: float = 10.0, recenter: bool = True) -> None:
+    def __init__(
+        self,
+        bfm_model_path: str | Path,
+        focal: float = 1015.0,
+        image_size: int = 224,
+        camera_distance: float = 10.0,
+        recenter: bool = True,
+    ) -> None:
         super().__init__()
         path = Path(bfm_model_path)
         if not path.is_file():
-            raise FileNotFoundError(f"BFM model not found: {path} (BFM_model_front.mat from Deep3DFaceRecon/Face-Adapter)")
+            raise FileNotFoundError(
+                f"BFM model not found: {path} (BFM_model_front.mat from Deep3DFaceRecon/Face-Adapter)"
+            )
         with reading_model_file(path, "MATLAB file"):
             mat = loadmat(str(path))
         self._register_shape_model(mat, recenter)
@@ -147,13 +156,23 @@ class BFMProjector(torch.nn.Module):
 
 def _sh_basis(n: torch.Tensor) -> torch.Tensor:
     a = (math.pi, 2 * math.pi / math.sqrt(3.0), 2 * math.pi / math.sqrt(8.0))
-    c = (1 / math.sqrt(4 * math.pi), math.sqrt(3.0) / math.sqrt(4 * math.pi), 3 * math.sqrt(5.0) / math.sqrt(12 * math.pi))
+    c = (
+        1 / math.sqrt(4 * math.pi),
+        math.sqrt(3.0) / math.sqrt(4 * math.pi),
+        3 * math.sqrt(5.0) / math.sqrt(12 * math.pi),
+    )
     x, y, z = n[..., :1], n[..., 1:2], n[..., 2:]
-    return torch.cat([
-        a[0] * c[0] * torch.ones_like(x),
-        -a[1] * c[1] * y, a[1] * c[1] * z, -a[1] * c[1] * x,
-        a[2] * c[2] * x * y, -a[2] * c[2] * y * z,
-        0.5 * a[2] * c[2] / math.sqrt(3.0) * (3 * z ** 2 - 1),
-        -a[2] * c[2] * x * z,
-        0.5 * a[2] * c[2] * (x ** 2 - y ** 2),
-    ], dim=-1)
+    return torch.cat(
+        [
+            a[0] * c[0] * torch.ones_like(x),
+            -a[1] * c[1] * y,
+            a[1] * c[1] * z,
+            -a[1] * c[1] * x,
+            a[2] * c[2] * x * y,
+            -a[2] * c[2] * y * z,
+            0.5 * a[2] * c[2] / math.sqrt(3.0) * (3 * z**2 - 1),
+            -a[2] * c[2] * x * z,
+            0.5 * a[2] * c[2] * (x**2 - y**2),
+        ],
+        dim=-1,
+    )

@@ -7,6 +7,7 @@ MIN_TILE/8 px or more lies whole inside a tile where it is large enough. Magnifi
 tiles passes for a face at the landmarker's usual confidence, so those levels ask for more. Video frames
 are searched first in a window around the face tracked in the previous frame.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,13 @@ FINE_TILE_CONFIDENCE = 0.7  # t1.jpg at 3x: 12 false faces at 0.3, 4 at 0.5, 1 a
 class MediaPipeFaceDetector:
     """Runs mediapipe's FaceLandmarker (IMAGE mode) on RGB uint8 frames."""
 
-    def __init__(self, model_path: str | Path, max_faces: int = 8, min_confidence: float = 0.3,
-                 fine_tile_confidence: float = FINE_TILE_CONFIDENCE):
+    def __init__(
+        self,
+        model_path: str | Path,
+        max_faces: int = 8,
+        min_confidence: float = 0.3,
+        fine_tile_confidence: float = FINE_TILE_CONFIDENCE,
+    ):
         self.model_path, self.max_faces = model_path, max_faces
         self._landmarker = self._create(min_confidence)
         self._fine_confidence = max(min_confidence, fine_tile_confidence)
@@ -71,7 +77,9 @@ class MediaPipeFaceDetector:
         import mediapipe as mp
 
         h, w = rgb.shape[:2]
-        result = (landmarker or self._landmarker).detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)))
+        result = (landmarker or self._landmarker).detect(
+            mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
+        )
         faces = []
         for k, points in enumerate(result.face_landmarks):
             lm478 = np.array([[p.x * w, p.y * h, p.z * w] for p in points], dtype=np.float64)
@@ -153,8 +161,12 @@ def _tile_starts(length: int, tile: int) -> list[int]:
 def _cut_by_tile(box: np.ndarray, x0: int, y0: int, tile: int, w: int, h: int) -> bool:
     """True when the face reaches a tile edge that is not also an edge of the frame."""
     pad = 0.02 * tile
-    return bool((x0 > 0 and box[0] < x0 + pad) or (y0 > 0 and box[1] < y0 + pad)
-                or (x0 + tile < w and box[2] > x0 + tile - pad) or (y0 + tile < h and box[3] > y0 + tile - pad))
+    return bool(
+        (x0 > 0 and box[0] < x0 + pad)
+        or (y0 > 0 and box[1] < y0 + pad)
+        or (x0 + tile < w and box[2] > x0 + tile - pad)
+        or (y0 + tile < h and box[3] > y0 + tile - pad)
+    )
 
 
 def _margin(box: np.ndarray, size: int) -> float:

@@ -3,6 +3,7 @@
 SCRFD gives boxes and five points, the detector Face-Adapter uses. For the 68/478 points the mediapipe
 landmarker is run in a window around each SCRFD face when one is available.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,7 +18,12 @@ from .types import Face
 log = logging.getLogger(__name__)
 
 BACKEND = "insightface-scrfd"
-PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "ROCMExecutionProvider", "CoreMLExecutionProvider", "CPUExecutionProvider")
+PREFERRED_PROVIDERS = (
+    "CUDAExecutionProvider",
+    "ROCMExecutionProvider",
+    "CoreMLExecutionProvider",
+    "CPUExecutionProvider",
+)
 
 
 def choose_providers(requested: str = "auto") -> list[str]:
@@ -42,17 +48,28 @@ def check_single_file_onnx(onnx_path: str | Path) -> None:
     with reading_model_file(onnx_path, "ONNX model"):
         model = onnx.load(str(onnx_path), load_external_data=False)
     tensors = [t for t in model.graph.initializer] + [
-        a.t for node in model.graph.node for a in node.attribute if a.HasField("t")]
-    external = sorted({entry.value for t in tensors if uses_external_data(t) for entry in t.external_data
-                       if entry.key == "location"})
+        a.t for node in model.graph.node for a in node.attribute if a.HasField("t")
+    ]
+    external = sorted(
+        {entry.value for t in tensors if uses_external_data(t) for entry in t.external_data if entry.key == "location"}
+    )
     if external:
-        raise ModelFileError(f"{onnx_path} keeps tensors in other files ({', '.join(external[:5])}); the pack only "
-                             "loads single-file ONNX models such as insightface's release (download it again)")
+        raise ModelFileError(
+            f"{onnx_path} keeps tensors in other files ({', '.join(external[:5])}); the pack only "
+            "loads single-file ONNX models such as insightface's release (download it again)"
+        )
 
 
 class ScrfdFaceDetector:
-    def __init__(self, onnx_path: str | Path, landmarker: MediaPipeFaceDetector | None = None, providers: str = "auto",
-                 det_size: int = 640, threshold: float = 0.5, nms_iou: float = 0.4):
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        landmarker: MediaPipeFaceDetector | None = None,
+        providers: str = "auto",
+        det_size: int = 640,
+        threshold: float = 0.5,
+        nms_iou: float = 0.4,
+    ):
         import onnxruntime as ort
 
         from ..models.checkpoint import reading_model_file
@@ -84,7 +101,9 @@ class ScrfdFaceDetector:
         canvas[: resized.shape[0], : resized.shape[1]] = resized
         blob = ((canvas - 127.5) / 128.0).transpose(2, 0, 1)[None].astype(np.float32)
         outputs = [o.reshape(-1, o.shape[-1]) for o in self.session.run(None, {self.input_name: blob})]
-        boxes, kps = decode_scrfd(outputs, self.strides, self.anchors_per_cell, self.det_size, self.threshold, self.has_kps)
+        boxes, kps = decode_scrfd(
+            outputs, self.strides, self.anchors_per_cell, self.det_size, self.threshold, self.has_kps
+        )
         keep = nms(boxes, self.nms_iou)
         return boxes[keep] / np.array([scale] * 4 + [1.0]), kps[keep] / scale
 
@@ -96,7 +115,9 @@ class ScrfdFaceDetector:
         return self.detect(rgb)
 
     def _face(self, rgb: np.ndarray, box: np.ndarray, kps: np.ndarray) -> Face:
-        face = Face(box=box[:4].astype(np.float64), score=float(box[4]), lm68=None, lm5=kps.astype(np.float64), backend=BACKEND)
+        face = Face(
+            box=box[:4].astype(np.float64), score=float(box[4]), lm68=None, lm5=kps.astype(np.float64), backend=BACKEND
+        )
         if self.landmarker is not None:
             near = self.landmarker.detect_near(rgb, face.box)
             match = max(near, key=lambda f: box_iou(f.box, face.box), default=None)
@@ -114,8 +135,9 @@ def anchor_centres(size: int, stride: int, per_cell: int) -> np.ndarray:
     return np.repeat(centres, per_cell, axis=0)
 
 
-def decode_scrfd(outputs: list[np.ndarray], strides, per_cell: int, size: int, threshold: float, has_kps: bool
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def decode_scrfd(
+    outputs: list[np.ndarray], strides, per_cell: int, size: int, threshold: float, has_kps: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """SCRFD's outputs (scores per level, then box distances, then point offsets) -> (M,5) boxes, (M,5,2) points."""
     levels = len(strides)
     all_boxes, all_kps = [], []

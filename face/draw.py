@@ -1,4 +1,5 @@
 """Face-Adapter's 70-point landmark control image (68 projected 3DMM landmarks + 2 gaze points)."""
+
 from __future__ import annotations
 
 import cv2
@@ -43,9 +44,14 @@ def _as_warp_matrices(warp: torch.Tensor | np.ndarray, batch: int) -> np.ndarray
     return mats
 
 
-def draw_pts70(lm68: torch.Tensor, gaze: torch.Tensor, warp_mat_512_to_256: torch.Tensor | np.ndarray,
-               dst_size: int = CONTROL_SIZE, canvas_size: int = CANVAS_SIZE,
-               radius: int = 2) -> tuple[np.ndarray, torch.Tensor]:
+def draw_pts70(
+    lm68: torch.Tensor,
+    gaze: torch.Tensor,
+    warp_mat_512_to_256: torch.Tensor | np.ndarray,
+    dst_size: int = CONTROL_SIZE,
+    canvas_size: int = CANVAS_SIZE,
+    radius: int = 2,
+) -> tuple[np.ndarray, torch.Tensor]:
     """Face-Adapter's ``draw_pts70_batch``.
 
     lm68: (B,68,2) pixels in the 256 crop; gaze: (B,4); warp_mat_512_to_256: (B,2,3) (or one) forward affine from
@@ -58,9 +64,16 @@ def draw_pts70(lm68: torch.Tensor, gaze: torch.Tensor, warp_mat_512_to_256: torc
         points = pts70(lm68, gaze.to(lm68)).cpu().numpy().round().astype(int)  # numpy: round half to even
     mats = _as_warp_matrices(warp_mat_512_to_256, points.shape[0])
     colors = rainbow_bgr_swapped(points.shape[1])
-    images = np.stack([
-        cv2.warpAffine(_draw_points(p, colors, canvas_size, radius), m, (dst_size, dst_size),
-                       flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
-        for p, m in zip(points, mats)
-    ])
+    images = np.stack(
+        [
+            cv2.warpAffine(
+                _draw_points(p, colors, canvas_size, radius),
+                m,
+                (dst_size, dst_size),
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_CONSTANT,
+            )
+            for p, m in zip(points, mats)
+        ]
+    )
     return images, uint8_to_signed(images).to(lm68.device)  # ToTensor then Normalize(0.5, 0.5)

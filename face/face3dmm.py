@@ -9,6 +9,7 @@ Coefficients are grouped into parts that recombination moves as a whole:
 identity (face shape), expression, pose (rotation, translation, scale), gaze, and for BFM the
 appearance (texture, lighting), which only matters for rendering.
 """
+
 from __future__ import annotations
 
 import logging
@@ -75,8 +76,9 @@ class Face3DMM:
         """(B,68,2) projected iBUG-68 landmarks in 256-canvas pixels."""
         c = self.coeffs
         if self.backend == "ict_facekit":
-            return ict_fit.project_landmarks(self.model, c["identity"], c["expression"], c["angles"],
-                                              c["scale"].reshape(-1), c["translation"])
+            return ict_fit.project_landmarks(
+                self.model, c["identity"], c["expression"], c["angles"], c["scale"].reshape(-1), c["translation"]
+            )
         return self.model.get_lm68(bfm_vector(c))
 
     def landmarks_in_frame(self) -> np.ndarray:
@@ -100,9 +102,11 @@ class Face3DMM:
 
     def describe(self) -> str:
         pose = self.head_pose_degrees()
-        return (f"{self.backend}: {len(self)} frame(s), coefficients "
-                + ", ".join(f"{k} {tuple(v.shape[1:])}" for k, v in self.coeffs.items())
-                + f"; yaw {pose[:, 0].min():.1f}..{pose[:, 0].max():.1f} deg")
+        return (
+            f"{self.backend}: {len(self)} frame(s), coefficients "
+            + ", ".join(f"{k} {tuple(v.shape[1:])}" for k, v in self.coeffs.items())
+            + f"; yaw {pose[:, 0].min():.1f}..{pose[:, 0].max():.1f} deg"
+        )
 
 
 def bfm_vector(coeffs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -115,8 +119,15 @@ def bfm_dict(vector: torch.Tensor) -> dict[str, torch.Tensor]:
     from ..models.d3dfr import split_coeffs
 
     parts = split_coeffs(vector)
-    names = {"id": "identity", "exp": "expression", "tex": "texture", "angle": "angles", "gamma": "lighting",
-             "trans": "translation", "gaze": "gaze"}
+    names = {
+        "id": "identity",
+        "exp": "expression",
+        "tex": "texture",
+        "angle": "angles",
+        "gamma": "lighting",
+        "trans": "translation",
+        "gaze": "gaze",
+    }
     out = {names[k]: v.clone() for k, v in parts.items()}
     if "gaze" not in out:  # Deep3DFaceRecon's 257 outputs have no gaze head: eyes look straight
         out["gaze"] = torch.zeros(vector.shape[0], 4, dtype=vector.dtype, device=vector.device)
@@ -141,21 +152,36 @@ def smooth_canvas(canvas: np.ndarray, sigma: float) -> np.ndarray:
     return smooth_over_frames(canvas, sigma)
 
 
-def fit_ict(faces: FaceSet, model, *, shared_identity: bool, smooth_sigma: float = 0.0,
-            input_name: str = "faces", canvas: np.ndarray | None = None, **fit_options) -> Face3DMM:
+def fit_ict(
+    faces: FaceSet,
+    model,
+    *,
+    shared_identity: bool,
+    smooth_sigma: float = 0.0,
+    input_name: str = "faces",
+    canvas: np.ndarray | None = None,
+    **fit_options,
+) -> Face3DMM:
     """Fit the ICT-FaceKit model to every frame's 68 landmarks (mapped into the frame's 256 canvas; by default
     the one-warp ArcFace canvas of the frame's five points)."""
     canvas = arcface_canvas(faces, input_name) if canvas is None else canvas
     canvas = smooth_canvas(canvas, smooth_sigma)
     lm68 = faces.lm68(input_name)
     lm_canvas = torch.from_numpy(np.stack([apply_affine(m, p) for m, p in zip(canvas, lm68)])).float()
-    result = ict_fit.fit_landmarks(lm_canvas, model, shared_identity=shared_identity,
-                                    smooth_sigma=smooth_sigma, **fit_options)
+    result = ict_fit.fit_landmarks(
+        lm_canvas, model, shared_identity=shared_identity, smooth_sigma=smooth_sigma, **fit_options
+    )
     gaze = measured_gaze(faces, canvas, lm_canvas)
     if smooth_sigma > 0:
         gaze = smooth_over_frames(gaze, smooth_sigma)
-    coeffs = {"identity": result.identity, "expression": result.expression, "angles": result.angles,
-              "scale": result.scale.reshape(-1, 1), "translation": result.translation, "gaze": gaze.to(result.angles)}
+    coeffs = {
+        "identity": result.identity,
+        "expression": result.expression,
+        "angles": result.angles,
+        "scale": result.scale.reshape(-1, 1),
+        "translation": result.translation,
+        "gaze": gaze.to(result.angles),
+    }
     return Face3DMM("ict_facekit", coeffs, canvas, tuple(faces.image_size), model, result.identity_index)
 
 
@@ -166,15 +192,21 @@ def measured_gaze(faces: FaceSet, canvas: np.ndarray, lm_canvas: torch.Tensor) -
         if face is None or face.lm478 is None or len(face.lm478) < 478:
             continue
         iris = torch.from_numpy(apply_affine(canvas[i], face.lm478[:, :2].astype(np.float64))).float()
-        gaze[i] = gaze_from_iris(iris[None], lm_canvas[i:i + 1])[0]
+        gaze[i] = gaze_from_iris(iris[None], lm_canvas[i : i + 1])[0]
     missing = [i for i, f in enumerate(faces.faces) if f is None or f.lm478 is None]
     if missing:
         log.info("no iris landmarks in frame(s) %s: gaze set to straight ahead", missing[:20])
     return gaze
 
 
-def bfm_from_regressor(coeff_vectors: torch.Tensor, canvas: np.ndarray, image_size: tuple[int, int],
-                       projector, smooth_sigma: float = 0.0, shared_identity: bool = False) -> Face3DMM:
+def bfm_from_regressor(
+    coeff_vectors: torch.Tensor,
+    canvas: np.ndarray,
+    image_size: tuple[int, int],
+    projector,
+    smooth_sigma: float = 0.0,
+    shared_identity: bool = False,
+) -> Face3DMM:
     """FACE_3DMM from (B,261|257) regressed coefficients of the frames' 256 crops."""
     coeffs = bfm_dict(coeff_vectors.float())
     if shared_identity:
@@ -200,8 +232,10 @@ def recombine(source: Face3DMM, driver: Face3DMM, mode: str) -> Face3DMM:
     if mode not in RECOMBINE_MODES:
         raise ValueError(f"unknown recombination {mode!r}; choose one of {list(RECOMBINE_MODES)}")
     if source.backend != driver.backend:
-        raise ValueError(f"'source' was fitted with {source.backend} and 'driver' with {driver.backend}: "
-                         "fit both with the same backend")
+        raise ValueError(
+            f"'source' was fitted with {source.backend} and 'driver' with {driver.backend}: "
+            "fit both with the same backend"
+        )
     n = _common_length(len(source), len(driver))
     source, driver = _repeat_to(source, n), _repeat_to(driver, n)
     from_driver = RECOMBINE_MODES[mode]
@@ -211,8 +245,9 @@ def recombine(source: Face3DMM, driver: Face3DMM, mode: str) -> Face3DMM:
         for key in keys:
             coeffs[key] = side.coeffs[key].clone()
     pose_side = driver if "pose" in from_driver else source
-    return Face3DMM(source.backend, coeffs, pose_side.canvas.copy(), pose_side.image_size, source.model,
-                    source.identity_index)
+    return Face3DMM(
+        source.backend, coeffs, pose_side.canvas.copy(), pose_side.image_size, source.model, source.identity_index
+    )
 
 
 def _common_length(a: int, b: int) -> int:
@@ -256,8 +291,9 @@ def warp_512_to_canvas(fit: Face3DMM, crop_forward: np.ndarray) -> np.ndarray:
     return np.stack([compose_affine(c, inv) for c, inv in zip(fit.canvas, crop_inverse)])
 
 
-def project_into_crop(fit: Face3DMM, crop_forward: np.ndarray, crop_size: int,
-                      convention: str) -> tuple[np.ndarray, CropLandmarks]:
+def project_into_crop(
+    fit: Face3DMM, crop_forward: np.ndarray, crop_size: int, convention: str
+) -> tuple[np.ndarray, CropLandmarks]:
     """Face-Adapter's 70-point control drawing of ``fit`` in the crop ``crop_forward`` (B,2,3).
 
     Returns uint8 (B,S,S,3) images and the 70 points in crop pixels.

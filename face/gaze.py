@@ -9,6 +9,7 @@ Mediapipe's refined mesh has iris centres 468 (its "right iris", ring 469-472, b
 33/133: the subject's right eye, iBUG 36-41, image left in an unmirrored photo) and 473 (its "left
 iris", ring 474-477, beside 362/263: iBUG 42-47).
 """
+
 from __future__ import annotations
 
 import torch

@@ -4,6 +4,7 @@ The pack's pose convention: angles (yaw, pitch, roll) in radians, R = Rz(roll) @
 rotated as ``points @ R^T``; +yaw turns the nose to the image right. The BFM's (Deep3DFaceRecon's) angles
 are ordered (x, y, z) = (pitch, yaw, roll) with the same R.
 """
+
 from __future__ import annotations
 
 import torch
@@ -35,8 +36,9 @@ def matrix_to_angles(rotation: torch.Tensor) -> torch.Tensor:
     return torch.stack([yaw, pitch, roll], -1)
 
 
-def weak_perspective(points: torch.Tensor, angles: torch.Tensor, scale: torch.Tensor,
-                     translation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def weak_perspective(
+    points: torch.Tensor, angles: torch.Tensor, scale: torch.Tensor, translation: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Rotate (B,P,3) model points by (B,3) angles and project with a (B,) or (B,1) scale and (B,2) translation.
 
     Returns the rotated points (B,P,3) and the image points (B,P,2): u = s x + tx, v = ty - s y (image y down).

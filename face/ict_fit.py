@@ -20,6 +20,7 @@ per frame, with ``sigma`` the assumed landmark noise as a fraction of the IOD. T
 is eliminated with a Schur complement, so a step costs one small solve per frame and one 100x100
 solve per group. Bounds are handled by projected steps with an active set.
 """
+
 from __future__ import annotations
 
 import logging
@@ -484,8 +485,9 @@ def _select(accept: torch.Tensor, new: _State, old: _State, group: torch.Tensor)
     )
 
 
-def _levenberg_marquardt(problem: _Problem, state: _State, iterations: int,
-                         on_iteration: Callable[[int], None] | None = None) -> _State:
+def _levenberg_marquardt(
+    problem: _Problem, state: _State, iterations: int, on_iteration: Callable[[int], None] | None = None
+) -> _State:
     damping = problem.target.new_full((problem.num_groups,), 1e-3)
     residual, rotated = _residuals(problem, state)
     cost = _group_cost(problem, state, residual)

@@ -4,6 +4,7 @@ Conventions (see the export's README): centimetres, right-handed, +y up, +z out 
 a frontal viewer, +x towards the subject's left. ``shape = mean + a @ id_basis + b @ exp_basis`` with
 identity ``a`` (100, prior N(0, 1)) and ARKit-style expression weights ``b`` (53, in [0, 1]).
 """
+
 from __future__ import annotations
 
 import logging
@@ -119,8 +120,9 @@ def load_ict_model(path: str | Path) -> ICTFaceModel:
     return model
 
 
-def ict_screen(model: ICTFaceModel, faces: torch.Tensor, theta: dict[str, torch.Tensor], size: int
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+def ict_screen(
+    model: ICTFaceModel, faces: torch.Tensor, theta: dict[str, torch.Tensor], size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Screen vertices (B,V,3: x, y pixels, depth away from the camera) and camera-frame unit normals of
     theta (identity, expression, angles, and ``scale``/``translation`` relative to the image size)."""
     from .geometry import weak_perspective
@@ -139,8 +141,9 @@ def ict_landmarks(model: ICTFaceModel, theta: dict[str, torch.Tensor], size: int
     return weak_perspective(shape, theta["angles"], theta["scale"] * size, theta["translation"] * size)[1]
 
 
-def ict_render(model: ICTFaceModel, faces: torch.Tensor, theta: dict[str, torch.Tensor], size: int
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+def ict_render(
+    model: ICTFaceModel, faces: torch.Tensor, theta: dict[str, torch.Tensor], size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """theta -> ``albedo * SH irradiance`` rendered in [0,1] (B,3,S,S) and the face mask (B,1,S,S)."""
     from .render import render_colors, sh_irradiance
 

@@ -3,20 +3,23 @@
 ComfyUI's IMAGE is (B,H,W,3) float in [0,1]; networks take (B,3,H,W) in [-1,1] ("signed") or in [0,1]
 ("unit"); OpenCV and mediapipe take (B,H,W,3) uint8. Every module converts through these functions.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 
 
-def image_to_unit(image: torch.Tensor, device: torch.device | str | None = None,
-                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def image_to_unit(
+    image: torch.Tensor, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """(B,H,W,3) [0,1] -> (B,3,H,W) [0,1] on ``device`` (default: where the image is) in ``dtype``."""
     return image.detach().movedim(-1, 1).to(device=device if device is not None else image.device, dtype=dtype)
 
 
-def image_to_signed(image: torch.Tensor, device: torch.device | str | None = None,
-                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def image_to_signed(
+    image: torch.Tensor, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """(B,H,W,3) [0,1] -> (B,3,H,W) [-1,1]."""
     return image_to_unit(image, device, dtype) * 2.0 - 1.0
 

@@ -1,4 +1,5 @@
 """Landmark conventions: mediapipe 478 -> iBUG 68 -> 5 points, and the ArcFace / Face-Adapter templates."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,15 +10,76 @@ import numpy as np
 # (left/right mirrored) that a leave-one-face-out fit over astronaut, carphone and t1.jpg chose for every
 # held-out face alike.
 MEDIAPIPE_TO_IBUG68 = np.array(
-    [127, 234, 132, 58, 172, 136, 149, 148, 152, 377, 378, 365, 397, 288, 361, 454, 356,  # jaw 0-16
-     70, 63, 105, 66, 107,  # right brow 17-21 (subject's right, image left)
-     336, 296, 334, 293, 300,  # left brow 22-26
-     168, 6, 195, 4,  # nose bridge 27-30
-     240, 97, 2, 326, 460,  # lower nose 31-35
-     33, 160, 158, 133, 153, 144,  # right eye 36-41
-     362, 385, 387, 263, 373, 380,  # left eye 42-47
-     61, 39, 37, 0, 267, 269, 291, 321, 314, 17, 84, 91,  # outer lip 48-59
-     78, 82, 13, 312, 308, 317, 14, 87],  # inner lip 60-67
+    [
+        127,
+        234,
+        132,
+        58,
+        172,
+        136,
+        149,
+        148,
+        152,
+        377,
+        378,
+        365,
+        397,
+        288,
+        361,
+        454,
+        356,  # jaw 0-16
+        70,
+        63,
+        105,
+        66,
+        107,  # right brow 17-21 (subject's right, image left)
+        336,
+        296,
+        334,
+        293,
+        300,  # left brow 22-26
+        168,
+        6,
+        195,
+        4,  # nose bridge 27-30
+        240,
+        97,
+        2,
+        326,
+        460,  # lower nose 31-35
+        33,
+        160,
+        158,
+        133,
+        153,
+        144,  # right eye 36-41
+        362,
+        385,
+        387,
+        263,
+        373,
+        380,  # left eye 42-47
+        61,
+        39,
+        37,
+        0,
+        267,
+        269,
+        291,
+        321,
+        314,
+        17,
+        84,
+        91,  # outer lip 48-59
+        78,
+        82,
+        13,
+        312,
+        308,
+        317,
+        14,
+        87,
+    ],  # inner lip 60-67
     dtype=np.int64,
 )
 
@@ -43,7 +105,13 @@ def mediapipe_to_68(points478: np.ndarray) -> np.ndarray:
 def five_from_68(lm68: np.ndarray) -> np.ndarray:
     """(..., 68, 2) -> (..., 5, 2): eye centres, nose tip, mouth corners, in insightface order."""
     return np.stack(
-        [lm68[..., 36:42, :].mean(-2), lm68[..., 42:48, :].mean(-2), lm68[..., 30, :], lm68[..., 48, :], lm68[..., 54, :]],
+        [
+            lm68[..., 36:42, :].mean(-2),
+            lm68[..., 42:48, :].mean(-2),
+            lm68[..., 30, :],
+            lm68[..., 48, :],
+            lm68[..., 54, :],
+        ],
         axis=-2,
     )
 

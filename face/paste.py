@@ -1,4 +1,5 @@
 """Paste edited crops back into their original frames through a feathered mask."""
+
 from __future__ import annotations
 
 import cv2
@@ -29,8 +30,9 @@ def crop_area_mask(size: int, margin: float = 0.0) -> np.ndarray:
     return mask
 
 
-def paste_back(frames: np.ndarray, crops: np.ndarray, crop: FaceCrop, masks: np.ndarray, feather: int = 16
-               ) -> tuple[np.ndarray, np.ndarray]:
+def paste_back(
+    frames: np.ndarray, crops: np.ndarray, crop: FaceCrop, masks: np.ndarray, feather: int = 16
+) -> tuple[np.ndarray, np.ndarray]:
     """Inverse-warp (N,S,S,C) crops into (N,H,W,C) float frames through (N,S,S) masks.
 
     Returns the composited frames and the frame-space masks used (N,H,W). A single crop or mask

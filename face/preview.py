@@ -1,4 +1,5 @@
 """Drawing detected faces on frames for inspection."""
+
 from __future__ import annotations
 
 import cv2

@@ -10,6 +10,7 @@ the per-vertex attributes (colours), as in nvdiffrast's ``interpolate``. Coverag
 not differentiated (no antialiasing term). Barycentrics are linear in screen space, which is exact for
 the weak-perspective ICT camera and a close approximation for the BFM pinhole at 10 units distance.
 """
+
 from __future__ import annotations
 
 import math
@@ -61,8 +62,9 @@ def rasterize(vertices: torch.Tensor, faces: torch.Tensor, size: tuple[int, int]
     lo = torch.stack([lo[..., 0].clamp(0, width - 1), lo[..., 1].clamp(0, height - 1)], -1)
     hi = torch.stack([hi[..., 0].clamp(-1, width - 1), hi[..., 1].clamp(-1, height - 1)], -1)
     extent = (hi - lo + 1).clamp_min(0)  # (B,F,2) pixels covered by the bounding box
-    area = (xy[..., 1, 0] - xy[..., 0, 0]) * (xy[..., 2, 1] - xy[..., 0, 1]) - (
-        xy[..., 2, 0] - xy[..., 0, 0]) * (xy[..., 1, 1] - xy[..., 0, 1])
+    area = (xy[..., 1, 0] - xy[..., 0, 0]) * (xy[..., 2, 1] - xy[..., 0, 1]) - (xy[..., 2, 0] - xy[..., 0, 0]) * (
+        xy[..., 1, 1] - xy[..., 0, 1]
+    )
     alive = (extent > 0).all(-1) & (area.abs() > 1e-12)
     zbuffer = torch.full((batch * height * width,), math.inf, device=vertices.device, dtype=tri.dtype)
     winner = torch.full((batch * height * width,), -1, dtype=torch.long, device=vertices.device)
@@ -76,7 +78,11 @@ def rasterize(vertices: torch.Tensor, faces: torch.Tensor, size: tuple[int, int]
         front = depth <= zbuffer[pixel]
         winner.scatter_reduce_(0, pixel[front], face[front], "amax")
     face_index = winner.view(batch, height, width)
-    depth = torch.where(face_index >= 0, zbuffer.view(batch, height, width), torch.full_like(zbuffer.view(batch, height, width), math.inf))
+    depth = torch.where(
+        face_index >= 0,
+        zbuffer.view(batch, height, width),
+        torch.full_like(zbuffer.view(batch, height, width), math.inf),
+    )
     return Fragments(face_index=face_index, depth=depth)
 
 
@@ -89,10 +95,10 @@ def _candidate_chunks(alive: torch.Tensor, extent: torch.Tensor):
     bucket = torch.ceil(torch.log2(box.float().clamp_min(1))).long()
     for level in bucket.unique().tolist():
         sel = (bucket == level).nonzero(as_tuple=True)[0]
-        side = 2 ** level
+        side = 2**level
         per_chunk = max(1, _MAX_CANDIDATES // (side * side))
         for start in range(0, sel.numel(), per_chunk):
-            part = sel[start:start + per_chunk]
+            part = sel[start : start + per_chunk]
             yield b_all[part], f_all[part], side
 
 
@@ -122,7 +128,9 @@ def barycentrics(vertices: torch.Tensor, faces: torch.Tensor, fragments: Fragmen
     return out.index_put((b_idx, y_idx, x_idx), bary)
 
 
-def interpolate(attributes: torch.Tensor, faces: torch.Tensor, fragments: Fragments, bary: torch.Tensor) -> torch.Tensor:
+def interpolate(
+    attributes: torch.Tensor, faces: torch.Tensor, fragments: Fragments, bary: torch.Tensor
+) -> torch.Tensor:
     """(B,V,C) per-vertex attributes -> (B,H,W,C) at each covered pixel (zero on background)."""
     safe_face = fragments.face_index.clamp_min(0)  # (B,H,W)
     corner_ids = faces[safe_face]  # (B,H,W,3)
@@ -132,8 +140,9 @@ def interpolate(attributes: torch.Tensor, faces: torch.Tensor, fragments: Fragme
     return values * (fragments.face_index >= 0).unsqueeze(-1).to(values)
 
 
-def render_colors(vertices: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, size: tuple[int, int]
-                  ) -> tuple[torch.Tensor, torch.Tensor, Fragments]:
+def render_colors(
+    vertices: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor, Fragments]:
     """Rasterise and interpolate per-vertex colours: image (B,C,H,W), mask (B,1,H,W), fragments."""
     faces = faces.to(vertices.device)
     fragments = rasterize(vertices, faces, size)

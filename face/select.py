@@ -1,4 +1,5 @@
 """Choosing one face per frame and keeping that choice stable over a video."""
+
 from __future__ import annotations
 
 import logging
@@ -38,8 +39,10 @@ class Selection:
         if self.order not in ORDERS:
             raise ValueError(f"face order {self.order!r}: choose one of {ORDERS}")
         if isinstance(self.index, bool) or not isinstance(self.index, (int, np.integer)) or self.index < 0:
-            raise ValueError(f"face index {self.index!r}: it counts faces from 0 in '{self.order}' order (0 is the "
-                             "first); negative values do not count from the end")
+            raise ValueError(
+                f"face index {self.index!r}: it counts faces from 0 in '{self.order}' order (0 is the "
+                "first); negative values do not count from the end"
+            )
 
 
 def order_faces(faces: Sequence[Face], order: str) -> list[Face]:
@@ -97,9 +100,16 @@ def detect_face_set(
     are searched near it first, and the selection rule only applies again when it is lost.
     """
     n, h, w = frames.shape[:3]
-    face_set = select_over_frames(n, (h, w), lambda i: detector.detect(frames[i]),
-                                  lambda i, box: detector.detect_near(frames[i], box), selection, track, on_frame,
-                                  backend)
+    face_set = select_over_frames(
+        n,
+        (h, w),
+        lambda i: detector.detect(frames[i]),
+        lambda i, box: detector.detect_near(frames[i], box),
+        selection,
+        track,
+        on_frame,
+        backend,
+    )
     face_set.blendshape_names = list(getattr(detector, "blendshape_names", []))
     return face_set
 
@@ -155,14 +165,18 @@ def missing_faces_message(face_set: FaceSet, selection: Selection, input_name: s
         if face_set.faces[frame] is None:
             by_count.setdefault(count, []).append(frame)
     for count, frames in by_count.items():
-        parts.append(f"index {selection.index} of {count} face{'s' if count != 1 else ''} found in frame "
-                     f"{_frame_list(frames)} of '{input_name}' (select=index counts from 0 in '{selection.order}' "
-                     f"order: use 0 to {count - 1})")
+        parts.append(
+            f"index {selection.index} of {count} face{'s' if count != 1 else ''} found in frame "
+            f"{_frame_list(frames)} of '{input_name}' (select=index counts from 0 in '{selection.order}' "
+            f"order: use 0 to {count - 1})"
+        )
     empty = [i for i in face_set.missing if i not in face_set.found_unselected]
     if empty:
         parts.append(f"no face found in frame {_frame_list(empty)} of '{input_name}'")
-    return (f"{'; '.join(parts)} ({len(face_set.missing)} of {len(face_set)} frames without a selected face, "
-            f"backend {face_set.backend}, select={selection.mode})")
+    return (
+        f"{'; '.join(parts)} ({len(face_set.missing)} of {len(face_set)} frames without a selected face, "
+        f"backend {face_set.backend}, select={selection.mode})"
+    )
 
 
 def finish_selection(face_set: FaceSet, selection: Selection, if_no_face: str, input_name: str = "image") -> FaceSet:
@@ -184,5 +198,6 @@ def fill_missing(face_set: FaceSet) -> FaceSet:
         src = min(found, key=lambda j: abs(j - i))
         faces[i] = faces[src]
         filled[i] = src
-    return FaceSet(faces, face_set.image_size, face_set.backend, face_set.blendshape_names, filled,
-                   face_set.found_unselected)
+    return FaceSet(
+        faces, face_set.image_size, face_set.backend, face_set.blendshape_names, filled, face_set.found_unselected
+    )

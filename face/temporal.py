@@ -4,6 +4,7 @@ It is scipy.ndimage.gaussian_filter1d's filter (kernel truncated at 4 sigma), wr
 code smooths NumPy arrays and tensors on any device. Edges: mode 'nearest' repeats the first and last frame
 (the pack's default); mode 'reflect' is scipy's default (d c b a | a b c d), which DVA's preprocessing uses.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,8 +30,11 @@ def smooth_over_frames(values, sigma: float, mode: str = "nearest"):
     if sigma <= 0 or len(values) < 2:
         return values
     if isinstance(values, np.ndarray):
-        return smooth_over_frames(torch.from_numpy(np.asarray(values, np.float64)), sigma, mode).numpy().astype(
-            values.dtype if np.issubdtype(values.dtype, np.floating) else np.float64)
+        return (
+            smooth_over_frames(torch.from_numpy(np.asarray(values, np.float64)), sigma, mode)
+            .numpy()
+            .astype(values.dtype if np.issubdtype(values.dtype, np.floating) else np.float64)
+        )
     kernel = gaussian_kernel(sigma, values.dtype, values.device)
     radius = (len(kernel) - 1) // 2
     flat = values.reshape(values.shape[0], -1).T.unsqueeze(1)  # (C,1,N)

@@ -2,6 +2,7 @@
 
 Everything here is plain NumPy so the types pickle, print and test without ComfyUI or torch.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -67,7 +68,9 @@ class FaceSet:
         for i in range(len(self)):
             face = self.require(i, input_name)
             if face.lm68 is None:
-                raise ValueError(f"the face in frame {i} of '{input_name}' has no 68 landmarks ({face.backend} found only a box)")
+                raise ValueError(
+                    f"the face in frame {i} of '{input_name}' has no 68 landmarks ({face.backend} found only a box)"
+                )
             out.append(face.lm68)
         return np.stack(out)
 
@@ -104,7 +107,9 @@ class FaceCrop:
         return len(self.forward)
 
     def frame(self, i: int) -> "FaceCrop":
-        return FaceCrop(self.forward[i : i + 1], self.inverse[i : i + 1], self.crop_size, self.image_size, self.convention)
+        return FaceCrop(
+            self.forward[i : i + 1], self.inverse[i : i + 1], self.crop_size, self.image_size, self.convention
+        )
 
     def chain(self, then: "FaceCrop") -> "FaceCrop":
         """This crop followed by a crop of it: frame -> self's crop -> then's crop."""

@@ -6,6 +6,7 @@ truncated or refused file becomes a :class:`ModelFileError` that names the file 
 (download it again), never the library's own advice (torch's "re-run with weights_only=False" would
 run the file's code).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -58,8 +59,10 @@ def reading_model_file(path: str | os.PathLike, what: str = "model file") -> Ite
         if not Path(path).exists():
             raise
         if "allow_pickle" in str(error):
-            raise ModelFileError(f"{os.fspath(path)} holds pickled Python objects (object arrays), which the pack "
-                                 f"never loads: it is not the released file ({REDOWNLOAD})") from None
+            raise ModelFileError(
+                f"{os.fspath(path)} holds pickled Python objects (object arrays), which the pack "
+                f"never loads: it is not the released file ({REDOWNLOAD})"
+            ) from None
         raise damaged_file_error(path, f"{what}: {type(error).__name__}: {_short(error)}") from None
 
 
@@ -79,7 +82,9 @@ def _is_torchscript_archive(path: Path) -> bool:
             names = archive.namelist()
     except (zipfile.BadZipFile, OSError):
         return False
-    return any(name.split("/", 1)[-1].startswith("code/") for name in names) and any(n.endswith("/data.pkl") for n in names)
+    return any(name.split("/", 1)[-1].startswith("code/") for name in names) and any(
+        n.endswith("/data.pkl") for n in names
+    )
 
 
 def torch_load_weights(source: str | os.PathLike, safe_globals: Iterable[Any] = ()) -> Any:
@@ -102,12 +107,14 @@ def torch_load_weights(source: str | os.PathLike, safe_globals: Iterable[Any] = 
         raise RefusedPickleError(
             f"{path} pickles {named}, which a safe (weights-only) load refuses: it is not a plain checkpoint of "
             f"this model, or it carries code. Nothing of it was run. Use the released file ({REDOWNLOAD}).",
-            refused) from None
+            refused,
+        ) from None
     except RuntimeError as error:
         if _is_torchscript_archive(path):
             raise ModelFileError(
                 f"{path} is a TorchScript archive, whose code the pack never runs; this loader reads a plain "
-                f"state dict or safetensors file ({REDOWNLOAD})") from None
+                f"state dict or safetensors file ({REDOWNLOAD})"
+            ) from None
         raise damaged_file_error(path, _short(error)) from None
     except (EOFError, OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile) as error:
         raise damaged_file_error(path, f"{type(error).__name__}: {_short(error)}") from None
@@ -136,7 +143,7 @@ def read_state(source: StateSource) -> dict:
 
 
 def strip_prefix(state: Mapping, prefix: str = "module.") -> dict:
-    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
+    return {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in state.items()}
 
 
 def load_state_strict(module: nn.Module, state: Mapping, source: str = "state dict") -> nn.Module:
@@ -144,15 +151,26 @@ def load_state_strict(module: nn.Module, state: Mapping, source: str = "state di
     expected = module.state_dict()
     not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
-        raise ValueError(f"{source}: entries that are not tensors ({len(not_tensors)}): {', '.join(map(str, not_tensors[:20]))}")
+        raise ValueError(
+            f"{source}: entries that are not tensors ({len(not_tensors)}): {', '.join(map(str, not_tensors[:20]))}"
+        )
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    mis_shaped = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
-                  for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    mis_shaped = [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
     if missing or unexpected or mis_shaped:
-        parts = [f"{label} ({len(keys)}): {', '.join(keys)}"
-                 for label, keys in (("missing keys", missing), ("unexpected keys", unexpected),
-                                     ("shape mismatches", mis_shaped)) if keys]
+        parts = [
+            f"{label} ({len(keys)}): {', '.join(keys)}"
+            for label, keys in (
+                ("missing keys", missing),
+                ("unexpected keys", unexpected),
+                ("shape mismatches", mis_shaped),
+            )
+            if keys
+        ]
         raise ValueError(f"{source} does not match {type(module).__name__}: " + "; ".join(parts))
     module.load_state_dict(state, strict=True)
     return module
@@ -169,6 +187,8 @@ def read_state_dict(source: StateSource) -> dict[str, torch.Tensor]:
         raise ModelFileError(f"{describe_source(source)}: expected a state dict, got {type(state).__name__}")
     not_tensors = [str(k) for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
-        raise ModelFileError(f"{describe_source(source)}: expected a state dict of tensors, but "
-                             f"{', '.join(not_tensors[:10])} {'is not a tensor' if len(not_tensors) == 1 else 'are not tensors'}")
+        raise ModelFileError(
+            f"{describe_source(source)}: expected a state dict of tensors, but "
+            f"{', '.join(not_tensors[:10])} {'is not a tensor' if len(not_tensors) == 1 else 'are not tensors'}"
+        )
     return dict(state)

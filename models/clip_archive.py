@@ -14,6 +14,7 @@ The same weights in open_clip's form (``.safetensors`` or a torch state dict wit
 too. :func:`build_openai_clip` builds open_clip's ``CLIP`` (QuickGELU, float32) from the tensors, the
 architecture read from their shapes.
 """
+
 from __future__ import annotations
 
 import io
@@ -37,9 +38,16 @@ logger = logging.getLogger(__name__)
 NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size")
 
 _STORAGE_DTYPES = {
-    "FloatStorage": torch.float32, "HalfStorage": torch.float16, "DoubleStorage": torch.float64,
-    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
-    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
+    "FloatStorage": torch.float32,
+    "HalfStorage": torch.float16,
+    "DoubleStorage": torch.float64,
+    "BFloat16Storage": torch.bfloat16,
+    "LongStorage": torch.int64,
+    "IntStorage": torch.int32,
+    "ShortStorage": torch.int16,
+    "CharStorage": torch.int8,
+    "ByteStorage": torch.uint8,
+    "BoolStorage": torch.bool,
 }
 
 
@@ -52,7 +60,8 @@ class ScriptObjectRecord:
         if not isinstance(state, dict):
             raise UnsafePickleError(
                 f"module {self.script_class} restores itself with its own __setstate__ code (its pickled state "
-                f"is a {type(state).__name__}, not an attribute dict); refusing it, nothing of it was run")
+                f"is a {type(state).__name__}, not an attribute dict); refusing it, nothing of it was run"
+            )
         self.state = state
 
 
@@ -84,15 +93,24 @@ class _TorchScriptUnpickler(pickle.Unpickler):
             return _rebuild_tensor
         if (module, name) == ("collections", "OrderedDict"):
             return OrderedDict
-        if module == "torch.jit._pickle" and name in ("build_intlist", "build_doublelist", "build_boollist",
-                                                       "build_tensorlist", "restore_type_tag"):
+        if module == "torch.jit._pickle" and name in (
+            "build_intlist",
+            "build_doublelist",
+            "build_boollist",
+            "build_tensorlist",
+            "restore_type_tag",
+        ):
             return _identity
-        raise UnsafePickleError(f"refusing to load global {module}.{name}: it is not on the allow-list of the "
-                                "TorchScript tensor reader (nothing of it was run)")
+        raise UnsafePickleError(
+            f"refusing to load global {module}.{name}: it is not on the allow-list of the "
+            "TorchScript tensor reader (nothing of it was run)"
+        )
 
     def _record_class(self, qualified: str) -> type:
         if qualified not in self._record_classes:
-            self._record_classes[qualified] = type("ScriptObjectRecord", (ScriptObjectRecord,), {"script_class": qualified})
+            self._record_classes[qualified] = type(
+                "ScriptObjectRecord", (ScriptObjectRecord,), {"script_class": qualified}
+            )
         return self._record_classes[qualified]
 
     def persistent_load(self, pid: Any) -> torch.Tensor:
@@ -111,7 +129,9 @@ class _TorchScriptUnpickler(pickle.Unpickler):
             raise DamagedPickleError(f"the storage record {name} is missing from the archive") from None
         itemsize = torch.empty((), dtype=dtype).element_size()
         if not isinstance(numel, int) or numel < 0 or info.file_size != numel * itemsize:
-            raise DamagedPickleError(f"the storage record {name} holds {info.file_size} bytes, not {numel!r} x {itemsize}")
+            raise DamagedPickleError(
+                f"the storage record {name} holds {info.file_size} bytes, not {numel!r} x {itemsize}"
+            )
         if info.compress_type != zipfile.ZIP_STORED or info.file_size > self.archive_size:
             raise UnsafePickleError(f"the storage record {name} is compressed (torch stores them as they are)")
         raw = bytearray(self.archive.read(name))
@@ -121,8 +141,12 @@ class _TorchScriptUnpickler(pickle.Unpickler):
 def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) -> torch.Tensor:
     if not isinstance(storage, torch.Tensor):
         raise UnsafePickleError(f"tensor storage is a {type(storage).__name__}, not a storage record")
-    if not (isinstance(size, tuple) and isinstance(stride, tuple) and len(size) == len(stride)
-            and all(isinstance(v, int) and v >= 0 for v in (*size, *stride, offset))):
+    if not (
+        isinstance(size, tuple)
+        and isinstance(stride, tuple)
+        and len(size) == len(stride)
+        and all(isinstance(v, int) and v >= 0 for v in (*size, *stride, offset))
+    ):
         raise UnsafePickleError(f"malformed tensor record: offset {offset!r}, size {size!r}, stride {stride!r}")
     numel = 1
     for n in size:
@@ -130,17 +154,22 @@ def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) 
     if numel:
         extent = offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1
         if extent > storage.numel() or numel > storage.numel():
-            raise UnsafePickleError(f"a tensor of shape {size} needs {max(extent, numel):,} elements of a storage "
-                                    f"that holds {storage.numel():,}")
+            raise UnsafePickleError(
+                f"a tensor of shape {size} needs {max(extent, numel):,} elements of a storage "
+                f"that holds {storage.numel():,}"
+            )
     return torch.as_strided(storage, size, stride, offset)
 
 
 def _archive_prefix(archive: zipfile.ZipFile, path: Path) -> str:
-    roots = [name[: -len("data.pkl")] for name in archive.namelist()
-             if name.endswith("/data.pkl") and name.count("/") == 1]
+    roots = [
+        name[: -len("data.pkl")] for name in archive.namelist() if name.endswith("/data.pkl") and name.count("/") == 1
+    ]
     if len(roots) != 1:
-        raise ModelFileError(f"{path} is a zip file but not a TorchScript or torch archive "
-                             f"({len(roots)} top-level data.pkl records); {REDOWNLOAD}")
+        raise ModelFileError(
+            f"{path} is a zip file but not a TorchScript or torch archive "
+            f"({len(roots)} top-level data.pkl records); {REDOWNLOAD}"
+        )
     return roots[0]
 
 
@@ -167,7 +196,9 @@ def read_torchscript_tensors(path: str | os.PathLike, limits: PickleLimits = DEF
     except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as error:
         if isinstance(error, ModelFileError):
             raise
-        raise ModelFileError(f"{path} is damaged or incomplete ({type(error).__name__}: {error}); {REDOWNLOAD}") from None
+        raise ModelFileError(
+            f"{path} is damaged or incomplete ({type(error).__name__}: {error}); {REDOWNLOAD}"
+        ) from None
     if not isinstance(root, ScriptObjectRecord):
         raise ModelFileError(f"{path}: the archive's data.pkl holds a {type(root).__name__}, not a TorchScript module")
     return _tensors_of(root)
@@ -208,13 +239,20 @@ def read_clip_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def _count_blocks(state: Mapping[str, Any], prefix: str) -> int:
-    return len({k[len(prefix):].split(".", 1)[0] for k in state if k.startswith(prefix)})
+    return len({k[len(prefix) :].split(".", 1)[0] for k in state if k.startswith(prefix)})
 
 
 def openai_clip_config(state: Mapping[str, torch.Tensor], source: str) -> dict[str, Any]:
     """open_clip CLIP constructor arguments for a ViT CLIP in OpenAI's key layout, read from the shapes."""
-    needed = ("visual.proj", "visual.conv1.weight", "visual.positional_embedding", "text_projection",
-              "positional_embedding", "token_embedding.weight", "ln_final.weight")
+    needed = (
+        "visual.proj",
+        "visual.conv1.weight",
+        "visual.positional_embedding",
+        "text_projection",
+        "positional_embedding",
+        "token_embedding.weight",
+        "ln_final.weight",
+    )
     missing = [k for k in needed if k not in state]
     if missing:
         hint = " (a ResNet CLIP such as RN50 is not supported)" if "visual.layer1.0.conv1.weight" in state else ""
@@ -224,11 +262,19 @@ def openai_clip_config(state: Mapping[str, torch.Tensor], source: str) -> dict[s
     conv = state["visual.conv1.weight"]
     grid = round((state["visual.positional_embedding"].shape[0] - 1) ** 0.5)
     text_width = state["ln_final.weight"].shape[0]
-    vision = CLIPVisionCfg(layers=_count_blocks(state, "visual.transformer.resblocks."), width=conv.shape[0],
-                           patch_size=conv.shape[-1], image_size=conv.shape[-1] * grid)
-    text = CLIPTextCfg(context_length=state["positional_embedding"].shape[0],
-                       vocab_size=state["token_embedding.weight"].shape[0], width=text_width,
-                       heads=max(1, text_width // 64), layers=_count_blocks(state, "transformer.resblocks."))
+    vision = CLIPVisionCfg(
+        layers=_count_blocks(state, "visual.transformer.resblocks."),
+        width=conv.shape[0],
+        patch_size=conv.shape[-1],
+        image_size=conv.shape[-1] * grid,
+    )
+    text = CLIPTextCfg(
+        context_length=state["positional_embedding"].shape[0],
+        vocab_size=state["token_embedding.weight"].shape[0],
+        width=text_width,
+        heads=max(1, text_width // 64),
+        layers=_count_blocks(state, "transformer.resblocks."),
+    )
     return {"embed_dim": state["text_projection"].shape[1], "vision_cfg": vision, "text_cfg": text}
 
 
@@ -240,20 +286,33 @@ def build_openai_clip(state: Mapping[str, torch.Tensor], source: str = "CLIP sta
     model = CLIP(config["embed_dim"], config["vision_cfg"], config["text_cfg"], quick_gelu=True, cast_dtype=None)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
-    mis_shaped = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-                  if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    mis_shaped = [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
     if missing or mis_shaped:
-        parts = [f"{label} ({len(keys)}): {', '.join(keys[:20])}" for label, keys in
-                 (("missing", missing), ("shape mismatches", mis_shaped)) if keys]
+        parts = [
+            f"{label} ({len(keys)}): {', '.join(keys[:20])}"
+            for label, keys in (("missing", missing), ("shape mismatches", mis_shaped))
+            if keys
+        ]
         raise ModelFileError(f"{source} does not hold the CLIP its shapes describe: " + "; ".join(parts))
     extra = sorted(k for k in state if k not in expected and k not in NON_WEIGHT_KEYS)
     if extra:
         logger.info("%s: ignoring %d tensors that are not CLIP weights (%s)", source, len(extra), ", ".join(extra[:8]))
     weights = {k: state[k].float() for k in expected if k in state}
     model.load_state_dict(weights, strict=True)
-    logger.info("CLIP from %s: ViT-%s/%d at %d px, width %d, %d+%d layers", source, config["vision_cfg"].width,
-                config["vision_cfg"].patch_size, config["vision_cfg"].image_size, config["text_cfg"].width,
-                config["vision_cfg"].layers, config["text_cfg"].layers)
+    logger.info(
+        "CLIP from %s: ViT-%s/%d at %d px, width %d, %d+%d layers",
+        source,
+        config["vision_cfg"].width,
+        config["vision_cfg"].patch_size,
+        config["vision_cfg"].image_size,
+        config["text_cfg"].width,
+        config["vision_cfg"].layers,
+        config["text_cfg"].layers,
+    )
     return model.float().eval()
 
 

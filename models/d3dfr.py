@@ -5,6 +5,7 @@ head per coefficient group. State-dict keys match the released files:
 Face-Adapter ``d3dfr_res50_nofc.pth`` (heads spelled ``fianl_layers``, sic; keys may carry ``module.``)
 and Deep3DFaceRecon ``epoch_20.pth`` (``{'net_recon': state, 'opt_00': ...}``, heads ``final_layers``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,11 +44,7 @@ def split_coeffs(coeffs: torch.Tensor) -> dict[str, torch.Tensor]:
     """Split (B,257) or (B,261) coefficients into id, exp, tex, angle, gamma, trans [, gaze]."""
     if coeffs.ndim != 2 or coeffs.shape[1] < BFM_COEFF_DIM:
         raise ValueError(f"expected (B,257) or (B,261) 3DMM coefficients, got {tuple(coeffs.shape)}")
-    return {
-        name: coeffs[:, start:stop]
-        for name, (start, stop) in COEFF_LAYOUT.items()
-        if stop <= coeffs.shape[1]
-    }
+    return {name: coeffs[:, start:stop] for name, (start, stop) in COEFF_LAYOUT.items() if stop <= coeffs.shape[1]}
 
 
 def _resnet_trunk(arch: str, num_outputs: int, use_last_fc: bool) -> tuple[nn.Module, int]:
@@ -104,8 +101,9 @@ class D3DFRRegressor(_CoeffRegressor):
 
     heads_name = "fianl_layers"  # sic: the released checkpoint's spelling
 
-    def __init__(self, input_size: tuple[int, int] = (256, 256), output_dim: int = 261,
-                 use_last_fc: bool = False) -> None:
+    def __init__(
+        self, input_size: tuple[int, int] = (256, 256), output_dim: int = 261, use_last_fc: bool = False
+    ) -> None:
         super().__init__("resnet50", output_dim, use_last_fc)
         self.input_size = tuple(input_size)
 
@@ -115,8 +113,13 @@ class Deep3DFaceReconRegressor(_CoeffRegressor):
 
     heads_name = "final_layers"
 
-    def __init__(self, net_recon: str = "resnet50", use_last_fc: bool = False,
-                 init_path: str | None = None, fc_dim: int = BFM_COEFF_DIM) -> None:
+    def __init__(
+        self,
+        net_recon: str = "resnet50",
+        use_last_fc: bool = False,
+        init_path: str | None = None,
+        fc_dim: int = BFM_COEFF_DIM,
+    ) -> None:
         super().__init__(net_recon, fc_dim, use_last_fc)
         if init_path:
             # The authors' init_path is an ImageNet start for training; inference loads epoch_20.pth instead.

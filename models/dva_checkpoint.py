@@ -10,6 +10,7 @@ metadata objects (hyper-parameter dicts, callback classes used as keys). When th
 load refuses such a global from a known metadata module, it is replaced by an inert stand-in class
 and the weights-only load is retried; no code from the file ever runs.
 """
+
 from __future__ import annotations
 
 import logging
@@ -103,9 +104,9 @@ def split_dva_state(state: Mapping[str, Any], weights: str = "ema") -> DVAStates
     for key, value in state.items():
         if not key.startswith(prefix):
             continue
-        name = key[len(prefix):]
+        name = key[len(prefix) :]
         if name.startswith("encoder."):
-            encoder[name[len("encoder."):]] = value
+            encoder[name[len("encoder.") :]] = value
         else:
             unet[name] = value
     if not unet:

@@ -4,6 +4,7 @@ Keys match the `encoder.*` part of the DVA Lightning checkpoint with that prefix
 `idnet.backbone.*`, `lndnet.backbone.*`, `bgnet.backbone.*`, `linear.{weight,bias}`.
 All image inputs are (B,3,H,W) RGB in [-1,1], normally the 256x256 FFHQ-aligned crop.
 """
+
 from __future__ import annotations
 
 from typing import Mapping

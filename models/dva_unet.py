@@ -5,6 +5,7 @@ modulates the first GroupNorm, then an extra conv + GroupNorm follows, and the f
 z_face (512-d) modulates that second GroupNorm with a scale and a shift. State-dict keys match the
 `ema_model.` / `model.` part of the released Lightning checkpoint (minus `encoder.*`).
 """
+
 from __future__ import annotations
 
 import math
@@ -192,8 +193,9 @@ class AttentionBlock(nn.Module):
         else:
             q, k, v = qkv.reshape(bs * self.num_heads, ch * 3, length).split(ch, dim=1)
         # softmax(q^T k / sqrt(ch)) v: the authors' einsum form, through the fused kernel
-        out = F.scaled_dot_product_attention(q.transpose(1, 2)[:, None], k.transpose(1, 2)[:, None],
-                                             v.transpose(1, 2)[:, None])
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2)[:, None], k.transpose(1, 2)[:, None], v.transpose(1, 2)[:, None]
+        )
         return out[:, 0].transpose(1, 2).reshape(bs, -1, length)
 
 
@@ -378,11 +380,15 @@ def unet_config_from_state(state: Mapping[str, torch.Tensor], image_size: int = 
         first = 1 + level * (num_res_blocks + 1)
         channel_mult.append(int(state[f"input_blocks.{first}.0.out_layers.6.weight"].shape[0]) // model_channels)
         if f"input_blocks.{first}.1.qkv.weight" in state:
-            attention.append(image_size // 2 ** level)
+            attention.append(image_size // 2**level)
     embed = int(state["time_embed.time_embed.2.weight"].shape[0])
     cond = int(state["input_blocks.1.0.cond_emb_layers.1.weight"].shape[1])
     return {
-        "image_size": image_size, "model_channels": model_channels, "channel_mult": tuple(channel_mult),
-        "num_res_blocks": num_res_blocks, "attention_resolutions": tuple(attention), "embed_channels": embed,
+        "image_size": image_size,
+        "model_channels": model_channels,
+        "channel_mult": tuple(channel_mult),
+        "num_res_blocks": num_res_blocks,
+        "attention_resolutions": tuple(attention),
+        "embed_channels": embed,
         "cond_channels": cond if cond != embed else None,
     }

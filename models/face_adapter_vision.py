@@ -4,6 +4,7 @@ A plain nn.Module around transformers' CLIPVisionModel, so ComfyUI's ModelPatche
 attributes such as `device` that transformers models expose read-only). Its output is the last hidden
 state, CLS + patch tokens, before post_layernorm: what Image2Token reads.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,10 @@ def check_plain_transformers_folder(folder: str | os.PathLike) -> Path:
     custom = [key for key in ("auto_map", "custom_pipelines") if key in config]
     code = sorted(p.name for p in Path(folder).glob("*.py"))
     if custom or code:
-        raise ModelFileError(f"{config_path} asks for custom code ({', '.join(custom + code)}); the pack never runs "
-                             "code from a model folder. Use the release's vision_encoder/ folder as it is.")
+        raise ModelFileError(
+            f"{config_path} asks for custom code ({', '.join(custom + code)}); the pack never runs "
+            "code from a model folder. Use the release's vision_encoder/ folder as it is."
+        )
     return config_path
 
 
@@ -52,6 +55,7 @@ def load_clip_vision_tower(folder: str | os.PathLike) -> CLIPVisionTower:
 
     check_plain_transformers_folder(folder)
     with reading_model_file(folder, "transformers folder"):
-        model = CLIPVisionModel.from_pretrained(os.fspath(folder), torch_dtype=torch.float32, local_files_only=True,
-                                                trust_remote_code=False)
+        model = CLIPVisionModel.from_pretrained(
+            os.fspath(folder), torch_dtype=torch.float32, local_files_only=True, trust_remote_code=False
+        )
     return CLIPVisionTower(model).float().eval()

@@ -14,6 +14,7 @@ File (``.safetensors``, loadable by Load StyleGAN2): the module's state dict (ma
 their standardisation, the mesh arrays) and metadata ``{"format": "facecontrol-face-generator", "config":
 json}`` with the sizes, the group layers and the expression names.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,13 +26,17 @@ import torch
 from torch import nn
 
 from ..face.ict_model import ICTFaceModel, ict_landmarks, ict_render
-from ..face.render import INIT_LIGHT
 from .checkpoint import load_state_strict, read_state, reading_model_file
 from .stylegan_interface import StyleGAN2Generator
 
 FORMAT = "facecontrol-face-generator"
 #: W+ layers feeding each parameter group (coarse -> fine)
-GROUP_LAYERS: dict[str, tuple[int, ...]] = {"pose": (0, 1), "identity": (2, 3), "expression": (4, 5), "appearance": (6, 7)}
+GROUP_LAYERS: dict[str, tuple[int, ...]] = {
+    "pose": (0, 1),
+    "identity": (2, 3),
+    "expression": (4, 5),
+    "appearance": (6, 7),
+}
 #: the largest yaw, pitch and roll (radians) the generator draws
 MAX_ANGLES = (math.radians(30), math.radians(15), math.radians(10))
 SKIN = (0.78, 0.58, 0.48)  # mean albedo (RGB)
@@ -49,18 +54,34 @@ class FaceGenerator(StyleGAN2Generator):
 
     kind = "ict_face"
 
-    def __init__(self, model: ICTFaceModel, faces: torch.Tensor, z_dim: int = 32, w_dim: int = 32,
-                 resolution: int = 64, mapping_layers: int = 3) -> None:
+    def __init__(
+        self,
+        model: ICTFaceModel,
+        faces: torch.Tensor,
+        z_dim: int = 32,
+        w_dim: int = 32,
+        resolution: int = 64,
+        mapping_layers: int = 3,
+    ) -> None:
         super().__init__()
         self.face_model = model
         self.z_dim, self.w_dim, self.resolution = z_dim, w_dim, resolution
         self.num_ws = 1 + max(max(layers) for layers in GROUP_LAYERS.values())
         self.num_identity, self.num_expression = model.id_basis.shape[0], model.exp_basis.shape[0]
         self.register_buffer("faces", faces.long())
-        self.mapping_net = nn.Sequential(*[m for i in range(mapping_layers) for m in
-                                           (nn.Linear(z_dim if i == 0 else w_dim, w_dim), nn.LeakyReLU(0.2))])
-        self.heads = nn.ModuleDict({group: nn.ModuleList(nn.Linear(w_dim, self._size(group)) for _ in layers)
-                                    for group, layers in GROUP_LAYERS.items()})
+        self.mapping_net = nn.Sequential(
+            *[
+                m
+                for i in range(mapping_layers)
+                for m in (nn.Linear(z_dim if i == 0 else w_dim, w_dim), nn.LeakyReLU(0.2))
+            ]
+        )
+        self.heads = nn.ModuleDict(
+            {
+                group: nn.ModuleList(nn.Linear(w_dim, self._size(group)) for _ in layers)
+                for group, layers in GROUP_LAYERS.items()
+            }
+        )
         for group in GROUP_LAYERS:  # standardisation of each head's sum, set by calibrate()
             self.register_buffer(f"{group}_mean", torch.zeros(self._size(group)))
             self.register_buffer(f"{group}_std", torch.ones(self._size(group)))
@@ -68,20 +89,29 @@ class FaceGenerator(StyleGAN2Generator):
         iod = (model.lmk_mean[36, :2] - model.lmk_mean[45, :2]).norm()
         scale = IOD_OF_CROP / iod
         centre = model.lmk_mean.mean(0)
-        self.register_buffer("camera", torch.stack([scale, LANDMARK_CENTRE[0] - scale * centre[0],
-                                                    LANDMARK_CENTRE[1] + scale * centre[1]]))
+        self.register_buffer(
+            "camera",
+            torch.stack([scale, LANDMARK_CENTRE[0] - scale * centre[0], LANDMARK_CENTRE[1] + scale * centre[1]]),
+        )
 
     def _size(self, group: str) -> int:
         return _group_size(group, self.num_identity, self.num_expression)
 
     def config(self) -> dict:
-        return {"z_dim": self.z_dim, "w_dim": self.w_dim, "resolution": self.resolution,
-                "mapping_layers": len(self.mapping_net) // 2, "group_layers": GROUP_LAYERS,
-                "exp_names": self.face_model.exp_names}
+        return {
+            "z_dim": self.z_dim,
+            "w_dim": self.w_dim,
+            "resolution": self.resolution,
+            "mapping_layers": len(self.mapping_net) // 2,
+            "group_layers": GROUP_LAYERS,
+            "exp_names": self.face_model.exp_names,
+        }
 
     # ------------------------------------------------------------------ the interface
 
-    def mapping(self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> torch.Tensor:
+    def mapping(
+        self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None
+    ) -> torch.Tensor:
         z = z * z.square().mean(1, keepdim=True).add(1e-8).rsqrt()
         w = self.mapping_net(z.to(self.w_avg))
         ws = w.unsqueeze(1).expand(-1, self.num_ws, -1)
@@ -115,9 +145,16 @@ class FaceGenerator(StyleGAN2Generator):
         colour = ws.new_tensor(SKIN) * (1 + 0.12 * torch.tanh(appearance[:, 9:]))
         albedo = colour.unsqueeze(1).expand(-1, self.face_model.num_vertices, -1)
         camera = self.camera.to(ws)
-        return {"identity": identity, "expression": expression, "angles": angles,
-                "scale": camera[:1].expand(batch, 1), "translation": camera[1:].expand(batch, 2),
-                "light": light, "albedo": albedo, "skin": colour}
+        return {
+            "identity": identity,
+            "expression": expression,
+            "angles": angles,
+            "scale": camera[:1].expand(batch, 1),
+            "translation": camera[1:].expand(batch, 2),
+            "light": light,
+            "albedo": albedo,
+            "skin": colour,
+        }
 
     def landmarks(self, ws: torch.Tensor) -> torch.Tensor:
         """(B,68,2) true landmark pixels of the rendered faces."""
@@ -138,8 +175,9 @@ class FaceGenerator(StyleGAN2Generator):
         return self
 
 
-def build_face_generator(model: ICTFaceModel, seed: int = 0, resolution: int = 64, num_identity: int = 20,
-                         z_dim: int = 32, w_dim: int = 32) -> FaceGenerator:
+def build_face_generator(
+    model: ICTFaceModel, seed: int = 0, resolution: int = 64, num_identity: int = 20, z_dim: int = 32, w_dim: int = 32
+) -> FaceGenerator:
     """A generator with seeded random mapping and heads over ``model``'s first ``num_identity`` identity shapes."""
     if model.triangles is None:
         raise ValueError("the ICT model has no triangles: build the generator from face_model.npz")
@@ -177,14 +215,30 @@ def load_face_generator(path: str | Path) -> tuple[FaceGenerator, dict]:
         raise ValueError(f"{path} is not a FaceControl face generator (metadata format={metadata.get('format')!r})")
     config = json.loads(metadata["config"])
     state = read_state(path)
-    model = ICTFaceModel(state["face_model.mean"], state["face_model.id_basis"], state["face_model.exp_basis"],
-                         config["exp_names"], state["face_model.lmk68"])
-    generator = FaceGenerator(model, state["faces"], int(config["z_dim"]), int(config["w_dim"]),
-                              int(config["resolution"]), int(config["mapping_layers"]))
+    model = ICTFaceModel(
+        state["face_model.mean"],
+        state["face_model.id_basis"],
+        state["face_model.exp_basis"],
+        config["exp_names"],
+        state["face_model.lmk68"],
+    )
+    generator = FaceGenerator(
+        model,
+        state["faces"],
+        int(config["z_dim"]),
+        int(config["w_dim"]),
+        int(config["resolution"]),
+        int(config["mapping_layers"]),
+    )
     load_state_strict(generator, _with_derived(generator, state), str(path))
     generator.eval().requires_grad_(False)
-    return generator, {"kind": FaceGenerator.kind, "resolution": generator.resolution, "num_ws": generator.num_ws,
-                       "w_dim": generator.w_dim, "z_dim": generator.z_dim}
+    return generator, {
+        "kind": FaceGenerator.kind,
+        "resolution": generator.resolution,
+        "num_ws": generator.num_ws,
+        "w_dim": generator.w_dim,
+        "z_dim": generator.z_dim,
+    }
 
 
 def _with_derived(generator: FaceGenerator, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

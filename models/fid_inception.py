@@ -8,6 +8,7 @@ Mixed_5b-5d, 6b-6e and 7b average without counting the zero padding, and Mixed_7
 Features: the 2048-d average pool after Mixed_7c of the input resized to 299x299 (bilinear, no corner
 alignment) and mapped from [0,1] to [-1,1].
 """
+
 from __future__ import annotations
 
 import torch
@@ -38,8 +39,13 @@ class _BlockC(tv_inception.InceptionC):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
         b7d = x
-        for layer in (self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4,
-                      self.branch7x7dbl_5):
+        for layer in (
+            self.branch7x7dbl_1,
+            self.branch7x7dbl_2,
+            self.branch7x7dbl_3,
+            self.branch7x7dbl_4,
+            self.branch7x7dbl_5,
+        ):
             b7d = layer(b7d)
         return torch.cat([self.branch1x1(x), b7, b7d, self.branch_pool(_avg_pool_unpadded(x))], 1)
 
@@ -72,9 +78,26 @@ def _fid_inception3() -> tv_inception.Inception3:
 class FIDInception(nn.Module):
     """(N,3,H,W) images in [0,1] -> (N,2048) FID features. State-dict keys are the released file's."""
 
-    _TRUNK = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
-              "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
-              "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c")
+    _TRUNK = (
+        "Conv2d_1a_3x3",
+        "Conv2d_2a_3x3",
+        "Conv2d_2b_3x3",
+        "maxpool1",
+        "Conv2d_3b_1x1",
+        "Conv2d_4a_3x3",
+        "maxpool2",
+        "Mixed_5b",
+        "Mixed_5c",
+        "Mixed_5d",
+        "Mixed_6a",
+        "Mixed_6b",
+        "Mixed_6c",
+        "Mixed_6d",
+        "Mixed_6e",
+        "Mixed_7a",
+        "Mixed_7b",
+        "Mixed_7c",
+    )
 
     def __init__(self) -> None:
         super().__init__()

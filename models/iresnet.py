@@ -4,6 +4,7 @@ Two read-outs: the layer4 feature map as 64 spatial tokens at 128 px (what ID2To
 the 512-d recognition embedding at 112 px. Inputs are RGB in [-1, 1]. State-dict keys match the
 released `insightface_glint360k.pth` and arcface_torch r100 `backbone.pth` (plain, no prefix).
 """
+
 from __future__ import annotations
 
 import logging
@@ -61,8 +62,14 @@ def make_stage(in_ch: int, out_ch: int, num_blocks: int) -> nn.Sequential:
 class IResNet(nn.Module):
     """insightface IResNet; the defaults give iresnet100."""
 
-    def __init__(self, layers: Sequence[int] = (3, 13, 30, 3), dropout: float = 0.0, num_features: int = 512,
-                 fc_scale: int = 7 * 7, block: str = "IBasicBlock") -> None:
+    def __init__(
+        self,
+        layers: Sequence[int] = (3, 13, 30, 3),
+        dropout: float = 0.0,
+        num_features: int = 512,
+        fc_scale: int = 7 * 7,
+        block: str = "IBasicBlock",
+    ) -> None:
         super().__init__()
         if block != "IBasicBlock":
             raise ValueError(f"only IBasicBlock is supported, got {block!r}")
@@ -94,8 +101,9 @@ class IResNet(nn.Module):
         Resized to 128 as infer.py does: bilinear, align_corners=False, no antialias.
         """
         if x256.shape[-2:] != (TOKEN_INPUT_SIZE, TOKEN_INPUT_SIZE):
-            x256 = F.interpolate(x256, size=(TOKEN_INPUT_SIZE, TOKEN_INPUT_SIZE), mode="bilinear",
-                                 align_corners=False, antialias=False)
+            x256 = F.interpolate(
+                x256, size=(TOKEN_INPUT_SIZE, TOKEN_INPUT_SIZE), mode="bilinear", align_corners=False, antialias=False
+            )
         return self.tokens(x256)
 
     def embedding(self, x112: torch.Tensor) -> torch.Tensor:

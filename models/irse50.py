@@ -3,6 +3,7 @@
 Keys match `model_ir_se50.pth`: `input_layer.*`, `body.N.{shortcut_layer,res_layer}.*`, `output_layer.*`.
 `forward` returns l2-normalised 512-d embeddings of 112x112 (or 224x224) crops.
 """
+
 from __future__ import annotations
 
 import torch

@@ -10,6 +10,7 @@ The distance: inputs in [-1,1] are shifted and scaled per channel, the five ReLU
 features are unit-normalised over channels, their squared differences weighted by the 1x1 heads,
 averaged over pixels and summed over the five layers.
 """
+
 from __future__ import annotations
 
 import torch

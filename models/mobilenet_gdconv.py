@@ -6,6 +6,7 @@ That file lists every MobileNetV2 feature tensor twice, as `pretrain_net.feature
 does the same, so a strict load accepts the file and the `base_net.0.*` values (loaded last) are the
 ones in effect. `pretrain_net.classifier.*` is the unused ImageNet head, kept for a strict load.
 """
+
 from __future__ import annotations
 
 import torch

@@ -4,6 +4,7 @@ Weights stay float32; ``torch.autocast`` runs convolutions and matrix products i
 results are returned as float32, so the latents, the energies and the optimiser stay in float32. bfloat16
 keeps float32's exponent range, so the backward pass needs no loss scaling (fp16 would).
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -10,6 +10,7 @@ Checkpoint (``.safetensors`` or a tensors-only ``.pt``): the bundle's state dict
 ``<tau>.encoders.<l>.{weight,bias}``, ``<tau>.decoders.<l>.{weight,bias}`` and metadata
 ``{"format": "facecontrol-rignet", "config": json}`` giving num_ws, w_dim, code_dim, the groups and their sizes.
 """
+
 from __future__ import annotations
 
 import json

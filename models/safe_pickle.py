@@ -22,6 +22,7 @@ names the file. Rebuilt tensors must lie inside their storage and may not be bro
 A caller rebuilds a network with its own class from ``record.init_args``/``record.init_kwargs`` and
 loads ``record.state_dict()`` into it.
 """
+
 from __future__ import annotations
 
 import collections
@@ -101,8 +102,10 @@ class _BoundedReader:
         if n is None or n < 0:
             n = remaining
         if n > remaining:
-            raise DamagedPickleError(f"a length of {n} bytes at offset {self.tell()} runs past the end of the "
-                                    f"{self.size}-byte data (the file is truncated or damaged)")
+            raise DamagedPickleError(
+                f"a length of {n} bytes at offset {self.tell()} runs past the end of the "
+                f"{self.size}-byte data (the file is truncated or damaged)"
+            )
         return self.stream.read(n)
 
     def readline(self) -> bytes:
@@ -186,8 +189,10 @@ class _OpcodeGraph:
 
     def _memo_put(self, index: int) -> None:
         if index < 0 or index > self.memo_writes:
-            raise UnsafePickleError(f"memo index {index} after {self.memo_writes} memo writes (a pickler numbers "
-                                    "them in order; a large index would allocate a huge memo)")
+            raise UnsafePickleError(
+                f"memo index {index} after {self.memo_writes} memo writes (a pickler numbers "
+                "them in order; a large index would allocate a huge memo)"
+            )
         if not self.stack or (self.marks and self.marks[-1] == len(self.stack)):
             raise DamagedPickleError("a memo write with an empty stack (a damaged pickle)")
         self.memo[index] = self.stack[-1]
@@ -205,7 +210,11 @@ class _OpcodeGraph:
             self.children[target].extend(rest + sliced)
             self.stack.append(target)
             return
-        nbytes = len(arg) if isinstance(arg, (bytes, bytearray, str)) else (arg.bit_length() // 8 if isinstance(arg, int) else 0)
+        nbytes = (
+            len(arg)
+            if isinstance(arg, (bytes, bytearray, str))
+            else (arg.bit_length() // 8 if isinstance(arg, int) else 0)
+        )
         new = self.node(fixed + sliced, nbytes)
         self.stack.extend([new] * len(op.stack_after))
 
@@ -239,7 +248,9 @@ class _OpcodeGraph:
         return done[self.root]
 
 
-def check_pickle_bounds(stream: BinaryIO, size: int | None = None, limits: PickleLimits = DEFAULT_LIMITS) -> PickleStats:
+def check_pickle_bounds(
+    stream: BinaryIO, size: int | None = None, limits: PickleLimits = DEFAULT_LIMITS
+) -> PickleStats:
     """Scan a pickle's opcodes (nothing is built or called) and refuse it when it breaks `limits`.
 
     stream: positioned at the pickle; read up to `size` bytes (default: to its end) and left at the STOP.
@@ -266,11 +277,15 @@ def check_pickle_bounds(stream: BinaryIO, size: int | None = None, limits: Pickl
     if depth > limits.max_depth:
         raise UnsafePickleError(f"objects nested {depth} deep (more than {limits.max_depth}); refusing a pickle bomb")
     if objects > limits.max_objects(opcodes):
-        raise UnsafePickleError(f"{opcodes} opcodes that would expand to more than {limits.max_objects(opcodes):,} objects "
-                                "through shared references; refusing a pickle bomb")
+        raise UnsafePickleError(
+            f"{opcodes} opcodes that would expand to more than {limits.max_objects(opcodes):,} objects "
+            "through shared references; refusing a pickle bomb"
+        )
     if nbytes > limits.max_bytes(size):
-        raise UnsafePickleError(f"{size} bytes that would expand to {nbytes:,} bytes through shared references "
-                                f"(more than {limits.max_bytes(size):,}); refusing a pickle bomb")
+        raise UnsafePickleError(
+            f"{size} bytes that would expand to {nbytes:,} bytes through shared references "
+            f"(more than {limits.max_bytes(size):,}); refusing a pickle bomb"
+        )
     return PickleStats(opcodes, len(graph.memo), objects, nbytes, depth)
 
 
@@ -315,7 +330,9 @@ class PersistentObject:
             if child is None:
                 continue
             if not isinstance(child, PersistentObject):
-                raise UnsafePickleError(f"sub-module {prefix + name!r} is not a persistent object: {type(child).__name__}")
+                raise UnsafePickleError(
+                    f"sub-module {prefix + name!r} is not a persistent object: {type(child).__name__}"
+                )
             out.update(child.state_dict(prefix + name + "."))
         return out
 
@@ -385,8 +402,12 @@ def check_tensor_extent(storage: Any, storage_offset: Any, size: Any, stride: An
     """Refuse a tensor record that reaches outside its storage or has more elements than the storage."""
     if not isinstance(storage, (torch.TypedStorage, torch.UntypedStorage)):
         raise UnsafePickleError(f"tensor storage is a {type(storage).__name__}, not a storage")
-    if not (isinstance(size, (tuple, list, torch.Size)) and isinstance(stride, (tuple, list))
-            and len(size) == len(stride) and all(isinstance(v, int) and v >= 0 for v in (*size, *stride, storage_offset))):
+    if not (
+        isinstance(size, (tuple, list, torch.Size))
+        and isinstance(stride, (tuple, list))
+        and len(size) == len(stride)
+        and all(isinstance(v, int) and v >= 0 for v in (*size, *stride, storage_offset))
+    ):
         raise UnsafePickleError(f"malformed tensor record: offset {storage_offset!r}, size {size!r}, stride {stride!r}")
     elements = storage._size() if isinstance(storage, torch.TypedStorage) else storage.nbytes()
     numel = int(np.prod(size, dtype=object)) if len(size) else 1
@@ -394,8 +415,10 @@ def check_tensor_extent(storage: Any, storage_offset: Any, size: Any, stride: An
         return
     extent = storage_offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1
     if extent > elements or numel > elements:
-        raise UnsafePickleError(f"a tensor of shape {tuple(size)} (stride {tuple(stride)}) needs {max(extent, numel):,} "
-                                f"elements of a storage that holds {elements:,}")
+        raise UnsafePickleError(
+            f"a tensor of shape {tuple(size)} (stride {tuple(stride)}) needs {max(extent, numel):,} "
+            f"elements of a storage that holds {elements:,}"
+        )
 
 
 def _allowed_globals() -> dict[tuple[str, str], Callable | type]:
@@ -469,8 +492,14 @@ def _load_checked(stream: BinaryIO, name: str, limits: PickleLimits) -> Any:
     start = stream.tell()
     try:
         stats = check_pickle_bounds(stream, limits=limits)
-        logger.debug("%s: %d opcodes, %d memo entries, %d objects expanded, depth %d", name, stats.opcodes,
-                     stats.memo_entries, stats.expanded_objects, stats.depth)
+        logger.debug(
+            "%s: %d opcodes, %d memo entries, %d objects expanded, depth %d",
+            name,
+            stats.opcodes,
+            stats.memo_entries,
+            stats.expanded_objects,
+            stats.depth,
+        )
         stream.seek(start)
         return RestrictedUnpickler(stream).load()
     except DamagedPickleError as error:

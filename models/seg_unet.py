@@ -4,6 +4,7 @@ A ResNet-18 encoder whose stem takes 6 channels (512 aligned image + 70-point la
 five conv-BN-ReLU x2 decoder stages with bilinear x2 upsampling, a 1x1 head and a sigmoid. Keys:
 ``backbone.{conv1,bn1,layer1..4}.*``, ``decoder{1..5}.{0,1,3,4}.*``, ``final_conv.*`` (plain OrderedDict).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -19,8 +20,12 @@ IN_CHANNELS = 6
 
 def _conv_bn_relu_x2(in_dim: int, out_dim: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(in_dim, out_dim, 3, 1, 1, bias=False), nn.BatchNorm2d(out_dim), nn.ReLU(inplace=True),
-        nn.Conv2d(out_dim, out_dim, 3, 1, 1, bias=False), nn.BatchNorm2d(out_dim), nn.ReLU(inplace=True),
+        nn.Conv2d(in_dim, out_dim, 3, 1, 1, bias=False),
+        nn.BatchNorm2d(out_dim),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(out_dim, out_dim, 3, 1, 1, bias=False),
+        nn.BatchNorm2d(out_dim),
+        nn.ReLU(inplace=True),
     )
 
 
@@ -34,8 +39,12 @@ def _resnet18_encoder(in_channels: int) -> nn.Module:
 class AdaptingAreaPredictor(nn.Module):
     """(B,6,H,W) in [-1,1], H and W multiples of 32 -> (B,num_classes,H,W) probabilities in [0,1]."""
 
-    def __init__(self, fea_dims: Sequence[int] = (64, 64, 128, 256, 512),
-                 out_dims: Sequence[int] = (16, 32, 64, 128, 256), num_classes: int = 1) -> None:
+    def __init__(
+        self,
+        fea_dims: Sequence[int] = (64, 64, 128, 256, 512),
+        out_dims: Sequence[int] = (16, 32, 64, 128, 256),
+        num_classes: int = 1,
+    ) -> None:
         super().__init__()
         if tuple(fea_dims) != (64, 64, 128, 256, 512):
             raise ValueError(f"fea_dims must be the ResNet-18 widths (64, 64, 128, 256, 512), got {tuple(fea_dims)}")

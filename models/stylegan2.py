@@ -20,6 +20,7 @@ rosinality, ``.pkl``: NVlabs) and returns the generator in eval mode on CPU, flo
 All resampling runs through :func:`upfirdn2d`, a plain-PyTorch FIR up/filter/down, with the filter
 taken from the state dict (released files carry the filters as buffers).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -114,7 +115,9 @@ class PixelNorm(nn.Module):
 class EqualLinear(nn.Module):
     """Linear layer with run-time weight scaling (equalised learning rate) and lr multiplier."""
 
-    def __init__(self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0, activation: bool = False):
+    def __init__(
+        self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0, activation: bool = False
+    ):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_dim, in_dim).div_(lr_mul))
         self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))
@@ -233,10 +236,19 @@ class ConstantInput(nn.Module):
 
 
 class StyledConv(nn.Module):
-    def __init__(self, in_channel: int, out_channel: int, kernel_size: int, style_dim: int, upsample: bool = False,
-                 blur_kernel: Sequence[float] = (1, 3, 3, 1)):
+    def __init__(
+        self,
+        in_channel: int,
+        out_channel: int,
+        kernel_size: int,
+        style_dim: int,
+        upsample: bool = False,
+        blur_kernel: Sequence[float] = (1, 3, 3, 1),
+    ):
         super().__init__()
-        self.conv = ModulatedConv2d(in_channel, out_channel, kernel_size, style_dim, upsample=upsample, blur_kernel=blur_kernel)
+        self.conv = ModulatedConv2d(
+            in_channel, out_channel, kernel_size, style_dim, upsample=upsample, blur_kernel=blur_kernel
+        )
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_channel)
 
@@ -245,7 +257,9 @@ class StyledConv(nn.Module):
 
 
 class ToRGB(nn.Module):
-    def __init__(self, in_channel: int, style_dim: int, upsample: bool = True, blur_kernel: Sequence[float] = (1, 3, 3, 1)):
+    def __init__(
+        self, in_channel: int, style_dim: int, upsample: bool = True, blur_kernel: Sequence[float] = (1, 3, 3, 1)
+    ):
         super().__init__()
         if upsample:
             self.upsample = Upsample(blur_kernel)
@@ -272,8 +286,15 @@ class Generator(StyleGAN2Generator):
 
     kind = "rosinality"
 
-    def __init__(self, size: int, style_dim: int = 512, n_mlp: int = 8, channel_multiplier: int = 2,
-                 blur_kernel: Sequence[float] = (1, 3, 3, 1), lr_mlp: float = 0.01):
+    def __init__(
+        self,
+        size: int,
+        style_dim: int = 512,
+        n_mlp: int = 8,
+        channel_multiplier: int = 2,
+        blur_kernel: Sequence[float] = (1, 3, 3, 1),
+        lr_mlp: float = 0.01,
+    ):
         super().__init__()
         channels = rosinality_channels(channel_multiplier)
         if size not in channels or size < 4:
@@ -323,7 +344,9 @@ class Generator(StyleGAN2Generator):
     def resolution(self) -> int:
         return self.size
 
-    def mapping(self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> torch.Tensor:
+    def mapping(
+        self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None
+    ) -> torch.Tensor:
         """z ``(B, style_dim)`` -> W+ ``(B, num_ws, style_dim)``, optionally truncated towards ``w_avg``."""
         ws = self.style(z).unsqueeze(1).repeat(1, self.n_latent, 1)
         return self.truncate(ws, truncation_psi, truncation_cutoff)
@@ -407,12 +430,20 @@ class Generator(StyleGAN2Generator):
             skip = self.to_rgb1(out, latent[:, 1])
             for index in range(len(self.to_rgbs)):
                 i = 1 + 2 * index
-                out, skip = run_block(self.options, self._block, index, out, skip, latent[:, i:i + 3],
-                                      noise[i], noise[i + 1])
+                out, skip = run_block(
+                    self.options, self._block, index, out, skip, latent[:, i : i + 3], noise[i], noise[i + 1]
+                )
         return skip.float()
 
-    def _block(self, index: int, out: torch.Tensor, skip: torch.Tensor, styles: torch.Tensor,
-               noise1: torch.Tensor | None, noise2: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _block(
+        self,
+        index: int,
+        out: torch.Tensor,
+        skip: torch.Tensor,
+        styles: torch.Tensor,
+        noise1: torch.Tensor | None,
+        noise2: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.convs[2 * index](out, styles[:, 0], noise=noise1)
         out = self.convs[2 * index + 1](out, styles[:, 1], noise=noise2)
         return out, self.to_rgbs[index](out, styles[:, 2], skip)
@@ -458,8 +489,14 @@ def build_rosinality_generator(checkpoint: dict[str, Any]) -> tuple[Generator, d
         logger.info("no latent_avg in the checkpoint; estimating w_avg from 4096 mapped z")
         generator.w_avg.copy_(generator.mean_latent(4096)[0])
         source = "estimated"
-    info = {"format": "rosinality", "config": config, "resolution": generator.resolution,
-            "num_ws": generator.num_ws, "w_dim": generator.w_dim, "w_avg_source": source}
+    info = {
+        "format": "rosinality",
+        "config": config,
+        "resolution": generator.resolution,
+        "num_ws": generator.num_ws,
+        "w_dim": generator.w_dim,
+        "w_avg_source": source,
+    }
     return generator, info
 
 

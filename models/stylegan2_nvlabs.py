@@ -14,6 +14,7 @@ conditional models), ``G.synthesis(ws, noise_mode="const") -> (B, img_channels, 
 ``load_nvlabs_pkl(path)`` reads a network pickle with :mod:`facecontrol.models.safe_pickle` (never
 running the code it carries) and rebuilds ``G_ema`` with this class.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,8 +36,13 @@ logger = logging.getLogger(__name__)
 ACTIVATION_GAINS = {"linear": 1.0, "lrelu": SQRT2}
 
 
-def bias_act(x: torch.Tensor, bias: torch.Tensor | None, activation: str = "linear", gain: float | None = None,
-             clamp: float | None = None) -> torch.Tensor:
+def bias_act(
+    x: torch.Tensor,
+    bias: torch.Tensor | None,
+    activation: str = "linear",
+    gain: float | None = None,
+    clamp: float | None = None,
+) -> torch.Tensor:
     """Bias (dim 1), activation, gain and optional clamp, as NVlabs' ``bias_act`` reference path."""
     if activation not in ACTIVATION_GAINS:
         raise ValueError(f"unsupported activation {activation!r}; expected one of {sorted(ACTIVATION_GAINS)}")
@@ -64,8 +70,15 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
     return upfirdn2d(x, f * (up * up), up=up, pad=pad)
 
 
-def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None, up: int = 1, padding: int = 0,
-                    groups: int = 1, flip_weight: bool = True) -> torch.Tensor:
+def conv2d_resample(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    f: torch.Tensor | None,
+    up: int = 1,
+    padding: int = 0,
+    groups: int = 1,
+    flip_weight: bool = True,
+) -> torch.Tensor:
     """Convolution with optional FIR upsampling (transposed conv, then filter), padding once."""
     if up == 1:
         if not flip_weight:
@@ -87,9 +100,17 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None, up
     return upfirdn2d(x, f * (up * up), pad=(px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt))
 
 
-def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, noise: torch.Tensor | None = None,
-                     up: int = 1, padding: int = 0, resample_filter: torch.Tensor | None = None,
-                     demodulate: bool = True, flip_weight: bool = True) -> torch.Tensor:
+def modulated_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    noise: torch.Tensor | None = None,
+    up: int = 1,
+    padding: int = 0,
+    resample_filter: torch.Tensor | None = None,
+    demodulate: bool = True,
+    flip_weight: bool = True,
+) -> torch.Tensor:
     """Fused modulate/demodulate + grouped convolution (the eval-mode float32 path)."""
     batch = x.shape[0]
     out_channels, in_channels, kh, kw = weight.shape
@@ -99,7 +120,9 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         w = w * dcoefs.reshape(batch, -1, 1, 1, 1)
     x = x.reshape(1, -1, *x.shape[2:])
     w = w.reshape(-1, in_channels, kh, kw)
-    x = conv2d_resample(x, w.to(x.dtype), resample_filter, up=up, padding=padding, groups=batch, flip_weight=flip_weight)
+    x = conv2d_resample(
+        x, w.to(x.dtype), resample_filter, up=up, padding=padding, groups=batch, flip_weight=flip_weight
+    )
     x = x.reshape(batch, -1, *x.shape[2:])
     if noise is not None:
         x = x + noise
@@ -111,8 +134,15 @@ def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> to
 
 
 class FullyConnectedLayer(nn.Module):
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, activation: str = "linear",
-                 lr_multiplier: float = 1.0, bias_init: float = 0.0):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        activation: str = "linear",
+        lr_multiplier: float = 1.0,
+        bias_init: float = 0.0,
+    ):
         super().__init__()
         self.activation = activation
         self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_multiplier)
@@ -133,10 +163,21 @@ class FullyConnectedLayer(nn.Module):
 
 
 class MappingNetwork(nn.Module):
-    def __init__(self, z_dim: int, c_dim: int, w_dim: int, num_ws: int | None, num_layers: int = 8,
-                 embed_features: int | None = None, layer_features: int | None = None, activation: str = "lrelu",
-                 lr_multiplier: float = 0.01, w_avg_beta: float | None = 0.995, freeze_layers: int = 0,
-                 freeze_embed: bool = False):
+    def __init__(
+        self,
+        z_dim: int,
+        c_dim: int,
+        w_dim: int,
+        num_ws: int | None,
+        num_layers: int = 8,
+        embed_features: int | None = None,
+        layer_features: int | None = None,
+        activation: str = "lrelu",
+        lr_multiplier: float = 0.01,
+        w_avg_beta: float | None = 0.995,
+        freeze_layers: int = 0,
+        freeze_embed: bool = False,
+    ):
         super().__init__()
         # freeze_layers / freeze_embed (stylegan3's copy) only make layers untrainable; the weights are the same.
         self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
@@ -148,13 +189,20 @@ class MappingNetwork(nn.Module):
         if c_dim > 0:
             self.embed = FullyConnectedLayer(c_dim, embed_features)
         for idx in range(num_layers):
-            layer = FullyConnectedLayer(features[idx], features[idx + 1], activation=activation, lr_multiplier=lr_multiplier)
+            layer = FullyConnectedLayer(
+                features[idx], features[idx + 1], activation=activation, lr_multiplier=lr_multiplier
+            )
             setattr(self, f"fc{idx}", layer)
         if num_ws is not None and w_avg_beta is not None:
             self.register_buffer("w_avg", torch.zeros([w_dim]))
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
-                truncation_cutoff: int | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        z: torch.Tensor,
+        c: torch.Tensor | None = None,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+    ) -> torch.Tensor:
         """z ``(B, z_dim)`` (and labels ``c`` when c_dim > 0) -> ``(B, num_ws, w_dim)``."""
         x = normalize_2nd_moment(z.to(torch.float32)) if self.z_dim > 0 else None
         if self.c_dim > 0:
@@ -176,10 +224,20 @@ class MappingNetwork(nn.Module):
 
 
 class SynthesisLayer(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, kernel_size: int = 3,
-                 up: int = 1, use_noise: bool = True, activation: str = "lrelu",
-                 resample_filter: Sequence[float] = (1, 3, 3, 1), conv_clamp: float | None = None,
-                 channels_last: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        kernel_size: int = 3,
+        up: int = 1,
+        use_noise: bool = True,
+        activation: str = "lrelu",
+        resample_filter: Sequence[float] = (1, 3, 3, 1),
+        conv_clamp: float | None = None,
+        channels_last: bool = False,
+    ):
         super().__init__()
         self.resolution = resolution
         self.up = up
@@ -200,18 +258,35 @@ class SynthesisLayer(nn.Module):
         styles = self.affine(w)
         noise = None
         if self.use_noise and noise_mode == "random":
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
+            noise = (
+                torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
+            )
         if self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
-        x = modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
-                             resample_filter=self.resample_filter, flip_weight=(self.up == 1))
+        x = modulated_conv2d(
+            x,
+            self.weight,
+            styles,
+            noise=noise,
+            up=self.up,
+            padding=self.padding,
+            resample_filter=self.resample_filter,
+            flip_weight=(self.up == 1),
+        )
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, self.bias.to(x.dtype), self.activation, gain=self.act_gain * gain, clamp=clamp)
 
 
 class ToRGBLayer(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, kernel_size: int = 1,
-                 conv_clamp: float | None = None, channels_last: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        kernel_size: int = 1,
+        conv_clamp: float | None = None,
+        channels_last: bool = False,
+    ):
         super().__init__()
         self.conv_clamp = conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
@@ -226,17 +301,31 @@ class ToRGBLayer(nn.Module):
 
 
 class SynthesisBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
-                 is_last: bool, architecture: str = "skip", resample_filter: Sequence[float] = (1, 3, 3, 1),
-                 conv_clamp: float | None = None, use_fp16: bool = False, fp16_channels_last: bool = False,
-                 fused_modconv_default: bool | str = True, **layer_kwargs: Any):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        img_channels: int,
+        is_last: bool,
+        architecture: str = "skip",
+        resample_filter: Sequence[float] = (1, 3, 3, 1),
+        conv_clamp: float | None = None,
+        use_fp16: bool = False,
+        fp16_channels_last: bool = False,
+        fused_modconv_default: bool | str = True,
+        **layer_kwargs: Any,
+    ):
         super().__init__()
         # stylegan3's copy of this network records fused_modconv_default ('inference_only' in its train.py):
         # the fused and the per-sample paths compute the same convolution; this class always fuses.
         if fused_modconv_default not in (True, False, "inference_only"):
             raise ValueError(f"unsupported fused_modconv_default {fused_modconv_default!r}")
         if architecture not in ("orig", "skip"):
-            raise NotImplementedError(f"StyleGAN2 synthesis architecture {architecture!r} is not supported (orig, skip are)")
+            raise NotImplementedError(
+                f"StyleGAN2 synthesis architecture {architecture!r} is not supported (orig, skip are)"
+            )
         self.in_channels = in_channels
         self.w_dim = w_dim
         self.resolution = resolution
@@ -249,18 +338,28 @@ class SynthesisBlock(nn.Module):
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim=w_dim, resolution=resolution, up=2,
-                                        resample_filter=resample_filter, conv_clamp=conv_clamp, **layer_kwargs)
+            self.conv0 = SynthesisLayer(
+                in_channels,
+                out_channels,
+                w_dim=w_dim,
+                resolution=resolution,
+                up=2,
+                resample_filter=resample_filter,
+                conv_clamp=conv_clamp,
+                **layer_kwargs,
+            )
             self.num_conv += 1
-        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim=w_dim, resolution=resolution,
-                                    conv_clamp=conv_clamp, **layer_kwargs)
+        self.conv1 = SynthesisLayer(
+            out_channels, out_channels, w_dim=w_dim, resolution=resolution, conv_clamp=conv_clamp, **layer_kwargs
+        )
         self.num_conv += 1
         if is_last or architecture == "skip":
             self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp)
             self.num_torgb += 1
 
-    def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor,
-                noise_mode: str = "const") -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, noise_mode: str = "const"
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         w_iter = iter(ws.unbind(dim=1))
         if self.in_channels == 0:
             x = self.const.to(torch.float32).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
@@ -277,8 +376,16 @@ class SynthesisBlock(nn.Module):
 
 
 class SynthesisNetwork(nn.Module):
-    def __init__(self, w_dim: int, img_resolution: int, img_channels: int, channel_base: int = 32768,
-                 channel_max: int = 512, num_fp16_res: int = 0, **block_kwargs: Any):
+    def __init__(
+        self,
+        w_dim: int,
+        img_resolution: int,
+        img_channels: int,
+        channel_base: int = 32768,
+        channel_max: int = 512,
+        num_fp16_res: int = 0,
+        **block_kwargs: Any,
+    ):
         super().__init__()
         if img_resolution < 4 or img_resolution & (img_resolution - 1):
             raise ValueError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
@@ -293,8 +400,15 @@ class SynthesisNetwork(nn.Module):
         for res in self.block_resolutions:
             in_channels = channels[res // 2] if res > 4 else 0
             is_last = res == img_resolution
-            block = SynthesisBlock(in_channels, channels[res], w_dim=w_dim, resolution=res,
-                                   img_channels=img_channels, is_last=is_last, **block_kwargs)
+            block = SynthesisBlock(
+                in_channels,
+                channels[res],
+                w_dim=w_dim,
+                resolution=res,
+                img_channels=img_channels,
+                is_last=is_last,
+                **block_kwargs,
+            )
             self.num_ws += block.num_conv + (block.num_torgb if is_last else 0)
             setattr(self, f"b{res}", block)
         # Replaced by the owning Generator's options (shared, so setting them there reaches here).
@@ -320,18 +434,29 @@ class Generator(StyleGAN2Generator):
 
     kind = "nvlabs"
 
-    def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
-                 mapping_kwargs: dict | None = None, synthesis_kwargs: dict | None = None):
+    def __init__(
+        self,
+        z_dim: int,
+        c_dim: int,
+        w_dim: int,
+        img_resolution: int,
+        img_channels: int,
+        mapping_kwargs: dict | None = None,
+        synthesis_kwargs: dict | None = None,
+    ):
         super().__init__()
         self.z_dim = z_dim
         self.c_dim = c_dim
         self.w_dim = w_dim
         self.img_resolution = img_resolution
         self.img_channels = img_channels
-        self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
-                                          **(synthesis_kwargs or {}))
+        self.synthesis = SynthesisNetwork(
+            w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels, **(synthesis_kwargs or {})
+        )
         self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws, **(mapping_kwargs or {}))
+        self.mapping = MappingNetwork(
+            z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws, **(mapping_kwargs or {})
+        )
         self.synthesis.options = self.options
 
     @property
@@ -342,17 +467,34 @@ class Generator(StyleGAN2Generator):
     def w_avg(self) -> torch.Tensor:
         return self.mapping.w_avg
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
-                truncation_cutoff: int | None = None, noise_mode: str = "const") -> torch.Tensor:
+    def forward(
+        self,
+        z: torch.Tensor,
+        c: torch.Tensor | None = None,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        noise_mode: str = "const",
+    ) -> torch.Tensor:
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
         return self.synthesis(ws, noise_mode=noise_mode)
 
 
 GENERATOR_ARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
 # Constructor arguments and state keys only the alias-free StyleGAN3 generator (networks_stylegan3) has.
-STYLEGAN3_KWARGS = {"magnitude_ema_beta", "conv_kernel", "num_layers",
-                    "num_critical", "first_cutoff", "first_stopband", "last_stopband_rel", "margin_size",
-                    "output_scale", "filter_size", "lrelu_upsampling", "use_radial_filters"}
+STYLEGAN3_KWARGS = {
+    "magnitude_ema_beta",
+    "conv_kernel",
+    "num_layers",
+    "num_critical",
+    "first_cutoff",
+    "first_stopband",
+    "last_stopband_rel",
+    "margin_size",
+    "output_scale",
+    "filter_size",
+    "lrelu_upsampling",
+    "use_radial_filters",
+}
 STYLEGAN3_STATE_PREFIXES = ("synthesis.input.", "synthesis.L0_")
 
 
@@ -385,7 +527,8 @@ def check_stylegan2(record: PersistentObject, kwargs: dict[str, Any]) -> None:
         raise UnsupportedGeneratorError(
             f"this is a StyleGAN3 (alias-free, networks_stylegan3) generator ({found}); PIE needs a StyleGAN2 "
             "generator: a stylegan2-ada-pytorch pickle, a stylegan3-repository StyleGAN2 pickle (--cfg=stylegan2) "
-            "or a rosinality .pt")
+            "or a rosinality .pt"
+        )
 
 
 def build_generator(record: PersistentObject) -> Generator:
@@ -422,7 +565,15 @@ def load_nvlabs_pkl(path: str | Path, key: str = "G_ema") -> tuple[Generator, di
     except UnsupportedGeneratorError as error:
         raise UnsupportedGeneratorError(f"{path}: {error}") from None
     layout = "stylegan3-repo" if "synthesis_kwargs" not in record.init_kwargs else "stylegan2-ada"
-    info = {"format": "nvlabs", "layout": layout, "path": str(path), "key": key, "config": record.init_kwargs,
-            "resolution": generator.resolution, "num_ws": generator.num_ws, "w_dim": generator.w_dim,
-            "w_avg_source": "mapping.w_avg"}
+    info = {
+        "format": "nvlabs",
+        "layout": layout,
+        "path": str(path),
+        "key": key,
+        "config": record.init_kwargs,
+        "resolution": generator.resolution,
+        "num_ws": generator.num_ws,
+        "w_dim": generator.w_dim,
+        "w_avg_source": "mapping.w_avg",
+    }
     return generator, info

@@ -18,6 +18,7 @@ ask which implementation it holds:
 ``mapping`` and ``synthesis`` are not defined here: the NVlabs generator holds them as sub-modules (its
 ``state_dict`` keys are ``mapping.*``/``synthesis.*``), the rosinality one as methods.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -112,8 +113,9 @@ class StyleGAN2Generator(nn.Module):
     def compute_dtype(self, dtype: torch.dtype) -> None:
         self.options.compute_dtype = check_compute_dtype(dtype)
 
-    def configure(self, gradient_checkpointing: bool | None = None, compute_dtype: torch.dtype | None = None
-                  ) -> "StyleGAN2Generator":
+    def configure(
+        self, gradient_checkpointing: bool | None = None, compute_dtype: torch.dtype | None = None
+    ) -> "StyleGAN2Generator":
         """Set the options that are given; returns self."""
         if gradient_checkpointing is not None:
             self.gradient_checkpointing = gradient_checkpointing
@@ -122,9 +124,15 @@ class StyleGAN2Generator(nn.Module):
         return self
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "resolution": self.resolution, "num_ws": self.num_ws, "w_dim": self.w_dim,
-                "z_dim": self.z_dim, "gradient_checkpointing": self.gradient_checkpointing,
-                "compute_dtype": str(self.compute_dtype).removeprefix("torch.")}
+        return {
+            "kind": self.kind,
+            "resolution": self.resolution,
+            "num_ws": self.num_ws,
+            "w_dim": self.w_dim,
+            "z_dim": self.z_dim,
+            "gradient_checkpointing": self.gradient_checkpointing,
+            "compute_dtype": str(self.compute_dtype).removeprefix("torch."),
+        }
 
 
 def run_block(options: GeneratorOptions, block, *args):

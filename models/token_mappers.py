@@ -4,6 +4,7 @@ Both project each input token to the text width, then let 77 learned queries att
 projected tokens through a post-norm transformer decoder. State-dict keys match the released
 `net_id2token.pth` (bfloat16) and `net_image2token.pth` (float32) files.
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,8 +47,7 @@ class _QueryTokenMapper(nn.Module):
     proj_name: str
     decoder_name: str
 
-    def __init__(self, in_dim: int, text_hidden_size: int, max_length: int, num_layers: int,
-                 dropout: float) -> None:
+    def __init__(self, in_dim: int, text_hidden_size: int, max_length: int, num_layers: int, dropout: float) -> None:
         super().__init__()
         self.text_hidden_size = text_hidden_size
         setattr(self, self.proj_name, nn.Linear(in_dim, text_hidden_size))
@@ -74,8 +74,14 @@ class ID2Token(_QueryTokenMapper):
     proj_name = "id_proj"
     decoder_name = "id2t"
 
-    def __init__(self, id_dim: int = 512, text_hidden_size: int = 768, max_length: int = 77,
-                 num_layers: int = 3, dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        id_dim: int = 512,
+        text_hidden_size: int = 768,
+        max_length: int = 77,
+        num_layers: int = 3,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__(id_dim, text_hidden_size, max_length, num_layers, dropout)
 
 
@@ -85,8 +91,14 @@ class Image2Token(_QueryTokenMapper):
     proj_name = "visual_proj"
     decoder_name = "i2t"
 
-    def __init__(self, visual_hidden_size: int = 1280, text_hidden_size: int = 768, max_length: int = 77,
-                 num_layers: int = 3, dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        visual_hidden_size: int = 1280,
+        text_hidden_size: int = 768,
+        max_length: int = 77,
+        num_layers: int = 3,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__(visual_hidden_size, text_hidden_size, max_length, num_layers, dropout)
 
 
@@ -105,11 +117,15 @@ def mapper_config(state: Mapping[str, torch.Tensor], kind: MapperKind) -> dict[s
     cls = MAPPER_CLASSES[kind]
     text_hidden_size, in_dim = state[f"{cls.proj_name}.weight"].shape
     prefix = f"{cls.decoder_name}.layers."
-    layer_ids = {key[len(prefix):].split(".", 1)[0] for key in state if key.startswith(prefix)}
+    layer_ids = {key[len(prefix) :].split(".", 1)[0] for key in state if key.startswith(prefix)}
     max_length = state["query"].shape[1] if "query" in state else 77
     in_name = "id_dim" if kind == "id2token" else "visual_hidden_size"
-    return {in_name: int(in_dim), "text_hidden_size": int(text_hidden_size),
-            "max_length": int(max_length), "num_layers": len(layer_ids)}
+    return {
+        in_name: int(in_dim),
+        "text_hidden_size": int(text_hidden_size),
+        "max_length": int(max_length),
+        "num_layers": len(layer_ids),
+    }
 
 
 def load_token_mapper(source: StateSource, kind: MapperKind | None = None) -> _QueryTokenMapper:

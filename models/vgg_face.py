@@ -10,6 +10,7 @@ identities). Input: RGB 224 x 224 in 0..255 minus the per-channel mean (129.186,
 The descriptor is fc7 after its ReLU, L2-normalised (fc8 only scores the 2622 training identities). The
 whole [-1, 1] crop is resized to 224: VGG-Face was trained on loose face crops, and FFHQ crops are loose.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -51,8 +52,13 @@ class VGGFace(nn.Module):
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """(B,3,H,W) in [-1, 1] -> the network's 224 px, 0..255 mean-subtracted input."""
         if images.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
-            images = F.interpolate(images, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False,
-                                   antialias=images.shape[-1] > INPUT_SIZE)
+            images = F.interpolate(
+                images,
+                size=(INPUT_SIZE, INPUT_SIZE),
+                mode="bilinear",
+                align_corners=False,
+                antialias=images.shape[-1] > INPUT_SIZE,
+            )
         return (images + 1) * 127.5 - self.mean
 
     def fc7_features(self, images: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
 """Phi of PIE's perceptual loss: VGG-16 features up to relu4_3, from torchvision's released ``vgg16-397923af.pth``."""
+
 from __future__ import annotations
 
 from typing import Mapping

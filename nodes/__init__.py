@@ -3,6 +3,7 @@
 Node modules are the `*_nodes.py` files here. One that fails to import is logged with its error and
 skipped, so one missing optional dependency never hides the rest of the pack.
 """
+
 from __future__ import annotations
 
 import importlib

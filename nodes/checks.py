@@ -7,6 +7,7 @@ MASK inputs hold finite pixels, and the pack's own sockets carry the pack's own 
 IMAGE, MASK, LATENT or CONDITIONING it returns must be finite: a NaN there would reach the user as a black
 image reported as a success.
 """
+
 from __future__ import annotations
 
 import functools
@@ -117,15 +118,18 @@ def _check_pixels(node: str, name: str, kind: str, value) -> None:
         raise ValueError(f"{node}: '{name}' is an empty batch (0 frames)")
     bad = _nonfinite_items(value)
     if bad:
-        raise ValueError(f"{node}: '{name}' has NaN or infinite values in {_frames_text(bad)}; "
-                         f"fix the node that made it")
+        raise ValueError(
+            f"{node}: '{name}' has NaN or infinite values in {_frames_text(bad)}; fix the node that made it"
+        )
 
 
 def _check_carried(node: str, name: str, kind: str, value) -> None:
     expected = carried_class(kind)
     if expected is not None and not isinstance(value, expected):
-        raise ValueError(f"{node}: '{name}' expects a {kind} ({expected.__name__}) but got a "
-                         f"{type(value).__module__}.{type(value).__name__}; connect the matching FaceControl output")
+        raise ValueError(
+            f"{node}: '{name}' expects a {kind} ({expected.__name__}) but got a "
+            f"{type(value).__module__}.{type(value).__name__}; connect the matching FaceControl output"
+        )
 
 
 # ---------------------------------------------------------------- outputs
@@ -141,9 +145,11 @@ def check_outputs(schema: io.Schema, result) -> None:
         for frames in _output_tensors(spec.io_type, value):
             bad = _nonfinite_items(frames)
             if bad:
-                raise ValueError(f"{node}: its output '{name}' came out with NaN or infinite values in "
-                                 f"{_frames_text(bad)}; nothing was passed on (check the inputs and settings of "
-                                 f"this node for those frames)")
+                raise ValueError(
+                    f"{node}: its output '{name}' came out with NaN or infinite values in "
+                    f"{_frames_text(bad)}; nothing was passed on (check the inputs and settings of "
+                    f"this node for those frames)"
+                )
 
 
 def _output_tensors(kind: str, value) -> list[torch.Tensor]:

@@ -1,4 +1,5 @@
 """What every FaceControl node shares: model folders, model-file resolution, input checks, progress."""
+
 from __future__ import annotations
 
 import functools
@@ -8,11 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-import torch
-
 import comfy.utils
 import folder_paths
+import numpy as np
+import torch
 
 from .. import model_files
 from ..face import image as images
@@ -54,7 +54,9 @@ def folder_file(key: str, name: str, input_name: str) -> Path:
     """A file chosen from a model folder's list; a name that is gone names the folders searched."""
     path = folder_paths.get_full_path(key, name)
     if path is None:
-        raise ValueError(f"'{input_name}' {name!r} is not in the {key} model folders {folder_paths.get_folder_paths(key)}")
+        raise ValueError(
+            f"'{input_name}' {name!r} is not in the {key} model folders {folder_paths.get_folder_paths(key)}"
+        )
     return Path(path)
 
 
@@ -102,12 +104,15 @@ def check_same_frames(frames: np.ndarray, items, image_name: str, items_name: st
     check_batch(len(frames), len(items), image_name, items_name)
     height, width = items.image_size
     if (height, width) != tuple(frames.shape[1:3]):
-        raise ValueError(f"'{items_name}' were {what} on {width}x{height} frames but '{image_name}' is "
-                         f"{frames.shape[2]}x{frames.shape[1]}")
+        raise ValueError(
+            f"'{items_name}' were {what} on {width}x{height} frames but '{image_name}' is "
+            f"{frames.shape[2]}x{frames.shape[1]}"
+        )
 
 
-def images_with_mask(images: dict[str, torch.Tensor], mask: torch.Tensor, mask_name: str = "mask",
-                     hint: str = "") -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def images_with_mask(
+    images: dict[str, torch.Tensor], mask: torch.Tensor, mask_name: str = "mask", hint: str = ""
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Check IMAGE batches and a MASK that are combined pixel by pixel; repeat single items to the batch size.
 
     Returns the images and the (N,H,W) mask, all with N items and the same H, W.
@@ -227,8 +232,9 @@ def make_patcher(module: torch.nn.Module):
     import comfy.model_patcher
 
     module = module.eval().requires_grad_(False)
-    return comfy.model_patcher.ModelPatcher(module, load_device=mm.get_torch_device(),
-                                            offload_device=mm.unet_offload_device())
+    return comfy.model_patcher.ModelPatcher(
+        module, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device()
+    )
 
 
 def cached_patcher(path: Path, build: Callable[[Path], torch.nn.Module]):

@@ -6,6 +6,7 @@ widgets over the workflow's values, and hands that graph to ComfyUI (V3 node exp
 exactly the modular nodes a user sees in the example workflow, never a second implementation, and a change
 to the workflow changes the composite with it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -78,7 +79,7 @@ def check_recipe(recipe: Recipe, api: dict) -> None:
     for name, (nid, _slot, class_type) in recipe.feeds.items():
         if api.get(nid, {}).get("class_type") != class_type:
             raise ValueError(f"{recipe.workflow}: '{name}' replaces node {nid}, which is not a {class_type}")
-    for (nid, key) in list(recipe.widgets.values()) + list(recipe.fixed):
+    for nid, key in list(recipe.widgets.values()) + list(recipe.fixed):
         if nid not in api or key not in api[nid]["inputs"] or _is_link(api[nid]["inputs"][key]):
             raise ValueError(f"{recipe.workflow}: node {nid} has no widget input '{key}'")
     fed = {(nid, slot) for nid, slot, _ in recipe.feeds.values()}
@@ -107,11 +108,14 @@ def expand(recipe: Recipe, values: dict[str, Any], api: dict | None = None) -> t
 
 # ---------------------------------------------------------------- the composites' widgets
 
+
 @functools.cache
 def pack_node(class_type: str) -> type[FaceControlNode]:
     """The pack's node class of a workflow node (read once the model folders are registered: loaders list them)."""
-    classes = {cls.define_schema().node_id: cls for cls in
-               FACE_NODES + SPATIAL_NODES + FACE_ADAPTER_NODES + DVA_NODES + PIE_NODES}
+    classes = {
+        cls.define_schema().node_id: cls
+        for cls in FACE_NODES + SPATIAL_NODES + FACE_ADAPTER_NODES + DVA_NODES + PIE_NODES
+    }
     return classes[class_type]
 
 
@@ -130,9 +134,13 @@ def widget_like(recipe: Recipe, name: str, tooltip: str | None = None) -> io.Inp
 
 FACE_ADAPTER_REENACT = Recipe(
     workflow="face_adapter_reenactment",
-    feeds={"source_image": ("1", 0, "LoadImage"), "driver_image": ("2", 0, "LoadImage"),
-           "model": ("20", 0, "CheckpointLoaderSimple"), "clip": ("20", 1, "CheckpointLoaderSimple"),
-           "vae": ("21", 0, "VAELoader")},
+    feeds={
+        "source_image": ("1", 0, "LoadImage"),
+        "driver_image": ("2", 0, "LoadImage"),
+        "model": ("20", 0, "CheckpointLoaderSimple"),
+        "clip": ("20", 1, "CheckpointLoaderSimple"),
+        "vae": ("21", 0, "VAELoader"),
+    },
     widgets={"seed": ("28", "seed"), "steps": ("28", "steps")},
     fixed={("4", "select"): "largest"},  # the example drives by the 4th face of a group photo
     outputs=(("31", 0), ("30", 0)),
@@ -143,8 +151,19 @@ DVA_EDIT_VIDEO = Recipe(
     widgets={"attribute": ("8", "attribute"), "scale": ("8", "scale"), "steps": ("7", "steps")},
     outputs=(("10", 0), ("9", 0)),
 )
-PIE_EDITS = ("yaw", "pitch", "roll", "smile", "jaw_open", "blink", "brows_up", "light_intensity", "light_from_top",
-             "light_from_right", "light_from_front")
+PIE_EDITS = (
+    "yaw",
+    "pitch",
+    "roll",
+    "smile",
+    "jaw_open",
+    "blink",
+    "brows_up",
+    "light_intensity",
+    "light_from_top",
+    "light_from_right",
+    "light_from_front",
+)
 PIE_EDIT_PORTRAIT = Recipe(
     workflow="pie_portrait_edit",
     feeds={"image": ("1", 0, "LoadImage")},
@@ -178,9 +197,9 @@ class FaceAdapterReenact(_Composite):
             display_name="Face-Adapter Reenact",
             category="FaceControl/face_adapter",
             description="The source photo's face with the driver's pose, expression and gaze, pasted back into the "
-                        "source photo: the example workflow face_adapter_reenactment in one node (each photo's "
-                        "largest face; the Face-Adapter weights from models/face_adapter/). Open the example "
-                        "workflow to change any step.",
+            "source photo: the example workflow face_adapter_reenactment in one node (each photo's "
+            "largest face; the Face-Adapter weights from models/face_adapter/). Open the example "
+            "workflow to change any step.",
             inputs=[
                 io.Image.Input("source_image", tooltip="the identity and look (its largest face)"),
                 io.Image.Input("driver_image", tooltip="pose, expression and gaze (its largest face)"),
@@ -205,8 +224,8 @@ class DVAEditVideo(_Composite):
             display_name="DVA Edit Video",
             category="FaceControl/dva",
             description="Edits one CelebA attribute of the face in every frame (Diffusion Video Autoencoders) and "
-                        "pastes the faces back through their masks: the example workflow dva_video_edit in one "
-                        "node (the DVA checkpoint it names, smoothed FFHQ crops of the largest face).",
+            "pastes the faces back through their masks: the example workflow dva_video_edit in one "
+            "node (the DVA checkpoint it names, smoothed FFHQ crops of the largest face).",
             inputs=[
                 io.Image.Input("frames", tooltip="the video's frames"),
                 widget_like(DVA_EDIT_VIDEO, "attribute"),
@@ -228,8 +247,8 @@ class PIEEditPortrait(_Composite):
             display_name="PIE Edit Portrait",
             category="FaceControl/PIE",
             description="Embeds the portrait's largest face in StyleGAN2 (PIE), edits head pose, expression and "
-                        "light, and pastes the edited face back: the example workflow pie_portrait_edit in one "
-                        "node (its generator, RigNet and step counts; open the workflow for real step counts).",
+            "light, and pastes the edited face back: the example workflow pie_portrait_edit in one "
+            "node (its generator, RigNet and step counts; open the workflow for real step counts).",
             inputs=[io.Image.Input("image", tooltip="the portrait")]
             + [widget_like(PIE_EDIT_PORTRAIT, name) for name in PIE_EDITS],
             outputs=[io.Image.Output(display_name="image"), io.Image.Output(display_name="crop")],

@@ -4,6 +4,7 @@ Sampling stays ComfyUI's: the user's SD1.5 MODEL/CLIP/VAE, KSampler, and the Fac
 through ComfyUI's ControlNet machinery. The ControlNet reads its own cross-attention context (the attribute
 tokens on the positive side, the empty-prompt embedding on the negative side) and a hint in [-1,1].
 """
+
 from __future__ import annotations
 
 import json
@@ -11,12 +12,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from comfy_api.latest import io
-
 import comfy.controlnet
 import comfy.model_management as mm
 import comfy.utils
+import torch
+from comfy_api.latest import io
 
 from .. import model_files
 from .. import model_names as names
@@ -27,9 +27,18 @@ from ..models.iresnet import load_iresnet100
 from ..models.token_mappers import load_token_mapper
 from ..pipelines import face_adapter as fa
 from .checks import FaceControlNode
+from .common import (
+    cached_object,
+    cached_patcher,
+    check_batch,
+    check_image,
+    image_to_uint8,
+    images_with_mask,
+    load_patchers,
+    progress,
+    resolve_model,
+)
 from .face_nodes import in_network_dtype
-from .common import (cached_object, cached_patcher, check_batch, check_image, image_to_uint8, images_with_mask,
-                     load_patchers, progress, resolve_model)
 from .sockets import FACE_ADAPTER, FACE_ADAPTER_TOKENS
 
 log = logging.getLogger("facecontrol")
@@ -105,9 +114,11 @@ def _ldm_config_from_diffusers(state: dict) -> dict:
             depth.append(_count(state, f"down_blocks.{level}.attentions.{r}.transformer_blocks.{{}}"))
     output_depth = [0] * sum(n + 1 for n in num_res_blocks)
     if any(k.startswith("up_blocks.") for k in state):  # a UNet: unet_to_diffusers pops these from the end
-        in_up_order = [_count(state, f"up_blocks.{level}.attentions.{r}.transformer_blocks.{{}}")
-                       for level in range(_count(state, "up_blocks.{}"))
-                       for r in range(_count(state, f"up_blocks.{level}.resnets.{{}}"))]
+        in_up_order = [
+            _count(state, f"up_blocks.{level}.attentions.{r}.transformer_blocks.{{}}")
+            for level in range(_count(state, "up_blocks.{}"))
+            for r in range(_count(state, f"up_blocks.{level}.resnets.{{}}"))
+        ]
         output_depth = in_up_order[::-1]
     return {
         "num_res_blocks": num_res_blocks,
@@ -143,8 +154,10 @@ def load_release_unet(weights_path: Path):
     config = _read_config(folder / "config.json")
     for field, value in UNET_CONFIG_EXPECTED.items():
         if field in config and config[field] != value:
-            raise ValueError(f"{folder / 'config.json'}: {field} is {config[field]!r}, but Face-Adapter's UNet is an "
-                             f"SD1.5 UNet ({field} {value!r})")
+            raise ValueError(
+                f"{folder / 'config.json'}: {field} is {config[field]!r}, but Face-Adapter's UNet is an "
+                f"SD1.5 UNet ({field} {value!r})"
+            )
     state = read_state(weights_path)
     model = comfy.sd.load_diffusion_model_state_dict(diffusers_unet_to_ldm(state))
     if model is None:
@@ -163,9 +176,9 @@ class FaceAdapterUNet(FaceControlNode):
             display_name="Face-Adapter UNet",
             category="FaceControl/face_adapter",
             description="The UNet to sample with. The authors' run replaces SD1.5's UNet with the release's "
-                        "pretrained_unet/ (a diffusers UNet2DConditionModel) when it exists; auto does the same, "
-                        "loading it through ComfyUI's own diffusion-model loader, and passes the checkpoint's "
-                        "MODEL through otherwise. unet_used names what was chosen.",
+            "pretrained_unet/ (a diffusers UNet2DConditionModel) when it exists; auto does the same, "
+            "loading it through ComfyUI's own diffusion-model loader, and passes the checkpoint's "
+            "MODEL through otherwise. unet_used names what was chosen.",
             inputs=[
                 io.Model.Input("model", tooltip="the SD1.5 checkpoint's MODEL (used when pretrained_unet/ is absent)"),
                 io.Combo.Input("unet", options=list(UNET_CHOICES), default="auto"),
@@ -227,8 +240,12 @@ class FaceAdapterControlNet(comfy.controlnet.ControlNet):
 
     @classmethod
     def wrap(cls, control: comfy.controlnet.ControlNet) -> "FaceAdapterControlNet":
-        net = cls(None, global_average_pooling=control.global_average_pooling, load_device=control.load_device,
-                  manual_cast_dtype=control.manual_cast_dtype)
+        net = cls(
+            None,
+            global_average_pooling=control.global_average_pooling,
+            load_device=control.load_device,
+            manual_cast_dtype=control.manual_cast_dtype,
+        )
         net.control_model = control.control_model
         net.control_model_wrapped = control.control_model_wrapped
         control.copy_to(net)
@@ -297,8 +314,11 @@ def _plain(value):
 
 def check_controlnet_config(config: dict, path: Path | str) -> None:
     """Every field the conversion assumes has its SD1.5 value; else an error naming the field and value."""
-    problems = [f"{field} is {config[field]!r} (expected {value!r})"
-                for field, value in CONTROLNET_CONFIG_EXPECTED.items() if field in config and _plain(config[field]) != value]
+    problems = [
+        f"{field} is {config[field]!r} (expected {value!r})"
+        for field, value in CONTROLNET_CONFIG_EXPECTED.items()
+        if field in config and _plain(config[field]) != value
+    ]
     for field in ("attention_head_dim", "num_attention_heads"):
         heads = config.get(field)
         if heads is not None and any(h != SD15_HEADS for h in (heads if isinstance(heads, list) else [heads])):
@@ -309,11 +329,14 @@ def check_controlnet_config(config: dict, path: Path | str) -> None:
     if config.get("mid_block_type", "UNetMidBlock2DCrossAttn") != "UNetMidBlock2DCrossAttn":
         problems.append(f"mid_block_type is {config['mid_block_type']!r} (expected 'UNetMidBlock2DCrossAttn')")
     if problems:
-        raise ValueError(f"{path}: not the SD1.5 ControlNet the Face-Adapter conversion is written for: "
-                         + "; ".join(problems))
+        raise ValueError(
+            f"{path}: not the SD1.5 ControlNet the Face-Adapter conversion is written for: " + "; ".join(problems)
+        )
 
 
-def controlnet_from_diffusers_state(state: dict[str, torch.Tensor], source: str = "state dict") -> FaceAdapterControlNet:
+def controlnet_from_diffusers_state(
+    state: dict[str, torch.Tensor], source: str = "state dict"
+) -> FaceAdapterControlNet:
     """Build through ComfyUI's own ControlNet loader (dtype, device, ModelPatcher), then wrap."""
     control = comfy.controlnet.load_controlnet_state_dict(diffusers_controlnet_to_ldm(dict(state)))
     if control is None:
@@ -345,8 +368,9 @@ def resolve_bundle() -> dict[str, Path]:
         except model_files.ModelFileNotFound as err:
             missing.append(str(err))
     if missing:
-        raise FileNotFoundError(f"the Face-Adapter bundle is incomplete ({len(missing)} file(s) missing):\n\n"
-                                + "\n\n".join(missing))
+        raise FileNotFoundError(
+            f"the Face-Adapter bundle is incomplete ({len(missing)} file(s) missing):\n\n" + "\n\n".join(missing)
+        )
     return found
 
 
@@ -388,8 +412,8 @@ class LoadFaceAdapter(FaceControlNode):
             display_name="Load Face-Adapter",
             category="FaceControl/face_adapter",
             description="Reads the Hugging Face FaceAdapter/FaceAdapter release unchanged from models/face_adapter/: "
-                        "net_id2token.pth, net_image2token.pth, controlnet/, vision_encoder/ and "
-                        "third_party/insightface_glint360k.pth. A missing file is named with every path searched.",
+            "net_id2token.pth, net_image2token.pth, controlnet/, vision_encoder/ and "
+            "third_party/insightface_glint360k.pth. A missing file is named with every path searched.",
             inputs=[],
             outputs=[FACE_ADAPTER.Output(display_name="face_adapter")],
         )
@@ -424,8 +448,10 @@ def _chunks(n: int):
 def compute_identity_tokens(bundle: FaceAdapterBundle, crops256: torch.Tensor, input_name: str) -> torch.Tensor:
     check_image(crops256, input_name)
     if tuple(crops256.shape[1:3]) != (256, 256):
-        raise ValueError(f"'{input_name}' must be 256x256 ArcFace-template crops (Align and Crop Faces, convention "
-                         f"arcface256); got {crops256.shape[2]}x{crops256.shape[1]}")
+        raise ValueError(
+            f"'{input_name}' must be 256x256 ArcFace-template crops (Align and Crop Faces, convention "
+            f"arcface256); got {crops256.shape[2]}x{crops256.shape[1]}"
+        )
     load_patchers([bundle.iresnet, bundle.id2token])
     iresnet, id2token = bundle.iresnet.model, bundle.id2token.model
     x = image_to_signed(crops256)
@@ -435,8 +461,10 @@ def compute_identity_tokens(bundle: FaceAdapterBundle, crops256: torch.Tensor, i
 def compute_attribute_tokens(bundle: FaceAdapterBundle, crops512: torch.Tensor, input_name: str) -> torch.Tensor:
     frames = image_to_uint8(crops512, input_name)
     if frames.shape[1:3] != (512, 512):
-        raise ValueError(f"'{input_name}' must be Face-Adapter 512 crops (Align and Crop Faces, convention "
-                         f"faceadapter512); got {frames.shape[2]}x{frames.shape[1]}")
+        raise ValueError(
+            f"'{input_name}' must be Face-Adapter 512 crops (Align and Crop Faces, convention "
+            f"faceadapter512); got {frames.shape[2]}x{frames.shape[1]}"
+        )
     load_patchers([bundle.vision, bundle.image2token])
     vision, image2token = bundle.vision.model, bundle.image2token.model
     pixels = fa.clip_pixel_values(frames)
@@ -448,7 +476,9 @@ def _first_tokens(conditioning, input_name: str) -> torch.Tensor:
         raise ValueError(f"'{input_name}' is empty; connect CLIP Text Encode with an empty text")
     tokens = conditioning[0][0]
     if tokens.shape[-1] != 768:
-        raise ValueError(f"'{input_name}' has width {tokens.shape[-1]}; Face-Adapter needs an SD1.5 (768) text embedding")
+        raise ValueError(
+            f"'{input_name}' has width {tokens.shape[-1]}; Face-Adapter needs an SD1.5 (768) text embedding"
+        )
     return tokens
 
 
@@ -460,17 +490,23 @@ class FaceAdapterIdentity(FaceControlNode):
             display_name="Face-Adapter Identity Tokens",
             category="FaceControl/face_adapter",
             description="The source face's identity as 77 tokens for the UNet: iresnet100 (Glint360K) layer4 map of the "
-                        "256 ArcFace crop at 128 px (64 tokens) through ID2Token. Negative: the empty-prompt embedding is "
-                        "the default because the released code samples with it and the model was trained with dropped "
-                        "conditions standing for it; the paper's swap variant uses the target's identity tokens instead, "
-                        "which pushes away from the target's identity.",
+            "256 ArcFace crop at 128 px (64 tokens) through ID2Token. Negative: the empty-prompt embedding is "
+            "the default because the released code samples with it and the model was trained with dropped "
+            "conditions standing for it; the paper's swap variant uses the target's identity tokens instead, "
+            "which pushes away from the target's identity.",
             inputs=[
                 FACE_ADAPTER.Input("face_adapter"),
                 io.Image.Input("source_256", tooltip="the source's 256 ArcFace-template crops (convention arcface256)"),
                 io.Conditioning.Input("empty_prompt", tooltip="CLIP Text Encode of an empty text with the SD1.5 CLIP"),
-                io.Combo.Input("negative", options=list(NEGATIVES), default=NEGATIVES[0],
-                               tooltip="empty prompt: as the released code; target identity: the paper's choice for swapping"),
-                io.Image.Input("target_256", optional=True, tooltip="the target's 256 crops, for the target-identity negative"),
+                io.Combo.Input(
+                    "negative",
+                    options=list(NEGATIVES),
+                    default=NEGATIVES[0],
+                    tooltip="empty prompt: as the released code; target identity: the paper's choice for swapping",
+                ),
+                io.Image.Input(
+                    "target_256", optional=True, tooltip="the target's 256 crops, for the target-identity negative"
+                ),
             ],
             outputs=[io.Conditioning.Output(display_name="positive"), io.Conditioning.Output(display_name="negative")],
         )
@@ -494,10 +530,12 @@ class FaceAdapterAttributes(FaceControlNode):
             display_name="Face-Adapter Attribute Tokens",
             category="FaceControl/face_adapter",
             description="77 attribute tokens for the ControlNet: the fine-tuned CLIP ViT-H/14 last hidden state "
-                        "(CLS + 256 patches, before post-layernorm) of the 512 crop through Image2Token. Use the "
-                        "source's crop for reenactment and the target's for swapping.",
-            inputs=[FACE_ADAPTER.Input("face_adapter"),
-                    io.Image.Input("crops_512", tooltip="Face-Adapter 512 crops (convention faceadapter512)")],
+            "(CLS + 256 patches, before post-layernorm) of the 512 crop through Image2Token. Use the "
+            "source's crop for reenactment and the target's for swapping.",
+            inputs=[
+                FACE_ADAPTER.Input("face_adapter"),
+                io.Image.Input("crops_512", tooltip="Face-Adapter 512 crops (convention faceadapter512)"),
+            ],
             outputs=[FACE_ADAPTER_TOKENS.Output(display_name="attribute_tokens")],
         )
 
@@ -514,16 +552,18 @@ class FaceAdapterApplyControlNet(FaceControlNode):
             display_name="Apply Face-Adapter ControlNet",
             category="FaceControl/face_adapter",
             description="Attaches the Face-Adapter ControlNet to both conditionings like Apply ControlNet (Advanced), "
-                        "chaining any earlier ControlNet. Its hint is the spatial control image mapped to [-1,1]; its "
-                        "cross-attention context is the attribute tokens on the positive side and the empty-prompt "
-                        "embedding on the negative side.",
+            "chaining any earlier ControlNet. Its hint is the spatial control image mapped to [-1,1]; its "
+            "cross-attention context is the attribute tokens on the positive side and the empty-prompt "
+            "embedding on the negative side.",
             inputs=[
                 io.Conditioning.Input("positive"),
                 io.Conditioning.Input("negative"),
                 FACE_ADAPTER.Input("face_adapter"),
                 io.Image.Input("control_image", tooltip="Face-Adapter Spatial Control output (512, in [0,1])"),
                 FACE_ADAPTER_TOKENS.Input("attribute_tokens"),
-                io.Conditioning.Input("empty_prompt", tooltip="CLIP Text Encode of an empty text: the ControlNet's negative context"),
+                io.Conditioning.Input(
+                    "empty_prompt", tooltip="CLIP Text Encode of an empty text: the ControlNet's negative context"
+                ),
                 io.Float.Input("strength", default=1.0, min=0.0, max=10.0, step=0.01),
                 io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.001),
                 io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.001),
@@ -532,8 +572,18 @@ class FaceAdapterApplyControlNet(FaceControlNode):
         )
 
     @classmethod
-    def execute(cls, positive, negative, face_adapter, control_image, attribute_tokens, empty_prompt, strength,
-                start_percent, end_percent) -> io.NodeOutput:
+    def execute(
+        cls,
+        positive,
+        negative,
+        face_adapter,
+        control_image,
+        attribute_tokens,
+        empty_prompt,
+        strength,
+        start_percent,
+        end_percent,
+    ) -> io.NodeOutput:
         if strength == 0:
             return io.NodeOutput(positive, negative)
         check_image(control_image, "control_image")
@@ -571,11 +621,13 @@ class FaceAdapterBlend(FaceControlNode):
             display_name="Face-Adapter Blend",
             category="FaceControl/face_adapter",
             description="Mixes the decoded result with the base crop through the adapting-area mask feathered as the "
-                        "authors do (max-pool 17, then average-pool 17). Paste the result back with Paste Faces Back "
-                        "and the returned blend_mask.",
+            "authors do (max-pool 17, then average-pool 17). Paste the result back with Paste Faces Back "
+            "and the returned blend_mask.",
             inputs=[
                 io.Image.Input("generated", tooltip="VAE Decode output, 512x512"),
-                io.Image.Input("base", tooltip="the base 512 crops: the source's for reenactment, the target's for swapping"),
+                io.Image.Input(
+                    "base", tooltip="the base 512 crops: the source's for reenactment, the target's for swapping"
+                ),
                 io.Mask.Input("mask", tooltip="the adapting-area mask (512)"),
             ],
             outputs=[io.Image.Output(display_name="image"), io.Mask.Output(display_name="blend_mask")],
@@ -583,8 +635,9 @@ class FaceAdapterBlend(FaceControlNode):
 
     @classmethod
     def execute(cls, generated, base, mask) -> io.NodeOutput:
-        images, masks = images_with_mask({"generated": generated, "base": base}, mask,
-                                         hint="; sample at the crop size (512x512)")
+        images, masks = images_with_mask(
+            {"generated": generated, "base": base}, mask, hint="; sample at the crop size (512x512)"
+        )
         weight = fa.feather_mask(masks)
         out = fa.blend(images["generated"], images["base"], weight)
         return io.NodeOutput(out.clamp(0, 1), weight)
@@ -598,10 +651,12 @@ class FaceAdapterSharedNoiseLatent(FaceControlNode):
             display_name="Face-Adapter Video Latent (same noise every frame)",
             category="FaceControl/face_adapter",
             description="An empty latent with one item per control frame whose items all draw the same noise from "
-                        "KSampler's seed (every item has batch index 0), so frames differ only by their conditions.",
-            inputs=[io.Image.Input("control_image", tooltip="the per-frame control images; their count sets the batch"),
-                    io.Int.Input("width", default=512, min=64, max=4096, step=8),
-                    io.Int.Input("height", default=512, min=64, max=4096, step=8)],
+            "KSampler's seed (every item has batch index 0), so frames differ only by their conditions.",
+            inputs=[
+                io.Image.Input("control_image", tooltip="the per-frame control images; their count sets the batch"),
+                io.Int.Input("width", default=512, min=64, max=4096, step=8),
+                io.Int.Input("height", default=512, min=64, max=4096, step=8),
+            ],
             outputs=[io.Latent.Output(display_name="latent")],
         )
 
@@ -613,5 +668,12 @@ class FaceAdapterSharedNoiseLatent(FaceControlNode):
         return io.NodeOutput({"samples": samples, "batch_index": [0] * n})
 
 
-NODES = [LoadFaceAdapter, FaceAdapterUNet, FaceAdapterIdentity, FaceAdapterAttributes, FaceAdapterApplyControlNet, FaceAdapterBlend,
-         FaceAdapterSharedNoiseLatent]
+NODES = [
+    LoadFaceAdapter,
+    FaceAdapterUNet,
+    FaceAdapterIdentity,
+    FaceAdapterAttributes,
+    FaceAdapterApplyControlNet,
+    FaceAdapterBlend,
+    FaceAdapterSharedNoiseLatent,
+]

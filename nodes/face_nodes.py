@@ -1,4 +1,5 @@
 """Face nodes: detect, align and crop, paste back, preview. Every node works on IMAGE batches."""
+
 from __future__ import annotations
 
 import functools
@@ -10,17 +11,25 @@ import numpy as np
 import torch
 from comfy_api.latest import io
 
+from .. import model_names as names
 from ..face import align as face_align
 from ..face.paste import crop_area_mask, paste_back
 from ..face.preview import draw_face, draw_no_face
 from ..face.select import ORDERS, SELECTIONS, Selection, detect_face_set, fill_missing, missing_faces_message
 from ..face.types import FaceCrop as FaceCropData
 from ..face.types import FaceSet
-from .. import model_names as names
 from ..model_files import ModelFileNotFound
 from .checks import FaceControlNode
-from .common import (cached_object, check_batch, check_same_frames, image_to_uint8, mask_batch, progress, resolve_model,
-                     uint8_to_image)
+from .common import (
+    cached_object,
+    check_batch,
+    check_same_frames,
+    image_to_uint8,
+    mask_batch,
+    progress,
+    resolve_model,
+    uint8_to_image,
+)
 from .sockets import FACE_CROP, FACES
 
 log = logging.getLogger("facecontrol")
@@ -101,7 +110,9 @@ def get_detector(backend: str, max_faces: int = 8):
     """Detectors are kept in the pack's model cache for reuse between runs."""
     backend = detector_backend(backend)
     if backend == "mediapipe":
-        return cached_object(resolve_model(names.MEDIAPIPE_LANDMARKER), functools.partial(_mediapipe_detector, max_faces=max_faces))
+        return cached_object(
+            resolve_model(names.MEDIAPIPE_LANDMARKER), functools.partial(_mediapipe_detector, max_faces=max_faces)
+        )
     if backend == "insightface-scrfd":
         return cached_object(resolve_model(names.SCRFD), functools.partial(_scrfd_detector, max_faces=max_faces))
     raise ValueError(f"unknown face detector {backend!r}; choose one of {BACKENDS}")
@@ -119,11 +130,16 @@ def crop_chain(choice: str) -> str:
 
 
 def chain_input() -> io.Combo.Input:
-    return io.Combo.Input("crop_chain", options=list(CHAINS), default="auto", optional=True,
-                          tooltip="authors: frame -> 512 crop (bilinear, no pre-shrink), the 5 points detected "
-                                  "again on it with SCRFD, that crop warped to 256, as Face-Adapter's infer.py; one "
-                                  "warp: every crop straight from the frame (anti-aliased). auto: the authors' "
-                                  "chain when SCRFD is present")
+    return io.Combo.Input(
+        "crop_chain",
+        options=list(CHAINS),
+        default="auto",
+        optional=True,
+        tooltip="authors: frame -> 512 crop (bilinear, no pre-shrink), the 5 points detected "
+        "again on it with SCRFD, that crop warped to 256, as Face-Adapter's infer.py; one "
+        "warp: every crop straight from the frame (anti-aliased). auto: the authors' "
+        "chain when SCRFD is present",
+    )
 
 
 def _scrfd_points(crop: np.ndarray) -> np.ndarray | None:
@@ -143,8 +159,13 @@ class AuthorsChain:
     crops512: np.ndarray  # (B,512,512,3) uint8
 
 
-def authors_crop_chain(frames: np.ndarray, faces: FaceSet, crop_ratio: float = 0.81,
-                       boxes: np.ndarray | None = None, redetect=_scrfd_points) -> AuthorsChain:
+def authors_crop_chain(
+    frames: np.ndarray,
+    faces: FaceSet,
+    crop_ratio: float = 0.81,
+    boxes: np.ndarray | None = None,
+    redetect=_scrfd_points,
+) -> AuthorsChain:
     """Face-Adapter's crop chain over frames (see face.align.authors_chain)."""
     from ..face.types import compose_affine
 
@@ -159,8 +180,11 @@ def authors_crop_chain(frames: np.ndarray, faces: FaceSet, crop_ratio: float = 0
         if not found:
             lost.append(i)
     if lost:
-        log.warning("authors' crop chain: no face found again on the 512 crop of frame(s) %s; their points were "
-                    "mapped into the crop instead", lost[:20])
+        log.warning(
+            "authors' crop chain: no face found again on the 512 crop of frame(s) %s; their points were "
+            "mapped into the crop instead",
+            lost[:20],
+        )
     return AuthorsChain(forward, np.stack(canvas), np.stack(crops))
 
 
@@ -169,8 +193,9 @@ def chain_256_crops(chain: AuthorsChain, canvas: np.ndarray) -> np.ndarray:
     from ..face.types import compose_affine, invert_affines
 
     inverse512 = invert_affines(chain.forward512)
-    return np.stack([face_align.plain_warp(c, compose_affine(m, inv), 256)
-                     for c, m, inv in zip(chain.crops512, canvas, inverse512)])
+    return np.stack(
+        [face_align.plain_warp(c, compose_affine(m, inv), 256) for c, m, inv in zip(chain.crops512, canvas, inverse512)]
+    )
 
 
 class DetectFaces(FaceControlNode):
@@ -181,20 +206,42 @@ class DetectFaces(FaceControlNode):
             display_name="Detect Faces",
             category="FaceControl/faces",
             description="Finds one face per frame (478 mediapipe points when available, iBUG-68 and 5 points) "
-                        "and keeps the same face across a video by tracking its overlap.",
+            "and keeps the same face across a video by tracking its overlap.",
             inputs=[
                 io.Image.Input("image", tooltip="a photo or a video as an IMAGE batch"),
-                io.Combo.Input("backend", options=list(BACKENDS), default="mediapipe",
-                               tooltip="mediapipe needs no download; insightface-scrfd needs antelopev2's "
-                                       "scrfd_10g_bnkps.onnx; auto takes SCRFD when that file is present "
-                                       "(Face-Adapter's detector), else mediapipe. The report names what ran."),
-                io.Combo.Input("select", options=list(SELECTIONS), default="largest",
-                               tooltip="largest: true box area; 'largest (Face-Adapter key)': the authors' "
-                                       "(x2-x1)*y2 - y1 for exact reproduction"),
+                io.Combo.Input(
+                    "backend",
+                    options=list(BACKENDS),
+                    default="mediapipe",
+                    tooltip="mediapipe needs no download; insightface-scrfd needs antelopev2's "
+                    "scrfd_10g_bnkps.onnx; auto takes SCRFD when that file is present "
+                    "(Face-Adapter's detector), else mediapipe. The report names what ran.",
+                ),
+                io.Combo.Input(
+                    "select",
+                    options=list(SELECTIONS),
+                    default="largest",
+                    tooltip="largest: true box area; 'largest (Face-Adapter key)': the authors' "
+                    "(x2-x1)*y2 - y1 for exact reproduction",
+                ),
                 io.Int.Input("index", default=0, min=0, max=63, tooltip="with select=index: position in 'order'"),
                 io.Combo.Input("order", options=list(ORDERS), default="left-right"),
-                io.Float.Input("x", default=0.5, min=0.0, max=1.0, step=0.01, tooltip="with select=closest: reference x (fraction of width)"),
-                io.Float.Input("y", default=0.5, min=0.0, max=1.0, step=0.01, tooltip="with select=closest: reference y (fraction of height)"),
+                io.Float.Input(
+                    "x",
+                    default=0.5,
+                    min=0.0,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="with select=closest: reference x (fraction of width)",
+                ),
+                io.Float.Input(
+                    "y",
+                    default=0.5,
+                    min=0.0,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="with select=closest: reference y (fraction of height)",
+                ),
                 io.Boolean.Input("track", default=True, tooltip="follow the chosen face from frame to frame"),
                 io.Combo.Input("if_no_face", options=["error", "use nearest frame"], default="error"),
             ],
@@ -211,8 +258,9 @@ class DetectFaces(FaceControlNode):
         backend = detector_backend(backend)
         detector = get_detector(backend)
         selection = Selection(select, index, order, (x, y))
-        face_set = detect_face_set(frames, detector, selection, track=track, on_frame=progress(len(frames)),
-                                   backend=backend)
+        face_set = detect_face_set(
+            frames, detector, selection, track=track, on_frame=progress(len(frames)), backend=backend
+        )
         if face_set.missing and (if_no_face == "error" or len(face_set.missing) == len(face_set)):
             raise ValueError(missing_faces_message(face_set, selection, "image"))
         if face_set.missing:
@@ -230,17 +278,33 @@ class AlignFaces(FaceControlNode):
             display_name="Align and Crop Faces",
             category="FaceControl/faces",
             description="Aligned face crops with their transforms: FFHQ quad (PIE, DVA; optional temporal smoothing "
-                        "for video), ArcFace-template 256, or Face-Adapter's 512 crop. \"ffhq (DVA authors' chain)\" reproduces DVA's "
-                        "preprocessing exactly: reflect-mode smoothing, PIL warp to 1024, JPEG q75, resize.",
+            "for video), ArcFace-template 256, or Face-Adapter's 512 crop. \"ffhq (DVA authors' chain)\" reproduces DVA's "
+            "preprocessing exactly: reflect-mode smoothing, PIL warp to 1024, JPEG q75, resize.",
             inputs=[
                 io.Image.Input("image"),
                 FACES.Input("faces"),
                 io.Combo.Input("convention", options=list(CONVENTIONS), default="ffhq"),
-                io.Int.Input("size", default=256, min=64, max=2048, step=8, tooltip="crop size for ffhq (arcface256 is 256, faceadapter512 is 512)"),
-                io.Boolean.Input("smooth", default=True, tooltip="ffhq on video: Gaussian smoothing of the crop over frames (DVA)"),
+                io.Int.Input(
+                    "size",
+                    default=256,
+                    min=64,
+                    max=2048,
+                    step=8,
+                    tooltip="crop size for ffhq (arcface256 is 256, faceadapter512 is 512)",
+                ),
+                io.Boolean.Input(
+                    "smooth", default=True, tooltip="ffhq on video: Gaussian smoothing of the crop over frames (DVA)"
+                ),
                 io.Float.Input("sigma_center", default=1.0, min=0.0, max=20.0, step=0.1),
                 io.Float.Input("sigma_size", default=3.0, min=0.0, max=20.0, step=0.1),
-                io.Float.Input("crop_ratio", default=0.81, min=0.0, max=3.0, step=0.01, tooltip="faceadapter512: loose-box half-side over box width"),
+                io.Float.Input(
+                    "crop_ratio",
+                    default=0.81,
+                    min=0.0,
+                    max=3.0,
+                    step=0.01,
+                    tooltip="faceadapter512: loose-box half-side over box width",
+                ),
                 io.Combo.Input("border", options=["constant", "reflect", "replicate"], default="constant"),
                 chain_input(),
             ],
@@ -252,8 +316,19 @@ class AlignFaces(FaceControlNode):
         return files_stamp([names.SCRFD]) if inputs.get("crop_chain", "auto") == "auto" else ""
 
     @classmethod
-    def execute(cls, image, faces: FaceSet, convention, size, smooth, sigma_center, sigma_size, crop_ratio, border,
-                crop_chain="auto") -> io.NodeOutput:
+    def execute(
+        cls,
+        image,
+        faces: FaceSet,
+        convention,
+        size,
+        smooth,
+        sigma_center,
+        sigma_size,
+        crop_ratio,
+        border,
+        crop_chain="auto",
+    ) -> io.NodeOutput:
         frames = image_to_uint8(image, "image")
         check_same_frames(frames, faces, "image", "faces")
         faces = _broadcast_faces(faces, len(frames))
@@ -279,16 +354,19 @@ def crop_chain_for(choice: str, border: str) -> str:
     return chain
 
 
-def _authors_chain_crops(frames, faces: FaceSet, convention: str, smooth: bool, sigma_center: float,
-                         sigma_size: float, crop_ratio: float) -> io.NodeOutput:
+def _authors_chain_crops(
+    frames, faces: FaceSet, convention: str, smooth: bool, sigma_center: float, sigma_size: float, crop_ratio: float
+) -> io.NodeOutput:
     boxes = faces.boxes()
     if smooth:
         boxes = face_align.smooth_boxes(boxes, sigma_center, sigma_size)
     chain = authors_crop_chain(frames, faces, crop_ratio, boxes)
     log.info("Align and Crop Faces: %s, the authors' crop chain", convention)
     if convention == "faceadapter512":
-        return io.NodeOutput(uint8_to_image(chain.crops512), face_align.make_crop(chain.forward512, 512, faces.image_size,
-                                                                                 "faceadapter512"))
+        return io.NodeOutput(
+            uint8_to_image(chain.crops512),
+            face_align.make_crop(chain.forward512, 512, faces.image_size, "faceadapter512"),
+        )
     crops = chain_256_crops(chain, chain.canvas)
     return io.NodeOutput(uint8_to_image(crops), face_align.make_crop(chain.canvas, 256, faces.image_size, "arcface256"))
 
@@ -299,12 +377,14 @@ def _broadcast_faces(faces: FaceSet, n: int) -> FaceSet:
     return FaceSet(faces.faces * n, faces.image_size, faces.backend, faces.blendshape_names)
 
 
-def make_face_crop(faces: FaceSet, convention: str, size: int, smooth: bool, sigma_center: float, sigma_size: float,
-                   crop_ratio: float) -> FaceCropData:
+def make_face_crop(
+    faces: FaceSet, convention: str, size: int, smooth: bool, sigma_center: float, sigma_size: float, crop_ratio: float
+) -> FaceCropData:
     if convention in ("ffhq", AUTHORS_FFHQ):
         mode = "reflect" if convention == AUTHORS_FFHQ else "nearest"  # scipy's default, as the authors smooth
-        return face_align.ffhq_crop(faces.lm68(), faces.image_size, size, smooth and len(faces) > 1, sigma_center,
-                                    sigma_size, mode)
+        return face_align.ffhq_crop(
+            faces.lm68(), faces.image_size, size, smooth and len(faces) > 1, sigma_center, sigma_size, mode
+        )
     if convention == "arcface256":
         return face_align.arcface_crop(faces.lm5(), faces.image_size, 256)
     if convention == "faceadapter512":
@@ -323,7 +403,7 @@ class PasteBack(FaceControlNode):
             display_name="Paste Faces Back",
             category="FaceControl/faces",
             description="Inverse-warps edited crops into the original frames through a feathered mask "
-                        "(the given crop-space MASK, or the whole crop area).",
+            "(the given crop-space MASK, or the whole crop area).",
             inputs=[
                 io.Image.Input("image", tooltip="the original frames"),
                 io.Image.Input("crops", tooltip="edited crops, one per frame or one for all"),
@@ -343,11 +423,15 @@ class PasteBack(FaceControlNode):
         check_batch(n, len(crop_imgs), "image", "crops")
         check_batch(n, len(face_crop), "image", "face_crop")
         if tuple(face_crop.image_size) != tuple(frames.shape[1:3]):
-            raise ValueError(f"'face_crop' was made on {face_crop.image_size[1]}x{face_crop.image_size[0]} frames but "
-                             f"'image' is {frames.shape[2]}x{frames.shape[1]}")
+            raise ValueError(
+                f"'face_crop' was made on {face_crop.image_size[1]}x{face_crop.image_size[0]} frames but "
+                f"'image' is {frames.shape[2]}x{frames.shape[1]}"
+            )
         size = face_crop.crop_size
         if crop_imgs.shape[1:3] != (size, size):
-            raise ValueError(f"'crops' are {crop_imgs.shape[2]}x{crop_imgs.shape[1]} but 'face_crop' makes {size}x{size} crops")
+            raise ValueError(
+                f"'crops' are {crop_imgs.shape[2]}x{crop_imgs.shape[1]} but 'face_crop' makes {size}x{size} crops"
+            )
         if mask is None:
             masks = crop_area_mask(size)[None]
         else:

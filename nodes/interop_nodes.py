@@ -5,6 +5,7 @@ detector can align, fit the 3DMM and run every paper's nodes; our faces go out a
 drawing and face-mask nodes. On a ComfyUI without core's MediaPipe nodes these converters still load (the type
 is just a name) but have nothing to connect to.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,14 +30,18 @@ class FacesFromCoreLandmarks(FaceControlNode):
             display_name="Faces from Core Face Landmarks",
             category="FaceControl/faces",
             description="ComfyUI's own MediaPipe Face Landmarker output (FACE_LANDMARKS) as FaceControl faces: one "
-                        "face per frame chosen and tracked as Detect Faces does, with its 478, iBUG-68 and 5 points.",
+            "face per frame chosen and tracked as Detect Faces does, with its 478, iBUG-68 and 5 points.",
             inputs=[
                 CORE_FACE_LANDMARKS.Input("face_landmarks", tooltip="from core's MediaPipe Face Landmarker"),
                 io.Combo.Input("select", options=list(SELECTIONS), default="largest"),
                 io.Int.Input("index", default=0, min=0, max=63, tooltip="with select=index: position in 'order'"),
                 io.Combo.Input("order", options=list(ORDERS), default="left-right"),
-                io.Float.Input("x", default=0.5, min=0.0, max=1.0, step=0.01, tooltip="with select=closest: x (fraction of width)"),
-                io.Float.Input("y", default=0.5, min=0.0, max=1.0, step=0.01, tooltip="with select=closest: y (fraction of height)"),
+                io.Float.Input(
+                    "x", default=0.5, min=0.0, max=1.0, step=0.01, tooltip="with select=closest: x (fraction of width)"
+                ),
+                io.Float.Input(
+                    "y", default=0.5, min=0.0, max=1.0, step=0.01, tooltip="with select=closest: y (fraction of height)"
+                ),
                 io.Boolean.Input("track", default=True, tooltip="follow the chosen face from frame to frame"),
                 io.Combo.Input("if_no_face", options=["error", "use nearest frame"], default="error"),
             ],
@@ -48,8 +53,16 @@ class FacesFromCoreLandmarks(FaceControlNode):
         core_landmarks.check_payload(face_landmarks, "face_landmarks")
         frames, image_size, names = core_landmarks.faces_from_core(face_landmarks)
         selection = Selection(select, index, order, (x, y))
-        face_set = select_over_frames(len(frames), image_size, lambda i: frames[i], lambda i, box: frames[i],
-                                      selection, track, progress(len(frames)), core_landmarks.BACKEND)
+        face_set = select_over_frames(
+            len(frames),
+            image_size,
+            lambda i: frames[i],
+            lambda i, box: frames[i],
+            selection,
+            track,
+            progress(len(frames)),
+            core_landmarks.BACKEND,
+        )
         face_set.blendshape_names = names
         face_set = finish_selection(face_set, selection, if_no_face, "face_landmarks")
         report = face_set.describe()
@@ -65,7 +78,7 @@ class FacesToCoreLandmarks(FaceControlNode):
             display_name="Faces to Core Face Landmarks",
             category="FaceControl/faces",
             description="FaceControl faces (with mediapipe's 478 points) as ComfyUI's FACE_LANDMARKS, for core's "
-                        "MediaPipe Face Mesh Visualize and MediaPipe Face Mask nodes.",
+            "MediaPipe Face Mesh Visualize and MediaPipe Face Mask nodes.",
             inputs=[FACES.Input("faces", tooltip="from Detect Faces with backend mediapipe")],
             outputs=[CORE_FACE_LANDMARKS.Output(display_name="face_landmarks")],
         )

@@ -1,36 +1,50 @@
 """PIE nodes: load StyleGAN2 and RigNet, embed a portrait crop (PIE energies, W then W+), edit pose /
 expression / illumination (RigNet or direct mode), decode. Paste-back is the pack's Paste Faces Back node."""
+
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import folder_paths
 import numpy as np
 import torch
 import torch.nn.functional as F
 from comfy_api.latest import io
 
-import folder_paths
-
-from ..models.checkpoint import load_state_strict, read_state, strip_prefix
-from ..models.dva_face_encoder import load_landmark_net
-from ..models.vgg_perceptual import load_vgg_perceptual
-from ..models.precision import COMPUTE_DTYPES as PRECISIONS, with_precision
-from ..pipelines import pie
 from .. import model_names as names
 from ..face.image import image_to_signed, signed_to_image
+from ..models.checkpoint import load_state_strict, read_state, strip_prefix
+from ..models.dva_face_encoder import load_landmark_net
+from ..models.precision import COMPUTE_DTYPES as PRECISIONS
+from ..models.precision import with_precision
+from ..models.vgg_perceptual import load_vgg_perceptual
+from ..pipelines import pie
 from .checks import FaceControlNode
-from .common import Progress, cached_patcher, check_image, check_interrupted, folder_file, load_patchers, loaded_model, resolve_model
+from .common import (
+    Progress,
+    cached_patcher,
+    check_image,
+    check_interrupted,
+    folder_file,
+    load_patchers,
+    loaded_model,
+    resolve_model,
+)
 from .sockets import PIE_EDIT_SETTINGS, PIE_EMBED_SETTINGS, PIE_LATENT, RIGNET, STYLEGAN
 
 log = logging.getLogger("facecontrol")
 
 FACE_MODELS = ("ict_facekit", "bfm_deep3dfacerecon")
 LIGHT_LIMIT = 0.4  # light offsets beyond this make negative irradiance on a neutral light (0.8 ambient)
-REFERENCE_GROUPS = {"none": (), "expression": ("expression",), "illumination": ("illumination",),
-                    "expression+illumination": ("expression", "illumination"),
-                    "pose+expression+illumination": ("pose", "expression", "illumination")}
+REFERENCE_GROUPS = {
+    "none": (),
+    "expression": ("expression",),
+    "illumination": ("illumination",),
+    "expression+illumination": ("expression", "illumination"),
+    "pose+expression+illumination": ("pose", "expression", "illumination"),
+}
 
 
 @dataclass
@@ -99,7 +113,9 @@ def build_bfm_formation(path: Path) -> torch.nn.Module:
         standard = resolve_model(names.PIE_STANDARD_LANDMARKS)
     except FileNotFoundError:
         standard = None
-    return load_bfm_formation(resolve_model(names.PIE_BFM), path, load_landmark_net(resolve_model(names.DVA_LNDNET)), standard)
+    return load_bfm_formation(
+        resolve_model(names.PIE_BFM), path, load_landmark_net(resolve_model(names.DVA_LNDNET)), standard
+    )
 
 
 def formation_patcher(face_model: str):
@@ -134,8 +150,9 @@ def _autograd_mode():
     return stack
 
 
-def pie_models(stylegan: StyleGANHandle, recognition: bool, perceptual: bool,
-               face_model: str = "ict_facekit") -> pie.PIEModels:
+def pie_models(
+    stylegan: StyleGANHandle, recognition: bool, perceptual: bool, face_model: str = "ict_facekit"
+) -> pie.PIEModels:
     """Bring every network the energies need onto the compute device through ComfyUI's memory manager."""
     patchers = [stylegan.patcher, formation_patcher(face_model)]
     if recognition:
@@ -150,10 +167,12 @@ def pie_models(stylegan: StyleGANHandle, recognition: bool, perceptual: bool,
     perceptual_net = rest.pop(0) if perceptual else None
     precision = stylegan.info.get("precision", "fp32")
     # The generator is cached and shared: the options of the Load StyleGAN2 node that feeds this run apply.
-    generator.configure(gradient_checkpointing=stylegan.info.get("gradient_checkpointing", False),
-                        compute_dtype=precision)
-    return pie.PIEModels(generator, formation, with_precision(recognition_net, precision),
-                         with_precision(perceptual_net, precision))
+    generator.configure(
+        gradient_checkpointing=stylegan.info.get("gradient_checkpointing", False), compute_dtype=precision
+    )
+    return pie.PIEModels(
+        generator, formation, with_precision(recognition_net, precision), with_precision(perceptual_net, precision)
+    )
 
 
 def _device(models: pie.PIEModels) -> torch.device:
@@ -164,8 +183,10 @@ def _to_generator_input(image: torch.Tensor, input_name: str, device: torch.devi
     """ComfyUI IMAGE (B,H,W,3) [0,1] square crops -> (B,3,H,W) [-1,1]."""
     check_image(image, input_name)
     if image.shape[1] != image.shape[2]:
-        raise ValueError(f"'{input_name}' must be square face crops (Align and Crop Faces, ffhq); got "
-                         f"{image.shape[2]}x{image.shape[1]}")
+        raise ValueError(
+            f"'{input_name}' must be square face crops (Align and Crop Faces, ffhq); got "
+            f"{image.shape[2]}x{image.shape[1]}"
+        )
     return image_to_signed(image, device)
 
 
@@ -198,8 +219,10 @@ class _Progress:
 def _check_generator(latent: PIELatent, stylegan: StyleGANHandle) -> None:
     key = stylegan.info.get("path", "")
     if latent.generator_key != key:
-        raise ValueError(f"'pie_latent' was embedded with {Path(latent.generator_key).name} but 'stylegan' is "
-                         f"{Path(key).name}; use the same generator for embedding, editing and decoding")
+        raise ValueError(
+            f"'pie_latent' was embedded with {Path(latent.generator_key).name} but 'stylegan' is "
+            f"{Path(key).name}; use the same generator for embedding, editing and decoding"
+        )
 
 
 # ----------------------------------------------------------------------------- nodes
@@ -213,14 +236,25 @@ class LoadStyleGAN2(FaceControlNode):
             display_name="Load StyleGAN2",
             category="FaceControl/PIE",
             description="A StyleGAN2 generator from models/stylegan2: rosinality .pt or NVlabs .pkl of "
-                        "stylegan2-ada-pytorch or stylegan3's StyleGAN2 (read without running the pickle's code).",
-            inputs=[io.Combo.Input("generator", options=folder_paths.get_filename_list("stylegan2")),
-                    io.Combo.Input("precision", options=list(PRECISIONS), default="fp32", optional=True,
-                                   tooltip="bf16: the generator, VGG-16 and the recognition network run under bf16 "
-                                           "autocast (latents, energies and the optimiser stay fp32)"),
-                    io.Boolean.Input("gradient_checkpointing", default=False, optional=True,
-                                     tooltip="recompute the generator's activations in the backward pass: far less "
-                                             "memory at 1024 px for a slower step")],
+            "stylegan2-ada-pytorch or stylegan3's StyleGAN2 (read without running the pickle's code).",
+            inputs=[
+                io.Combo.Input("generator", options=folder_paths.get_filename_list("stylegan2")),
+                io.Combo.Input(
+                    "precision",
+                    options=list(PRECISIONS),
+                    default="fp32",
+                    optional=True,
+                    tooltip="bf16: the generator, VGG-16 and the recognition network run under bf16 "
+                    "autocast (latents, energies and the optimiser stay fp32)",
+                ),
+                io.Boolean.Input(
+                    "gradient_checkpointing",
+                    default=False,
+                    optional=True,
+                    tooltip="recompute the generator's activations in the backward pass: far less "
+                    "memory at 1024 px for a slower step",
+                ),
+            ],
             outputs=[STYLEGAN.Output(display_name="stylegan")],
         )
 
@@ -259,37 +293,49 @@ def _rignet_module(handle: RigNetHandle | None, models: pie.PIEModels):
     rignet = loaded_model(handle.patcher)
     generator, formation = models.generator, models.formation
     if (rignet.num_ws, rignet.w_dim) != (generator.num_ws, generator.w_dim):
-        raise ValueError(f"'rignet' was trained for W+ of {rignet.num_ws}x{rignet.w_dim} but the generator has "
-                         f"{generator.num_ws}x{generator.w_dim}")
+        raise ValueError(
+            f"'rignet' was trained for W+ of {rignet.num_ws}x{rignet.w_dim} but the generator has "
+            f"{generator.num_ws}x{generator.w_dim}"
+        )
     wrong = {tau: dim for tau, dim in rignet.tau_dims.items() if formation.tau_dims.get(tau) != dim}
     if wrong:
-        raise ValueError(f"'rignet' was trained with parameter sizes {rignet.tau_dims}, but the face model "
-                         f"{formation.name} has {formation.tau_dims}; train a RigNet for this face model "
-                         f"(scripts/train_rignet.py --face-model {formation.name})")
+        raise ValueError(
+            f"'rignet' was trained with parameter sizes {rignet.tau_dims}, but the face model "
+            f"{formation.name} has {formation.tau_dims}; train a RigNet for this face model "
+            f"(scripts/train_rignet.py --face-model {formation.name})"
+        )
     return rignet
 
 
 WEIGHT_INPUTS = [
-    ("l2", 1.0, "E_synth: pixel L2 weight"), ("perceptual", 1.0, "E_synth: VGG-16 perceptual weight"),
-    ("identity", 1.0, "E_identity: w = RigNet(w, theta_w)"), ("edit", 1.0, "E_edit: RigNet edits take v's parameters"),
+    ("l2", 1.0, "E_synth: pixel L2 weight"),
+    ("perceptual", 1.0, "E_synth: VGG-16 perceptual weight"),
+    ("identity", 1.0, "E_identity: w = RigNet(w, theta_w)"),
+    ("edit", 1.0, "E_edit: RigNet edits take v's parameters"),
     ("invariance", 1.0, "E_invariance: RigNet edits keep the other parameters"),
     ("recognition", 0.1, "E_recognition: IR-SE50 identity of I_w"),
     ("recognition_edit", 0.1, "E_recognition: IR-SE50 identity of the RigNet edits"),
-    ("photo", 1.0, "l(I, theta): photometric weight"), ("landmark", 10.0, "l(I, theta): landmark weight"),
+    ("photo", 1.0, "l(I, theta): photometric weight"),
+    ("landmark", 10.0, "l(I, theta): landmark weight"),
 ]
 DIRECT_WEIGHT_INPUTS = [
-    ("tau_weight", 10.0, "the edited groups reach their target"), ("keep_weight", 1.0, "the other parameters stay"),
+    ("tau_weight", 10.0, "the edited groups reach their target"),
+    ("keep_weight", 1.0, "the other parameters stay"),
     ("image_weight", 1.0, "the face renders like the target parameters"),
     ("recognition_weight", 0.1, "IR-SE50 identity stays (0: IR-SE50 is not loaded)"),
     ("latent_weight", 0.1, "the latent stays near the embedding"),
 ]
-OPTIMIZER_TIP = ("adam (default: the step counts and rates here were tuned with it) or adadelta (PIE's optimiser; "
-                 "its lr is a multiplier, about 1)")
+OPTIMIZER_TIP = (
+    "adam (default: the step counts and rates here were tuned with it) or adadelta (PIE's optimiser; "
+    "its lr is a multiplier, about 1)"
+)
 
 
 def _optimizer_input(default_lr: float) -> list:
-    return [io.Float.Input("lr", default=default_lr, min=1e-5, max=10.0, step=0.001),
-            io.Combo.Input("optimizer", options=list(pie.OPTIMIZERS), default="adam", tooltip=OPTIMIZER_TIP)]
+    return [
+        io.Float.Input("lr", default=default_lr, min=1e-5, max=10.0, step=0.001),
+        io.Combo.Input("optimizer", options=list(pie.OPTIMIZERS), default="adam", tooltip=OPTIMIZER_TIP),
+    ]
 
 
 class PIEEmbedSettings(FaceControlNode):
@@ -300,13 +346,15 @@ class PIEEmbedSettings(FaceControlNode):
             display_name="PIE Embed Settings",
             category="FaceControl/PIE",
             description="Optimiser and energy settings for PIE Embed (without this node PIE Embed uses these defaults: "
-                        "PIE's 2000 W + 1000 W+ steps and the pack's energy weights).",
+            "PIE's 2000 W + 1000 W+ steps and the pack's energy weights).",
             inputs=[
                 io.Int.Input("steps_w", default=2000, min=0, max=100000, tooltip="steps in W (PIE: 2000)"),
                 io.Int.Input("steps_wplus", default=1000, min=0, max=100000, tooltip="steps in W+ (PIE: 1000)"),
                 *_optimizer_input(0.01),
-                *[io.Float.Input(name, default=value, min=0.0, max=1000.0, step=0.01, tooltip=tip)
-                  for name, value, tip in WEIGHT_INPUTS],
+                *[
+                    io.Float.Input(name, default=value, min=0.0, max=1000.0, step=0.01, tooltip=tip)
+                    for name, value, tip in WEIGHT_INPUTS
+                ],
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="draws the random v of E_edit"),
                 io.Int.Input("chunk", default=4, min=0, max=1024, tooltip="portraits optimised together (0: all)"),
             ],
@@ -317,8 +365,17 @@ class PIEEmbedSettings(FaceControlNode):
     def execute(cls, steps_w, steps_wplus, lr, optimizer, seed, chunk, **weights) -> io.NodeOutput:
         if steps_w + steps_wplus <= 0:
             raise ValueError("'steps_w' + 'steps_wplus' must be at least 1")
-        return io.NodeOutput(pie.EmbedConfig(steps_w=steps_w, steps_wplus=steps_wplus, lr=lr, optimizer=optimizer,
-                                             seed=seed, chunk=chunk, weights=pie.PIEWeights(**weights)))
+        return io.NodeOutput(
+            pie.EmbedConfig(
+                steps_w=steps_w,
+                steps_wplus=steps_wplus,
+                lr=lr,
+                optimizer=optimizer,
+                seed=seed,
+                chunk=chunk,
+                weights=pie.PIEWeights(**weights),
+            )
+        )
 
 
 class PIEEditSettings(FaceControlNode):
@@ -329,10 +386,15 @@ class PIEEditSettings(FaceControlNode):
             display_name="PIE Edit Settings",
             category="FaceControl/PIE",
             description="Direct-mode settings for PIE Edit (steps, optimiser, weights); without it PIE Edit uses "
-                        "these defaults.",
-            inputs=[io.Int.Input("steps", default=100, min=1, max=10000), *_optimizer_input(0.01),
-                    *[io.Float.Input(name, default=value, min=0.0, max=1000.0, step=0.01, tooltip=tip)
-                      for name, value, tip in DIRECT_WEIGHT_INPUTS]],
+            "these defaults.",
+            inputs=[
+                io.Int.Input("steps", default=100, min=1, max=10000),
+                *_optimizer_input(0.01),
+                *[
+                    io.Float.Input(name, default=value, min=0.0, max=1000.0, step=0.01, tooltip=tip)
+                    for name, value, tip in DIRECT_WEIGHT_INPUTS
+                ],
+            ],
             outputs=[PIE_EDIT_SETTINGS.Output(display_name="settings")],
         )
 
@@ -349,82 +411,143 @@ class PIEEmbed(FaceControlNode):
             display_name="PIE Embed",
             category="FaceControl/PIE",
             description="Finds the StyleGAN2 latent of each face crop by minimising PIE's energy, first in W, then "
-                        "in W+. Without a RigNet only E_synth and E_recognition apply. Shows the current face as "
-                        "preview. Steps, optimiser and weights come from PIE Embed Settings (defaults without it).",
+            "in W+. Without a RigNet only E_synth and E_recognition apply. Shows the current face as "
+            "preview. Steps, optimiser and weights come from PIE Embed Settings (defaults without it).",
             inputs=[
                 STYLEGAN.Input("stylegan"),
                 io.Image.Input("crops", tooltip="FFHQ face crops (Align and Crop Faces, convention ffhq)"),
                 RIGNET.Input("rignet", optional=True),
-                io.Combo.Input("face_model", options=list(FACE_MODELS), default="ict_facekit", optional=True,
-                               tooltip="3DMM of the image loss: the open ICT-FaceKit (default) or the BFM with "
-                                       "Deep3DFaceRecon's regressor (epoch_20.pth, BFM_model_front.mat). "
-                                       "PIE Edit uses the same one."),
+                io.Combo.Input(
+                    "face_model",
+                    options=list(FACE_MODELS),
+                    default="ict_facekit",
+                    optional=True,
+                    tooltip="3DMM of the image loss: the open ICT-FaceKit (default) or the BFM with "
+                    "Deep3DFaceRecon's regressor (epoch_20.pth, BFM_model_front.mat). "
+                    "PIE Edit uses the same one.",
+                ),
                 PIE_EMBED_SETTINGS.Input("settings", optional=True),
-                io.Int.Input("preview_every", default=25, min=0, max=10000, optional=True,
-                             tooltip="steps between previews (0: none)"),
+                io.Int.Input(
+                    "preview_every",
+                    default=25,
+                    min=0,
+                    max=10000,
+                    optional=True,
+                    tooltip="steps between previews (0: none)",
+                ),
             ],
-            outputs=[PIE_LATENT.Output(display_name="pie_latent"), io.Image.Output(display_name="reconstruction"),
-                     io.String.Output(display_name="log")],
+            outputs=[
+                PIE_LATENT.Output(display_name="pie_latent"),
+                io.Image.Output(display_name="reconstruction"),
+                io.String.Output(display_name="log"),
+            ],
         )
 
     @classmethod
-    def execute(cls, stylegan, crops, rignet=None, face_model="ict_facekit", settings=None,
-                preview_every=25) -> io.NodeOutput:
+    def execute(
+        cls, stylegan, crops, rignet=None, face_model="ict_facekit", settings=None, preview_every=25
+    ) -> io.NodeOutput:
         with _autograd_mode():
             return cls._embed(stylegan, crops.clone(), settings or pie.EmbedConfig(), preview_every, rignet, face_model)
 
     @classmethod
     def _embed(cls, stylegan, crops, config: pie.EmbedConfig, preview_every, rignet, face_model) -> io.NodeOutput:
         weights = config.weights
-        models = pie_models(stylegan, recognition=weights.recognition > 0 or weights.recognition_edit > 0,
-                            perceptual=weights.perceptual > 0, face_model=face_model)
+        models = pie_models(
+            stylegan,
+            recognition=weights.recognition > 0 or weights.recognition_edit > 0,
+            perceptual=weights.perceptual > 0,
+            face_model=face_model,
+        )
         image = _to_generator_input(crops, "crops", _device(models))
-        result = pie.embed(models, image, config, rignet=_rignet_module(rignet, models),
-                           on_step=_Progress(preview_every))
+        result = pie.embed(
+            models, image, config, rignet=_rignet_module(rignet, models), on_step=_Progress(preview_every)
+        )
         first, last = result.history[0], result.history[-1]
         terms = [k for k in first if k not in ("stage", "tau", "total", "chunk")]
         text = "; ".join(f"E_{k} {first[k]:.4g} -> {last[k]:.4g}" for k in terms)
         log.info("PIE Embed (%d frames): %s", image.shape[0], text)
         with torch.no_grad():
             reconstruction = pie.synthesize(models.generator, result.w_plus)
-        latent = PIELatent(result.w_plus.cpu(), {k: v.cpu() for k, v in result.theta.items()}, crops.shape[1],
-                           stylegan.info.get("path", ""), result.history, face_model)
+        latent = PIELatent(
+            result.w_plus.cpu(),
+            {k: v.cpu() for k, v in result.theta.items()},
+            crops.shape[1],
+            stylegan.info.get("path", ""),
+            result.history,
+            face_model,
+        )
         return io.NodeOutput(latent, _to_comfy_image(reconstruction, crops.shape[1]), text)
 
 
-LIGHT_SLIDERS = {"light_intensity": "intensity", "light_from_top": "from_top", "light_from_right": "from_right",
-                 "light_from_front": "from_front"}
+LIGHT_SLIDERS = {
+    "light_intensity": "intensity",
+    "light_from_top": "from_top",
+    "light_from_right": "from_right",
+    "light_from_front": "from_front",
+}
 
 
 class PIEEdit(FaceControlNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         slider = dict(min=-1.0, max=1.0, step=0.05, default=0.0)
-        light = dict(min=-LIGHT_LIMIT, max=LIGHT_LIMIT, step=0.02, default=0.0,
-                     tooltip="SH light offset; limited where the irradiance would go negative on the visible face")
+        light = dict(
+            min=-LIGHT_LIMIT,
+            max=LIGHT_LIMIT,
+            step=0.02,
+            default=0.0,
+            tooltip="SH light offset; limited where the irradiance would go negative on the visible face",
+        )
         return io.Schema(
             node_id="FaceControlPIEEdit",
             display_name="PIE Edit",
             category="FaceControl/PIE",
             description="Changes head pose (degrees), expression and illumination of embedded portraits, or copies "
-                        "them from a reference face, through RigNet or, without one, by optimising the latent "
-                        "directly until the regressed 3DMM parameters of the generated face match (direct mode; "
-                        "its steps and weights come from PIE Edit Settings).",
+            "them from a reference face, through RigNet or, without one, by optimising the latent "
+            "directly until the regressed 3DMM parameters of the generated face match (direct mode; "
+            "its steps and weights come from PIE Edit Settings).",
             inputs=[
                 STYLEGAN.Input("stylegan"),
                 PIE_LATENT.Input("pie_latent"),
-                io.Float.Input("yaw", default=0.0, min=-45.0, max=45.0, step=1.0, tooltip="degrees; + turns the nose to image right"),
-                io.Float.Input("pitch", default=0.0, min=-45.0, max=45.0, step=1.0, tooltip="degrees; + tilts the nose down"),
-                io.Float.Input("roll", default=0.0, min=-45.0, max=45.0, step=1.0, tooltip="degrees; + counter-clockwise in the image"),
+                io.Float.Input(
+                    "yaw",
+                    default=0.0,
+                    min=-45.0,
+                    max=45.0,
+                    step=1.0,
+                    tooltip="degrees; + turns the nose to image right",
+                ),
+                io.Float.Input(
+                    "pitch", default=0.0, min=-45.0, max=45.0, step=1.0, tooltip="degrees; + tilts the nose down"
+                ),
+                io.Float.Input(
+                    "roll",
+                    default=0.0,
+                    min=-45.0,
+                    max=45.0,
+                    step=1.0,
+                    tooltip="degrees; + counter-clockwise in the image",
+                ),
                 *[io.Float.Input(name, **slider) for name in pie.EXPRESSION_SLIDERS],
                 *[io.Float.Input(name, **light) for name in LIGHT_SLIDERS],
-                io.Combo.Input("mode", options=list(pie.EDIT_MODES), default="auto", optional=True,
-                               tooltip="auto: RigNet when one is connected for this face model and the edited "
-                                       "groups, direct otherwise; the report says which ran"),
+                io.Combo.Input(
+                    "mode",
+                    options=list(pie.EDIT_MODES),
+                    default="auto",
+                    optional=True,
+                    tooltip="auto: RigNet when one is connected for this face model and the edited "
+                    "groups, direct otherwise; the report says which ran",
+                ),
                 RIGNET.Input("rignet", optional=True),
                 io.Image.Input("reference", optional=True, tooltip="FFHQ crop of a reference face"),
-                io.Combo.Input("reference_groups", options=list(REFERENCE_GROUPS), default="none", optional=True,
-                               tooltip="which parameters to take from 'reference'"),
+                io.Combo.Input(
+                    "reference_groups",
+                    options=list(REFERENCE_GROUPS),
+                    default="none",
+                    optional=True,
+                    tooltip="which parameters to take from 'reference'",
+                ),
                 PIE_EDIT_SETTINGS.Input("settings", optional=True),
                 io.Int.Input("preview_every", default=10, min=0, max=10000, optional=True),
             ],
@@ -432,15 +555,35 @@ class PIEEdit(FaceControlNode):
         )
 
     @classmethod
-    def execute(cls, stylegan, pie_latent: PIELatent, mode="auto", rignet=None, reference=None,
-                reference_groups="none", settings=None, preview_every=10, **sliders) -> io.NodeOutput:
+    def execute(
+        cls,
+        stylegan,
+        pie_latent: PIELatent,
+        mode="auto",
+        rignet=None,
+        reference=None,
+        reference_groups="none",
+        settings=None,
+        preview_every=10,
+        **sliders,
+    ) -> io.NodeOutput:
         with _autograd_mode():
-            return cls._edit(stylegan, pie_latent, mode, rignet, None if reference is None else reference.clone(),
-                             reference_groups, settings, preview_every, sliders)
+            return cls._edit(
+                stylegan,
+                pie_latent,
+                mode,
+                rignet,
+                None if reference is None else reference.clone(),
+                reference_groups,
+                settings,
+                preview_every,
+                sliders,
+            )
 
     @classmethod
-    def _edit(cls, stylegan, pie_latent, mode, rignet, reference, reference_groups, settings, preview_every,
-              sliders) -> io.NodeOutput:
+    def _edit(
+        cls, stylegan, pie_latent, mode, rignet, reference, reference_groups, settings, preview_every, sliders
+    ) -> io.NodeOutput:
         _check_generator(pie_latent, stylegan)
         groups = REFERENCE_GROUPS[reference_groups]
         if groups and reference is None:
@@ -448,15 +591,28 @@ class PIEEdit(FaceControlNode):
         if mode == "rignet" and rignet is None:
             raise ValueError("'mode' is rignet but no 'rignet' is connected; load one or use mode auto or direct")
         config = settings or pie.DirectEditConfig()
-        models = pie_models(stylegan, recognition=config.recognition_weight > 0, perceptual=False,
-                            face_model=pie_latent.face_model)
+        models = pie_models(
+            stylegan, recognition=config.recognition_weight > 0, perceptual=False, face_model=pie_latent.face_model
+        )
         device = _device(models)
-        request = pie.EditRequest(sliders["yaw"], sliders["pitch"], sliders["roll"],
-                                  {name: sliders[name] for name in pie.EXPRESSION_SLIDERS},
-                                  {axis: sliders[name] for name, axis in LIGHT_SLIDERS.items()}, groups,
-                                  _reference_theta(models, reference, device) if groups else None)
-        outcome = pie.run_edit(models, pie_latent.w_plus.clone().to(device), request, mode,
-                               _rignet_module(rignet, models), config, on_step=_Progress(preview_every))
+        request = pie.EditRequest(
+            sliders["yaw"],
+            sliders["pitch"],
+            sliders["roll"],
+            {name: sliders[name] for name in pie.EXPRESSION_SLIDERS},
+            {axis: sliders[name] for name, axis in LIGHT_SLIDERS.items()},
+            groups,
+            _reference_theta(models, reference, device) if groups else None,
+        )
+        outcome = pie.run_edit(
+            models,
+            pie_latent.w_plus.clone().to(device),
+            request,
+            mode,
+            _rignet_module(rignet, models),
+            config,
+            on_step=_Progress(preview_every),
+        )
         log.info("PIE Edit: %s", outcome.report)
         return io.NodeOutput(replace(pie_latent, w_plus=outcome.w_plus.cpu()), outcome.report)
 
@@ -476,8 +632,11 @@ class PIEDecode(FaceControlNode):
             display_name="PIE Decode",
             category="FaceControl/PIE",
             description="Generates the faces of a PIE_LATENT, resized to the embedded crops' size for Paste Faces Back.",
-            inputs=[STYLEGAN.Input("stylegan"), PIE_LATENT.Input("pie_latent"),
-                    io.Int.Input("size", default=0, min=0, max=4096, tooltip="output size; 0 = the embedded crops' size")],
+            inputs=[
+                STYLEGAN.Input("stylegan"),
+                PIE_LATENT.Input("pie_latent"),
+                io.Int.Input("size", default=0, min=0, max=4096, tooltip="output size; 0 = the embedded crops' size"),
+            ],
             outputs=[io.Image.Output(display_name="image")],
         )
 
@@ -492,7 +651,7 @@ class PIEDecode(FaceControlNode):
         with torch.inference_mode(False), torch.no_grad():
             for i in range(len(pie_latent)):
                 check_interrupted()
-                out.append(pie.synthesize(generator, pie_latent.w_plus[i:i + 1].to(device)))
+                out.append(pie.synthesize(generator, pie_latent.w_plus[i : i + 1].to(device)))
         return io.NodeOutput(_to_comfy_image(torch.cat(out), size or pie_latent.crop_size))
 
 

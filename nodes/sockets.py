@@ -6,6 +6,7 @@ payload): the frontend only lets equal type names connect, so a core socket can 
 Convention: the socket objects are UPPER_CASE, named like their type without the prefix; the Python
 classes they carry are CamelCase and live with the code that makes them (face/, pipelines/, nodes/).
 """
+
 from __future__ import annotations
 
 import importlib

@@ -1,5 +1,6 @@
 """Face-Adapter's Spatial Condition Generator as nodes: 3DMM fit, recombination, landmark projection,
 adapting-area mask and spatial control. All work on batches (a video is one frame per item)."""
+
 from __future__ import annotations
 
 import logging
@@ -8,19 +9,39 @@ import numpy as np
 import torch
 from comfy_api.latest import io
 
+from .. import model_names as names
 from ..face import adapting_mask
 from ..face import face3dmm as f3
 from ..face.align import warp_one
+from ..face.image import image_to_signed, uint8_to_signed
 from ..face.types import FaceCrop as FaceCropData
 from ..face.types import FaceSet, apply_affine
 from ..model_files import ModelFileNotFound
-from .. import model_names as names
-from ..face.image import image_to_signed, uint8_to_signed
 from .checks import FaceControlNode
-from .face_nodes import files_stamp, in_network_dtype
-from .face_nodes import AUTHORS_CHAIN, AuthorsChain, authors_crop_chain, chain_256_crops, chain_input, crop_chain, model_present
-from .common import (cached_object, cached_patcher, check_batch, check_image, check_same_frames, image_to_uint8,
-                     images_with_mask, loaded_model, mask_batch, progress, resolve_model)
+from .common import (
+    cached_object,
+    cached_patcher,
+    check_batch,
+    check_image,
+    check_same_frames,
+    image_to_uint8,
+    images_with_mask,
+    loaded_model,
+    mask_batch,
+    progress,
+    resolve_model,
+)
+from .face_nodes import (
+    AUTHORS_CHAIN,
+    AuthorsChain,
+    authors_crop_chain,
+    chain_256_crops,
+    chain_input,
+    crop_chain,
+    files_stamp,
+    in_network_dtype,
+    model_present,
+)
 from .sockets import FACE_3DMM, FACE_CROP, FACE_LANDMARKS, FACES
 
 log = logging.getLogger("facecontrol")
@@ -31,8 +52,9 @@ REGRESSOR_BATCH = 16
 def _check_faces_match(frames: np.ndarray, faces: FaceSet, image_name: str, faces_name: str) -> None:
     check_same_frames(frames, faces, image_name, faces_name)
     if len(faces) == 1 and len(frames) > 1:
-        raise ValueError(f"'{faces_name}' holds one face for {len(frames)} frames of '{image_name}': "
-                         "detect faces on the same frames")
+        raise ValueError(
+            f"'{faces_name}' holds one face for {len(frames)} frames of '{image_name}': detect faces on the same frames"
+        )
 
 
 class Fit3DMM(FaceControlNode):
@@ -43,19 +65,33 @@ class Fit3DMM(FaceControlNode):
             display_name="Fit 3DMM",
             category="FaceControl/3dmm",
             description="Per-frame 3DMM coefficients of the detected face. ict_facekit (default, MIT, no download) fits "
-                        "the open ICT-FaceKit model to the 68 landmarks, gaze from mediapipe's irises. bfm_d3dfr is "
-                        "Face-Adapter's own: the d3dfr regressor on the 256 ArcFace crop and the BFM (needs "
-                        "d3dfr_res50_nofc.pth and BFM_model_front.mat).",
+            "the open ICT-FaceKit model to the 68 landmarks, gaze from mediapipe's irises. bfm_d3dfr is "
+            "Face-Adapter's own: the d3dfr regressor on the 256 ArcFace crop and the BFM (needs "
+            "d3dfr_res50_nofc.pth and BFM_model_front.mat).",
             inputs=[
                 io.Image.Input("images", tooltip="the frames the faces were detected on"),
                 FACES.Input("faces"),
-                io.Combo.Input("backend", options=list(FIT_BACKENDS), default="auto",
-                               tooltip="auto: bfm_d3dfr (the authors') when d3dfr_res50_nofc.pth and "
-                                       "BFM_model_front.mat are present, else ict_facekit. backend_used names what ran."),
-                io.Combo.Input("identity", options=["per frame", "shared over frames"], default="per frame",
-                               tooltip="a video of one person: one identity for all frames"),
-                io.Float.Input("smooth_sigma", default=0.0, min=0.0, max=20.0, step=0.1,
-                               tooltip="video: Gaussian smoothing of pose, expression and gaze over frames (0 = off)"),
+                io.Combo.Input(
+                    "backend",
+                    options=list(FIT_BACKENDS),
+                    default="auto",
+                    tooltip="auto: bfm_d3dfr (the authors') when d3dfr_res50_nofc.pth and "
+                    "BFM_model_front.mat are present, else ict_facekit. backend_used names what ran.",
+                ),
+                io.Combo.Input(
+                    "identity",
+                    options=["per frame", "shared over frames"],
+                    default="per frame",
+                    tooltip="a video of one person: one identity for all frames",
+                ),
+                io.Float.Input(
+                    "smooth_sigma",
+                    default=0.0,
+                    min=0.0,
+                    max=20.0,
+                    step=0.1,
+                    tooltip="video: Gaussian smoothing of pose, expression and gaze over frames (0 = off)",
+                ),
                 chain_input(),
             ],
             outputs=[FACE_3DMM.Output(display_name="face_3dmm"), io.String.Output(display_name="backend_used")],
@@ -109,12 +145,20 @@ def fit_ict_backend(faces: FaceSet, shared: bool, smooth_sigma: float, canvas: n
 
     model = cached_object(resolve_model(names.ICT_LANDMARK_MODEL), load_ict_model)
     iterations = 10
-    return f3.fit_ict(faces, model, shared_identity=shared, smooth_sigma=smooth_sigma, iterations=iterations,
-                      on_iteration=progress(iterations), canvas=canvas)
+    return f3.fit_ict(
+        faces,
+        model,
+        shared_identity=shared,
+        smooth_sigma=smooth_sigma,
+        iterations=iterations,
+        on_iteration=progress(iterations),
+        canvas=canvas,
+    )
 
 
-def fit_bfm_backend(frames: np.ndarray, faces: FaceSet, shared: bool, smooth_sigma: float,
-                    chain: AuthorsChain | None = None) -> f3.Face3DMM:
+def fit_bfm_backend(
+    frames: np.ndarray, faces: FaceSet, shared: bool, smooth_sigma: float, chain: AuthorsChain | None = None
+) -> f3.Face3DMM:
     from ..face.bfm import BFMProjector
     from ..models.d3dfr import load_d3dfr
 
@@ -132,13 +176,12 @@ def fit_bfm_backend(frames: np.ndarray, faces: FaceSet, shared: bool, smooth_sig
         if all_crops is None:
             crops = np.stack([warp_one(frames[i], canvas[i], f3.CANVAS_SIZE) for i in idx])
         else:
-            crops = all_crops[idx.start:idx.stop]
+            crops = all_crops[idx.start : idx.stop]
         x = uint8_to_signed(crops)  # [-1,1] RGB
         with torch.no_grad():
             outputs.append(regressor(x.to(device, dtype)).float().cpu())
         tick(idx[-1])
-    return f3.bfm_from_regressor(torch.cat(outputs), canvas, tuple(faces.image_size), projector,
-                                 smooth_sigma, shared)
+    return f3.bfm_from_regressor(torch.cat(outputs), canvas, tuple(faces.image_size), projector, smooth_sigma, shared)
 
 
 class Recombine3DMM(FaceControlNode):
@@ -149,13 +192,16 @@ class Recombine3DMM(FaceControlNode):
             display_name="Recombine 3DMM",
             category="FaceControl/3dmm",
             description="The source's face shape (identity) with the driver's motion. The default is Face-Adapter's: "
-                        "everything from the driver except the identity-shape coefficients. 'pose only' keeps the "
-                        "source's expression and gaze; 'expression and gaze only' keeps the source's head pose.",
+            "everything from the driver except the identity-shape coefficients. 'pose only' keeps the "
+            "source's expression and gaze; 'expression and gaze only' keeps the source's head pose.",
             inputs=[
                 FACE_3DMM.Input("source", tooltip="whose face shape to keep (one frame, or one per driver frame)"),
                 FACE_3DMM.Input("driver", tooltip="whose motion to take (a photo or a video)"),
-                io.Combo.Input("take_from_driver", options=list(f3.RECOMBINE_MODES),
-                               default="expression, pose and gaze (Face-Adapter)"),
+                io.Combo.Input(
+                    "take_from_driver",
+                    options=list(f3.RECOMBINE_MODES),
+                    default="expression, pose and gaze (Face-Adapter)",
+                ),
             ],
             outputs=[FACE_3DMM.Output(display_name="face_3dmm")],
         )
@@ -173,8 +219,8 @@ class ProjectLandmarks(FaceControlNode):
             display_name="Project 3DMM Landmarks",
             category="FaceControl/3dmm",
             description="Face-Adapter's 70-point control image: the 68 projected landmarks and 2 gaze points as "
-                        "rainbow dots (radius 2) on a black 256 canvas, warped into the crop with the pose frame's "
-                        "512->256 transform. Also outputs the 70 points in crop pixels.",
+            "rainbow dots (radius 2) on a black 256 canvas, warped into the crop with the pose frame's "
+            "512->256 transform. Also outputs the 70 points in crop pixels.",
             inputs=[
                 FACE_3DMM.Input("face_3dmm"),
                 FACE_CROP.Input("crop", tooltip="the crop to draw into: the driver's faceadapter512 crop"),
@@ -185,9 +231,11 @@ class ProjectLandmarks(FaceControlNode):
     @classmethod
     def execute(cls, face_3dmm: f3.Face3DMM, crop: FaceCropData) -> io.NodeOutput:
         if tuple(crop.image_size) != tuple(face_3dmm.image_size):
-            raise ValueError(f"'crop' was made on {crop.image_size[1]}x{crop.image_size[0]} frames but the pose in "
-                             f"'face_3dmm' comes from {face_3dmm.image_size[1]}x{face_3dmm.image_size[0]} frames: "
-                             "use the crop of the frames the pose comes from (the driver's)")
+            raise ValueError(
+                f"'crop' was made on {crop.image_size[1]}x{crop.image_size[0]} frames but the pose in "
+                f"'face_3dmm' comes from {face_3dmm.image_size[1]}x{face_3dmm.image_size[0]} frames: "
+                "use the crop of the frames the pose comes from (the driver's)"
+            )
         check_batch(len(face_3dmm), len(crop), "face_3dmm", "crop")
         tick = progress(1)
         images, points = f3.project_into_crop(face_3dmm, crop.forward, crop.crop_size, crop.convention)
@@ -203,10 +251,10 @@ class AdaptingMask(FaceControlNode):
             display_name="Adapting-Area Mask",
             category="FaceControl/3dmm",
             description="Where the generator may change the crop. reenactment: Face-Adapter's Adapting Area Predictor "
-                        "(net_seg_res18.pth). swap: BiSeNet face parsing of the target (79999_iter.pth) with "
-                        "Face-Adapter's class sets, dilations 65 and 5, and glasses/earrings/necklace/hat removed. "
-                        "geometric: no network, the union of the base's and the driver's face regions from "
-                        "landmarks, dilated. auto uses the network when its file is present, else geometric.",
+            "(net_seg_res18.pth). swap: BiSeNet face parsing of the target (79999_iter.pth) with "
+            "Face-Adapter's class sets, dilations 65 and 5, and glasses/earrings/necklace/hat removed. "
+            "geometric: no network, the union of the base's and the driver's face regions from "
+            "landmarks, dilated. auto uses the network when its file is present, else geometric.",
             inputs=[
                 io.Combo.Input("mode", options=["reenactment", "swap"], default="reenactment"),
                 io.Combo.Input("method", options=["auto", "network", "geometric"], default="auto"),
@@ -215,17 +263,35 @@ class AdaptingMask(FaceControlNode):
                 FACE_LANDMARKS.Input("landmarks", tooltip="from Project 3DMM Landmarks"),
                 FACES.Input("base_faces", optional=True, tooltip="geometric: the faces the base crops were made from"),
                 FACE_CROP.Input("base_crop", optional=True, tooltip="geometric: the base crops' FACE_CROP"),
-                io.Int.Input("dilation", default=33, min=1, max=255, step=2, optional=True,
-                             tooltip="geometric: dilation in crop pixels"),
-                io.Combo.Input("bisenet_input", options=["authors ([-1,1])", "imagenet"], default="authors ([-1,1])",
-                               optional=True, tooltip="swap: Face-Adapter feeds BiSeNet [-1,1] pixels although it was "
-                                                      "trained on ImageNet-normalised ones; 'imagenet' corrects that"),
-                io.Mask.Input("swap_mask", optional=True,
-                              tooltip="swap: your own adapting-area MASK (512, crop space); used as given"),
-                io.Image.Input("swap_labels", optional=True,
-                               tooltip="swap: a precomputed parsing-label image in the authors' coding (their "
-                                       "tgt/mask/<name>.png, label = round(pixel*20/255)), warped to the 512 crop; "
-                                       "their class sets and dilations make the mask"),
+                io.Int.Input(
+                    "dilation",
+                    default=33,
+                    min=1,
+                    max=255,
+                    step=2,
+                    optional=True,
+                    tooltip="geometric: dilation in crop pixels",
+                ),
+                io.Combo.Input(
+                    "bisenet_input",
+                    options=["authors ([-1,1])", "imagenet"],
+                    default="authors ([-1,1])",
+                    optional=True,
+                    tooltip="swap: Face-Adapter feeds BiSeNet [-1,1] pixels although it was "
+                    "trained on ImageNet-normalised ones; 'imagenet' corrects that",
+                ),
+                io.Mask.Input(
+                    "swap_mask",
+                    optional=True,
+                    tooltip="swap: your own adapting-area MASK (512, crop space); used as given",
+                ),
+                io.Image.Input(
+                    "swap_labels",
+                    optional=True,
+                    tooltip="swap: a precomputed parsing-label image in the authors' coding (their "
+                    "tgt/mask/<name>.png, label = round(pixel*20/255)), warped to the 512 crop; "
+                    "their class sets and dilations make the mask",
+                ),
             ],
             outputs=[io.Mask.Output(display_name="mask"), io.String.Output(display_name="method_used")],
         )
@@ -235,9 +301,20 @@ class AdaptingMask(FaceControlNode):
         return files_stamp([names.FA_SEG_UNET, names.FA_BISENET])
 
     @classmethod
-    def execute(cls, mode, method, base_image, landmark_image, landmarks: f3.CropLandmarks, base_faces=None,
-                base_crop=None, dilation=33, bisenet_input="authors ([-1,1])", swap_mask=None,
-                swap_labels=None) -> io.NodeOutput:
+    def execute(
+        cls,
+        mode,
+        method,
+        base_image,
+        landmark_image,
+        landmarks: f3.CropLandmarks,
+        base_faces=None,
+        base_crop=None,
+        dilation=33,
+        bisenet_input="authors ([-1,1])",
+        swap_mask=None,
+        swap_labels=None,
+    ) -> io.NodeOutput:
         check_image(base_image, "base_image")
         check_image(landmark_image, "landmark_image")
         n = max(len(base_image), len(landmark_image))
@@ -245,8 +322,10 @@ class AdaptingMask(FaceControlNode):
         check_batch(n, len(landmark_image), "frames", "landmark_image")
         check_batch(n, len(landmarks), "frames", "landmarks")
         if base_image.shape[1:3] != landmark_image.shape[1:3]:
-            raise ValueError(f"'base_image' is {base_image.shape[2]}x{base_image.shape[1]} but 'landmark_image' is "
-                             f"{landmark_image.shape[2]}x{landmark_image.shape[1]}")
+            raise ValueError(
+                f"'base_image' is {base_image.shape[2]}x{base_image.shape[1]} but 'landmark_image' is "
+                f"{landmark_image.shape[2]}x{landmark_image.shape[1]}"
+            )
         given = _given_swap_mask(mode, swap_mask, swap_labels, n, tuple(base_image.shape[1:3]))
         if given is not None:
             mask, label = given
@@ -278,8 +357,10 @@ def _given_swap_mask(mode: str, swap_mask, swap_labels, n: int, size: tuple[int,
         source = adapting_mask.swap_mask_from_label_image(swap_labels[..., 0].cpu())
         label = "precomputed labels (swap; the authors' tgt/mask coding and class sets)"
     if tuple(source.shape[1:3]) != size:
-        raise ValueError(f"the given swap mask is {source.shape[2]}x{source.shape[1]} but 'base_image' is "
-                         f"{size[1]}x{size[0]}: give it in the 512 crop")
+        raise ValueError(
+            f"the given swap mask is {source.shape[2]}x{source.shape[1]} but 'base_image' is "
+            f"{size[1]}x{size[0]}: give it in the 512 crop"
+        )
     check_batch(n, len(source), "frames", "swap mask")
     return _repeat(source, n).contiguous(), label
 
@@ -307,23 +388,31 @@ def _choose_mask_method(mode: str, method: str) -> str:
     except ModelFileNotFound:
         if method == "network":
             raise
-        log.warning("Adapting-Area Mask: %s not found, using the geometric fallback (landmark face regions)",
-                    _network_file(mode))
+        log.warning(
+            "Adapting-Area Mask: %s not found, using the geometric fallback (landmark face regions)",
+            _network_file(mode),
+        )
         return "geometric"
     return "network"
 
 
 def _geometric(base_image, landmarks: f3.CropLandmarks, base_faces, base_crop, dilation: int, n: int) -> torch.Tensor:
     if base_faces is None or base_crop is None:
-        raise ValueError("the geometric mask needs 'base_faces' and 'base_crop' (the faces and FACE_CROP the base "
-                         "crops were made from) to know where the base face is")
+        raise ValueError(
+            "the geometric mask needs 'base_faces' and 'base_crop' (the faces and FACE_CROP the base "
+            "crops were made from) to know where the base face is"
+        )
     check_batch(n, len(base_faces), "frames", "base_faces")
     check_batch(n, len(base_crop), "frames", "base_crop")
     size = base_image.shape[1]
     if base_crop.crop_size != size:
         raise ValueError(f"'base_crop' makes {base_crop.crop_size} crops but 'base_image' is {size} pixels")
-    base_lm = np.stack([apply_affine(base_crop.forward[i % len(base_crop)], base_faces.lm68("base_faces")[i % len(base_faces)])
-                        for i in range(n)])
+    base_lm = np.stack(
+        [
+            apply_affine(base_crop.forward[i % len(base_crop)], base_faces.lm68("base_faces")[i % len(base_faces)])
+            for i in range(n)
+        ]
+    )
     driver_lm = np.stack([landmarks.points[i % len(landmarks)][:68] for i in range(n)])
     return torch.from_numpy(adapting_mask.geometric_mask([base_lm, driver_lm], size, dilation))
 
@@ -379,7 +468,7 @@ class SpatialControl(FaceControlNode):
             display_name="Spatial Control Image",
             category="FaceControl/3dmm",
             description="landmarks x mask + base x (1 - mask): the Face-Adapter ControlNet's spatial condition "
-                        "(base = the source crop for reenactment, the target crop for swapping).",
+            "(base = the source crop for reenactment, the target crop for swapping).",
             inputs=[
                 io.Image.Input("landmark_image"),
                 io.Image.Input("base_image"),

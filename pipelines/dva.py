@@ -11,6 +11,7 @@ Conventions (as in the authors' code):
 Long loops report through `callback(done, total)` after every model call; raising from the
 callback (e.g. ComfyUI's interrupt) cancels the loop. Video frames are processed in chunks.
 """
+
 from __future__ import annotations
 
 import logging
@@ -62,12 +63,46 @@ ProgressCallback = Callable[[int, int], None]
 
 # CelebA attribute order of CelebAttrDataset.id_to_cls (the classifier's 40 outputs).
 CELEBA_ATTRIBUTES = (
-    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs", "Big_Lips",
-    "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows", "Chubby",
-    "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup", "High_Cheekbones", "Male",
-    "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose",
-    "Receding_Hairline", "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair",
-    "Wearing_Earrings", "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
+    "5_o_Clock_Shadow",
+    "Arched_Eyebrows",
+    "Attractive",
+    "Bags_Under_Eyes",
+    "Bald",
+    "Bangs",
+    "Big_Lips",
+    "Big_Nose",
+    "Black_Hair",
+    "Blond_Hair",
+    "Blurry",
+    "Brown_Hair",
+    "Bushy_Eyebrows",
+    "Chubby",
+    "Double_Chin",
+    "Eyeglasses",
+    "Goatee",
+    "Gray_Hair",
+    "Heavy_Makeup",
+    "High_Cheekbones",
+    "Male",
+    "Mouth_Slightly_Open",
+    "Mustache",
+    "Narrow_Eyes",
+    "No_Beard",
+    "Oval_Face",
+    "Pale_Skin",
+    "Pointy_Nose",
+    "Receding_Hairline",
+    "Rosy_Cheeks",
+    "Sideburns",
+    "Smiling",
+    "Straight_Hair",
+    "Wavy_Hair",
+    "Wearing_Earrings",
+    "Wearing_Hat",
+    "Wearing_Lipstick",
+    "Wearing_Necklace",
+    "Wearing_Necktie",
+    "Young",
 )
 
 
@@ -135,9 +170,7 @@ def evenly_spaced_timesteps(steps: int, num_timesteps: int = NUM_TRAIN_TIMESTEPS
     return sorted({round(k * stride) for k in range(steps)})
 
 
-def respace_timesteps(
-    steps: int, rule: RespacingRule = "auto", num_timesteps: int = NUM_TRAIN_TIMESTEPS
-) -> list[int]:
+def respace_timesteps(steps: int, rule: RespacingRule = "auto", num_timesteps: int = NUM_TRAIN_TIMESTEPS) -> list[int]:
     """Kept original timesteps, ascending. rule "ddim": the authors' rule (may raise);
     "even": `evenly_spaced_timesteps`; "auto": the authors' rule when it fits, else evenly spaced."""
     if rule == "ddim":
@@ -214,8 +247,11 @@ def _move_to_level(x0: torch.Tensor, eps: torch.Tensor, abar_target: float) -> t
 
 def _per_sample(values, like: torch.Tensor) -> torch.Tensor:
     # float64 schedule values rounded to float32 per sample, shaped to broadcast over (B,C,H,W)
-    return torch.tensor(np.asarray(values, dtype=np.float64), dtype=torch.float32,
-                        device=like.device).to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+    return (
+        torch.tensor(np.asarray(values, dtype=np.float64), dtype=torch.float32, device=like.device)
+        .to(like.dtype)
+        .view(-1, *([1] * (like.dim() - 1)))
+    )
 
 
 def ddim_step(
@@ -357,8 +393,9 @@ def generate_frames(
     solver: str = "ddim",
 ) -> torch.Tensor:
     """The solver's generation over N noise maps in chunks. Returns frames (N,3,H,W) in [-1,1]."""
-    return _chunked(get_solver(solver).generate, len(schedule), model, x_T, z_face, schedule, chunk_size, device,
-                    callback)
+    return _chunked(
+        get_solver(solver).generate, len(schedule), model, x_T, z_face, schedule, chunk_size, device, callback
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -475,7 +512,7 @@ class DVALatent:
 
 
 def _encoder_in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], frames, chunk_size, device) -> torch.Tensor:
-    out = [fn(frames[i:i + chunk_size].to(device)).to(frames.device) for i in range(0, len(frames), chunk_size)]
+    out = [fn(frames[i : i + chunk_size].to(device)).to(frames.device) for i in range(0, len(frames), chunk_size)]
     return torch.cat(out, dim=0)
 
 
@@ -503,8 +540,9 @@ def encode_video(
     z_lnd = _encoder_in_chunks(encoder.landmarks, frames, step, device)
     masks = _encoder_in_chunks(lambda x: encoder.face_mask(x, for_video=True), frames, step, device)
     z_id_avg = average_identity(z_id)
-    latent = DVALatent(z_id, z_id_avg, z_lnd, z_id_avg, masks, schedule.timestep_map, solver=solver,
-                       inverted_with=identity)
+    latent = DVALatent(
+        z_id, z_id_avg, z_lnd, z_id_avg, masks, schedule.timestep_map, solver=solver, inverted_with=identity
+    )
     z_face = _face_codes(encoder, latent.identity_codes(identity), z_lnd, device)
     latent.x_T = invert_frames(unet, frames, z_face, schedule, chunk_size, device, callback, solver)
     return latent
@@ -541,8 +579,9 @@ def decode_video(
     return (frames + 1) / 2
 
 
-def frames_per_chunk(free_bytes: int, model_channels: int = 128, image_size: int = 256, limit: int = 64,
-                     precision: str = "fp32") -> int:
+def frames_per_chunk(
+    free_bytes: int, model_channels: int = 128, image_size: int = 256, limit: int = 64, precision: str = "fp32"
+) -> int:
     """How many frames one UNet call may take given `free_bytes` of device memory.
 
     About 300 MB of float32 activations per 256-px frame for the released 128-channel UNet (skip

@@ -16,6 +16,7 @@
 
 At initialisation the one-step outputs equal the trajectory, so the L1 and identity terms are zero.
 """
+
 from __future__ import annotations
 
 import logging
@@ -122,8 +123,9 @@ def make_autograd_ready(module: torch.nn.Module) -> None:
     for sub in module.modules():
         for name, param in list(sub._parameters.items()):
             if param is not None and (param.is_inference() or param.requires_grad):
-                sub._parameters[name] = torch.nn.Parameter(param.detach().clone() if param.is_inference() else param.detach(),
-                                                           requires_grad=False)
+                sub._parameters[name] = torch.nn.Parameter(
+                    param.detach().clone() if param.is_inference() else param.detach(), requires_grad=False
+                )
         for name, buffer in list(sub._buffers.items()):
             if buffer is not None and buffer.is_inference():
                 sub._buffers[name] = buffer.clone()
@@ -210,13 +212,20 @@ def clip_direction_edit(
     for it in range(settings.iterations):
         optimiser.zero_grad()
         terms = clip_edit_losses(unet, encoder, state, edit_code)
-        loss = settings.clip_weight * terms["clip"] + settings.id_weight * terms["id"] + settings.l1_weight * terms["l1"]
+        loss = (
+            settings.clip_weight * terms["clip"] + settings.id_weight * terms["id"] + settings.l1_weight * terms["l1"]
+        )
         loss.backward()
         optimiser.step()
         losses.append(float(loss))
         if callback is not None:
             callback(it + 1, settings.iterations)
-    logger.info("CLIP edit '%s': loss %.4f -> %.4f over %d iterations", settings.target_text,
-                losses[0] if losses else float("nan"), losses[-1] if losses else float("nan"), settings.iterations)
+    logger.info(
+        "CLIP edit '%s': loss %.4f -> %.4f over %d iterations",
+        settings.target_text,
+        losses[0] if losses else float("nan"),
+        losses[-1] if losses else float("nan"),
+        settings.iterations,
+    )
     delta = edit_code.detach() - state.z0
     return l2_normalize(latent.current_code().to(device) + settings.scale * delta).cpu(), losses

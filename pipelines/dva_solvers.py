@@ -12,6 +12,7 @@ The same recurrence with the levels in increasing noise order inverts an image (
 DDIM inversion's T-1 calls; generation makes T calls and lands on abar = 1 as DDIM does.
 pipelines.dva.SOLVERS registers it as "dpm++2m" for encode, decode and streaming.
 """
+
 from __future__ import annotations
 
 import math

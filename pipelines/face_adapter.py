@@ -6,6 +6,7 @@ tokens from the fine-tuned CLIP ViT-H vision tower (last hidden state, before po
 crop through Image2Token; the generated crop blended with the base crop through the adapting-area mask
 feathered by a 17 max-pool then a 17 average-pool.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,8 +52,9 @@ def identity_tokens(iresnet: torch.nn.Module, id2token: torch.nn.Module, crops25
 
 
 @torch.no_grad()
-def attribute_tokens(vision_model: torch.nn.Module, image2token: torch.nn.Module,
-                     pixel_values: torch.Tensor) -> torch.Tensor:
+def attribute_tokens(
+    vision_model: torch.nn.Module, image2token: torch.nn.Module, pixel_values: torch.Tensor
+) -> torch.Tensor:
     """CLIP pixel values (B,3,224,224) -> ControlNet context (B,77,768).
 
     `vision_model` returns CLIP's last hidden state, before post_layernorm (models.face_adapter_vision).

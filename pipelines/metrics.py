@@ -23,6 +23,7 @@ reported number carries, and embeds frames on the crop it was trained on:
 3DMM errors (Face-Adapter Tables 1-2): mean Euclidean distance between D3DFR coefficients of the result and
 of the driver: expression (64), pose (the 3 rotation angles, radians) and gaze (4).
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,11 +36,30 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "ssim", "ms_ssim", "mse", "psnr", "lpips", "MS_SSIM_WEIGHTS", "SSIM_PADDINGS",
-    "fid_features", "feature_statistics", "frechet_distance", "fid",
-    "IdentityNet", "DlibChipIdentity", "IRSE50Identity", "ArcFaceIdentity", "cosine", "csim", "id_retrieval",
-    "tl_id", "tg_id", "identity_consistency",
-    "d3dfr_coefficients", "coefficient_errors", "COEFFICIENT_ERRORS",
+    "ssim",
+    "ms_ssim",
+    "mse",
+    "psnr",
+    "lpips",
+    "MS_SSIM_WEIGHTS",
+    "SSIM_PADDINGS",
+    "fid_features",
+    "feature_statistics",
+    "frechet_distance",
+    "fid",
+    "IdentityNet",
+    "DlibChipIdentity",
+    "IRSE50Identity",
+    "ArcFaceIdentity",
+    "cosine",
+    "csim",
+    "id_retrieval",
+    "tl_id",
+    "tg_id",
+    "identity_consistency",
+    "d3dfr_coefficients",
+    "coefficient_errors",
+    "COEFFICIENT_ERRORS",
     "edit_errors",
 ]
 
@@ -130,8 +150,8 @@ def lpips(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 8
     out = []
     with torch.no_grad():
         for i in range(0, len(x), batch):
-            a = x[i:i + batch].to(device).float() * 2 - 1
-            b = y[i:i + batch].to(device).float() * 2 - 1
+            a = x[i : i + batch].to(device).float() * 2 - 1
+            b = y[i : i + batch].to(device).float() * 2 - 1
             out.append(net(a, b).cpu())
     return torch.cat(out)
 
@@ -139,14 +159,15 @@ def lpips(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 8
 # ---------------------------------------------------------------- FID
 
 
-def fid_features(net: torch.nn.Module, images: torch.Tensor, batch: int = 16,
-                 on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+def fid_features(
+    net: torch.nn.Module, images: torch.Tensor, batch: int = 16, on_batch: Callable[[int], None] | None = None
+) -> np.ndarray:
     """(N,2048) float64 Inception features of [0,1] images (N,3,H,W) through a FIDInception."""
     device = next(net.parameters()).device
     out = []
     with torch.no_grad():
         for i in range(0, len(images), batch):
-            out.append(net(images[i:i + batch].to(device).float()).double().cpu().numpy())
+            out.append(net(images[i : i + batch].to(device).float()).double().cpu().numpy())
             if on_batch is not None:
                 on_batch(i)
     return np.concatenate(out) if out else np.zeros((0, 2048))
@@ -166,8 +187,9 @@ def _sqrtm(matrix: np.ndarray) -> np.ndarray:
     return linalg.sqrtm(matrix)
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = 1e-6) -> float:
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+) -> float:
     """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)), with pytorch-fid's eps offset when the product is singular."""
     diff = np.asarray(mu1, np.float64) - np.asarray(mu2, np.float64)
     covmean = _sqrtm(sigma1 @ sigma2)
@@ -196,8 +218,13 @@ class IdentityNet(Protocol):
 
     name: str
 
-    def embed(self, frames: np.ndarray, boxes: np.ndarray | None = None, lm5: np.ndarray | None = None,
-              lm68: np.ndarray | None = None) -> torch.Tensor: ...
+    def embed(
+        self,
+        frames: np.ndarray,
+        boxes: np.ndarray | None = None,
+        lm5: np.ndarray | None = None,
+        lm68: np.ndarray | None = None,
+    ) -> torch.Tensor: ...
 
 
 class DlibChipIdentity:
@@ -242,8 +269,13 @@ class DlibChipIdentity:
             out.append(np.asarray(self._dlib.get_face_chip(frame, shape, size=150, padding=0.25)))
         return np.stack(out)
 
-    def embed(self, frames: np.ndarray, boxes: np.ndarray | None = None, lm5: np.ndarray | None = None,
-              lm68: np.ndarray | None = None) -> torch.Tensor:
+    def embed(
+        self,
+        frames: np.ndarray,
+        boxes: np.ndarray | None = None,
+        lm5: np.ndarray | None = None,
+        lm68: np.ndarray | None = None,
+    ) -> torch.Tensor:
         chips = self.chips(frames, boxes)
         vectors = [np.asarray(self.net.compute_face_descriptor(np.ascontiguousarray(c))) for c in chips]
         return torch.from_numpy(np.stack(vectors)).float()
@@ -264,7 +296,7 @@ def _ffhq_crops(frames: np.ndarray, lm68: np.ndarray | None) -> np.ndarray:
 def _embed_batches(net: torch.nn.Module, x: torch.Tensor, batch: int = 8) -> torch.Tensor:
     device = next(net.parameters()).device
     with torch.no_grad():
-        return torch.cat([net(x[i:i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)])
+        return torch.cat([net(x[i : i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)])
 
 
 class IRSE50Identity:
@@ -275,8 +307,13 @@ class IRSE50Identity:
     def __init__(self, identity_net: torch.nn.Module) -> None:
         self.net = identity_net
 
-    def embed(self, frames: np.ndarray, boxes: np.ndarray | None = None, lm5: np.ndarray | None = None,
-              lm68: np.ndarray | None = None) -> torch.Tensor:
+    def embed(
+        self,
+        frames: np.ndarray,
+        boxes: np.ndarray | None = None,
+        lm5: np.ndarray | None = None,
+        lm68: np.ndarray | None = None,
+    ) -> torch.Tensor:
         from ..face.image import uint8_to_signed
 
         return _embed_batches(self.net, uint8_to_signed(_ffhq_crops(frames, lm68)))
@@ -289,8 +326,13 @@ class ArcFaceIdentity:
         self.net = iresnet
         self.name = name
 
-    def embed(self, frames: np.ndarray, boxes: np.ndarray | None = None, lm5: np.ndarray | None = None,
-              lm68: np.ndarray | None = None) -> torch.Tensor:
+    def embed(
+        self,
+        frames: np.ndarray,
+        boxes: np.ndarray | None = None,
+        lm5: np.ndarray | None = None,
+        lm68: np.ndarray | None = None,
+    ) -> torch.Tensor:
         from ..face.align import arcface_crop, warp_frames
         from ..face.image import uint8_to_signed
 
@@ -300,7 +342,7 @@ class ArcFaceIdentity:
         x = uint8_to_signed(crops)
         device = next(self.net.parameters()).device
         with torch.no_grad():
-            return torch.cat([self.net.embedding(x[i:i + 8].to(device)).float().cpu() for i in range(0, len(x), 8)])
+            return torch.cat([self.net.embedding(x[i : i + 8].to(device)).float().cpu() for i in range(0, len(x), 8)])
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -313,8 +355,9 @@ def csim(result: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     return cosine(result, source)
 
 
-def id_retrieval(queries: torch.Tensor, query_labels: Sequence, gallery: torch.Tensor,
-                 gallery_labels: Sequence) -> float:
+def id_retrieval(
+    queries: torch.Tensor, query_labels: Sequence, gallery: torch.Tensor, gallery_labels: Sequence
+) -> float:
     """Top-1 identity retrieval accuracy in percent: each query's nearest gallery face (cosine) must carry the
     query's label (the swap's source identity), as FaceShifter's FaceForensics++ protocol."""
     if len(queries) != len(query_labels) or len(gallery) != len(gallery_labels) or not len(gallery):
@@ -347,8 +390,9 @@ def tg_id(edited: torch.Tensor, original: torch.Tensor) -> float:
     return _mean_pairwise_cosine(edited) / _mean_pairwise_cosine(original)
 
 
-def identity_consistency(edited: np.ndarray, original: np.ndarray, net: IdentityNet,
-                         boxes: np.ndarray | None = None) -> dict[str, float]:
+def identity_consistency(
+    edited: np.ndarray, original: np.ndarray, net: IdentityNet, boxes: np.ndarray | None = None
+) -> dict[str, float]:
     """TL-ID and TG-ID of two equally long (N,H,W,3) uint8 crop sequences under ``net``.
 
     ``boxes``: fallback face boxes per frame (for dlib, where its detector finds no face)."""
@@ -465,8 +509,10 @@ def d3dfr_measurements(coeffs: torch.Tensor, canvas: np.ndarray) -> list[dict[st
     pose = frame_pose_degrees(parts["angle"][:, [1, 0, 2]], canvas)
     sh = parts["gamma"].view(-1, 3, 9).mean(1)
     light = torch.stack([sh[:, 0], -sh[:, 1], -sh[:, 3], sh[:, 2]], -1).numpy()
-    return [{**dict(zip(PIE_POSE, map(float, pose[i]))), **dict(zip(PIE_LIGHT, map(float, light[i])))}
-            for i in range(len(pose))]
+    return [
+        {**dict(zip(PIE_POSE, map(float, pose[i]))), **dict(zip(PIE_LIGHT, map(float, light[i])))}
+        for i in range(len(pose))
+    ]
 
 
 # ---------------------------------------------------------------- networks from the model folders

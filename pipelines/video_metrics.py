@@ -3,6 +3,7 @@
 ``identity_consistency`` here takes (N,3,H,W) [0,1] tensors and an embedder callable; ``dlib_identity`` gives
 dlib's descriptor on dlib's own chip (metrics.DlibChipIdentity), no longer on the resized crop.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -14,8 +15,17 @@ import torch
 
 from .metrics import MS_SSIM_WEIGHTS, DlibChipIdentity, ms_ssim, mse, ssim, tg_id, tl_id
 
-__all__ = ["ssim", "ms_ssim", "mse", "tl_id", "tg_id", "identity_consistency", "dlib_identity",
-           "dlib_descriptor_file", "MS_SSIM_WEIGHTS"]
+__all__ = [
+    "ssim",
+    "ms_ssim",
+    "mse",
+    "tl_id",
+    "tg_id",
+    "identity_consistency",
+    "dlib_identity",
+    "dlib_descriptor_file",
+    "MS_SSIM_WEIGHTS",
+]
 
 Embedder = Callable[[torch.Tensor], torch.Tensor]
 

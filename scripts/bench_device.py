@@ -13,6 +13,7 @@ runs fewer steps (about 2 minutes on one large GPU instead of 8).
     scripts/bench_device.sh --quick
     scripts/bench_device.sh --cpu --quick   # what CI runs (reduced size)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,9 +36,15 @@ SCRIPTS = REPO / "scripts"
 log = logging.getLogger("facecontrol.bench_device")
 
 # The released StyleGAN2 FFHQ 1024 generator's constructor arguments (NVlabs' stylegan2-ada-pytorch config).
-FFHQ_1024 = {"z_dim": 512, "c_dim": 0, "w_dim": 512, "img_resolution": 1024, "img_channels": 3,
-             "mapping_kwargs": {"num_layers": 8},
-             "synthesis_kwargs": {"channel_base": 32768, "channel_max": 512, "num_fp16_res": 4, "conv_clamp": 256}}
+FFHQ_1024 = {
+    "z_dim": 512,
+    "c_dim": 0,
+    "w_dim": 512,
+    "img_resolution": 1024,
+    "img_channels": 3,
+    "mapping_kwargs": {"num_layers": 8},
+    "synthesis_kwargs": {"channel_base": 32768, "channel_max": 512, "num_fp16_res": 4, "conv_clamp": 256},
+}
 DVA_RELEASED_CHANNELS = 128
 AUTHORS_DVA_CHUNK = 4  # the authors' scripts push 4 frames through the UNet per call
 PIE_AUTHORS_STEPS = 3000  # the paper's embedding schedule
@@ -73,8 +80,10 @@ def child_main(record_path: str, script: str, args: list[str]) -> None:
     sys.argv = [script, *args]
     start = time.perf_counter()
     runpy.run_path(script, run_name="__main__")
-    record = {"wall_s": time.perf_counter() - start,
-              "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    record = {
+        "wall_s": time.perf_counter() - start,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         record["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
@@ -99,7 +108,9 @@ def _memory(record: dict) -> dict:
 
 
 def _test_weights(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_weights_{name}", REPO / "tests" / "test_weights" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(
+        f"bench_weights_{name}", REPO / "tests" / "test_weights" / f"{name}.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -145,17 +156,34 @@ FA_LINE = re.compile(r"^\s{2}(\S+(?: decode)?)\s+([\d.]+) ms")
 
 def face_adapter(plan: Plan) -> list[Row]:
     steps = (10 if plan.quick else 25) if plan.cuda else 2
-    args = ["--size", "full" if plan.cuda else "test", "--steps", str(steps), "--repeats", "1" if plan.quick or not plan.cuda else "2",
-            "--models-dir", str(plan.workdir / "no_models")]
+    args = [
+        "--size",
+        "full" if plan.cuda else "test",
+        "--steps",
+        str(steps),
+        "--repeats",
+        "1" if plan.quick or not plan.cuda else "2",
+        "--models-dir",
+        str(plan.workdir / "no_models"),
+    ]
     if not plan.cuda:
         args.append("--cpu")
     out, record = run_bench("bench_face_adapter.py", args, plan, timeout=1800)
     stages = {m.group(1): float(m.group(2)) / 1000 for line in out.splitlines() if (m := FA_LINE.match(line))}
-    rows = [Row("Face-Adapter", stage, seconds) for stage, seconds in stages.items() if stage not in ("outside", "sampler")]
+    rows = [
+        Row("Face-Adapter", stage, seconds) for stage, seconds in stages.items() if stage not in ("outside", "sampler")
+    ]
     sampler, outside = stages["sampler"], stages["outside"]
     rows.append(Row("Face-Adapter", f"sampler ({steps} steps)", sampler, f"{steps / sampler:.2f} it/s"))
-    rows.append(Row("Face-Adapter", "outside the sampler", outside, **_memory(record),
-                    vs_authors=f"{100 * outside / sampler:.1f}% of the sampler (target < 5%)"))
+    rows.append(
+        Row(
+            "Face-Adapter",
+            "outside the sampler",
+            outside,
+            **_memory(record),
+            vs_authors=f"{100 * outside / sampler:.1f}% of the sampler (target < 5%)",
+        )
+    )
     return rows
 
 
@@ -169,24 +197,57 @@ def dva(plan: Plan) -> list[Row]:
     authors = min(AUTHORS_DVA_CHUNK, frames) if plan.cuda else 1
     results = {}
     for label, chunk in (("ours", ours), ("authors", authors)):
-        args = ["speed", "--device", plan.device, "--frames", str(frames), "--steps", str(steps), "--chunk", str(chunk),
-                "--batch-frames", str(frames), "--threads", str(os.cpu_count() if plan.cuda else 2), *checkpoint]
+        args = [
+            "speed",
+            "--device",
+            plan.device,
+            "--frames",
+            str(frames),
+            "--steps",
+            str(steps),
+            "--chunk",
+            str(chunk),
+            "--batch-frames",
+            str(frames),
+            "--threads",
+            str(os.cpu_count() if plan.cuda else 2),
+            *checkpoint,
+        ]
         out, record = run_bench("bench_dva.py", args, plan, timeout=1800)
         lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
         results[label] = (next(r for r in lines if r["bench"] == "encode_decode"), record, lines)
     ours_rec, record, lines = results["ours"]
     authors_rec = results["authors"][0]
     calls = {r["chunk"]: r["frames_per_second_per_call"] for r in lines if r["bench"] == "unet_call"}
-    rows = [Row("DVA", f"UNet call, {chunk} frame(s) a call", None, f"{fps:.2f} frames/s") for chunk, fps in sorted(calls.items())]
-    rows.append(Row("DVA", f"encode+decode, T={steps}, chunk {authors} (authors)", authors_rec["seconds"],
-                    f"{authors_rec['frames_per_second']:.3f} frames/s", **_memory(results["authors"][1])))
-    rows.append(Row("DVA", f"encode+decode, T={steps}, chunk {ours} (ours)", ours_rec["seconds"],
-                    f"{ours_rec['frames_per_second']:.3f} frames/s", **_memory(record),
-                    vs_authors=f"{authors_rec['seconds'] / max(ours_rec['seconds'], 1e-9):.2f}x the authors' chunking"))
+    rows = [
+        Row("DVA", f"UNet call, {chunk} frame(s) a call", None, f"{fps:.2f} frames/s")
+        for chunk, fps in sorted(calls.items())
+    ]
+    rows.append(
+        Row(
+            "DVA",
+            f"encode+decode, T={steps}, chunk {authors} (authors)",
+            authors_rec["seconds"],
+            f"{authors_rec['frames_per_second']:.3f} frames/s",
+            **_memory(results["authors"][1]),
+        )
+    )
+    rows.append(
+        Row(
+            "DVA",
+            f"encode+decode, T={steps}, chunk {ours} (ours)",
+            ours_rec["seconds"],
+            f"{ours_rec['frames_per_second']:.3f} frames/s",
+            **_memory(record),
+            vs_authors=f"{authors_rec['seconds'] / max(ours_rec['seconds'], 1e-9):.2f}x the authors' chunking",
+        )
+    )
     return rows
 
 
-PIE_SYNTH = re.compile(r"E_synth only \(W then W\+, (\d+) steps\): ([\d.]+) it/s.*time to E_synth <= ([\d.eE+-]+): ([\d.]+ s|not reached)")
+PIE_SYNTH = re.compile(
+    r"E_synth only \(W then W\+, (\d+) steps\): ([\d.]+) it/s.*time to E_synth <= ([\d.eE+-]+): ([\d.]+ s|not reached)"
+)
 PIE_FULL = re.compile(r"all five energies with a RigNet \((\d+) steps\): ([\d.]+) it/s")
 
 
@@ -202,11 +263,23 @@ def pie(plan: Plan) -> list[Row]:
     resolution = re.search(r"generator (\d+) px", out).group(1)
     synth_rate, full_rate = float(synth.group(2)), float(full.group(2))
     reached = synth.group(4)
-    rows = [Row("PIE", f"E_synth only, {resolution} px, {synth.group(1)} steps", int(synth.group(1)) / synth_rate,
-                f"{synth_rate:.2f} it/s", vs_authors=f"to E_synth <= {synth.group(3)}: {reached}"),
-            Row("PIE", f"all five energies, {resolution} px, {full.group(1)} steps", int(full.group(1)) / full_rate,
-                f"{full_rate:.2f} it/s", **_memory(record),
-                vs_authors=f"paper's {PIE_AUTHORS_STEPS} steps: {PIE_AUTHORS_STEPS / full_rate / 60:.1f} min")]
+    rows = [
+        Row(
+            "PIE",
+            f"E_synth only, {resolution} px, {synth.group(1)} steps",
+            int(synth.group(1)) / synth_rate,
+            f"{synth_rate:.2f} it/s",
+            vs_authors=f"to E_synth <= {synth.group(3)}: {reached}",
+        ),
+        Row(
+            "PIE",
+            f"all five energies, {resolution} px, {full.group(1)} steps",
+            int(full.group(1)) / full_rate,
+            f"{full_rate:.2f} it/s",
+            **_memory(record),
+            vs_authors=f"paper's {PIE_AUTHORS_STEPS} steps: {PIE_AUTHORS_STEPS / full_rate / 60:.1f} min",
+        ),
+    ]
     return rows
 
 
@@ -219,8 +292,18 @@ def _fmt(value, spec: str) -> str:
 
 def render(rows: list[Row], header: str) -> str:
     cols = ("paper", "stage", "seconds", "rate", "peak GPU MiB", "peak RSS MiB", "vs the authors' settings")
-    cells = [(r.bench, r.stage, _fmt(r.seconds, ".3f"), r.rate, _fmt(r.peak_gpu_mib, ".0f"), _fmt(r.peak_rss_mib, ".0f"),
-              r.vs_authors) for r in rows]
+    cells = [
+        (
+            r.bench,
+            r.stage,
+            _fmt(r.seconds, ".3f"),
+            r.rate,
+            _fmt(r.peak_gpu_mib, ".0f"),
+            _fmt(r.peak_rss_mib, ".0f"),
+            r.vs_authors,
+        )
+        for r in rows
+    ]
     lines = [header, "| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in cells]
     return "\n".join(lines)
@@ -240,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer steps: about 2 minutes on one large GPU")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU at reduced size even with a GPU")
-    parser.add_argument("--only", nargs="+", choices=["face_adapter", "dva", "pie"], default=["face_adapter", "dva", "pie"])
+    parser.add_argument(
+        "--only", nargs="+", choices=["face_adapter", "dva", "pie"], default=["face_adapter", "dva", "pie"]
+    )
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--workdir", type=Path, help="where the filled weights go (default: a temporary folder)")
     args = parser.parse_args(argv)
@@ -256,8 +341,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only:
         rows += {"face_adapter": face_adapter, "dva": dva, "pie": pie}[name](plan)
     size = "real sizes (filled weights)" if cuda else "reduced size (CI test weights)"
-    header = (f"FaceControl device benchmark on {device_name(cuda)}, torch {torch.__version__}, {size}"
-              f"{', quick' if args.quick else ''}; {time.perf_counter() - start:.0f} s in all")
+    header = (
+        f"FaceControl device benchmark on {device_name(cuda)}, torch {torch.__version__}, {size}"
+        f"{', quick' if args.quick else ''}; {time.perf_counter() - start:.0f} s in all"
+    )
     print(render(rows, header))
     if args.json:
         args.json.write_text(json.dumps({"header": header, "rows": [asdict(r) for r in rows]}, indent=1))

@@ -8,6 +8,7 @@ Weights: --checkpoint PATH (the released epoch=51-step=1000000.ckpt), else the t
 tests/test_weights/dva.py (filled values, released encoders, 32-channel UNet in the released layout)
 written into a temporary folder. Frames are carphone's FFHQ crops (recon) or synthetic (memory, speed).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,20 +75,45 @@ def memory_one(args) -> None:
     start = time.perf_counter()
     frames_out = 0
     read = lambda a, b: synthetic_frames(a, b, args.size)  # noqa: E731
-    for _, out, _ in dva.stream_edit_video(unet, encoder, read, args.frames[0], schedule,
-                                           chunk_size=args.chunk, device=args.device):
+    for _, out, _ in dva.stream_edit_video(
+        unet, encoder, read, args.frames[0], schedule, chunk_size=args.chunk, device=args.device
+    ):
         frames_out += len(out)  # a real consumer would write the chunk to a video file here
-    emit({"bench": "memory", "mode": "stream", "frames": frames_out, "size": args.size, "steps": len(schedule),
-          "chunk": args.chunk, "threads": args.threads,
-          "peak_rss_mb": round(peak_rss_mb(), 1), "rss_after_load_mb": round(base, 1),
-          "seconds": round(time.perf_counter() - start, 1)})
+    emit(
+        {
+            "bench": "memory",
+            "mode": "stream",
+            "frames": frames_out,
+            "size": args.size,
+            "steps": len(schedule),
+            "chunk": args.chunk,
+            "threads": args.threads,
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "rss_after_load_mb": round(base, 1),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+    )
 
 
 def memory(args) -> None:
     for n in args.frames:  # one process per length: ru_maxrss is a per-process high-water mark
-        cmd = [sys.executable, __file__, "memory-one", "--frames", str(n), "--steps", str(args.steps[0]),
-               "--chunk", str(args.chunk), "--device", args.device, "--threads", str(args.threads),
-               "--size", str(args.size)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "memory-one",
+            "--frames",
+            str(n),
+            "--steps",
+            str(args.steps[0]),
+            "--chunk",
+            str(args.chunk),
+            "--device",
+            args.device,
+            "--threads",
+            str(args.threads),
+            "--size",
+            str(args.size),
+        ]
         if args.checkpoint:
             cmd += ["--checkpoint", args.checkpoint]
         subprocess.run(cmd, check=True)
@@ -97,12 +123,12 @@ def memory(args) -> None:
 
 
 def carphone_crops(n: int) -> torch.Tensor:
-    from face_test_utils import mediapipe_model_path
-    from media import load_video_rgb
-
     from facecontrol.face import align
     from facecontrol.face.detect_mediapipe import MediaPipeFaceDetector
     from facecontrol.face.select import Selection, detect_face_set
+
+    from face_test_utils import mediapipe_model_path
+    from media import load_video_rgb
 
     frames = load_video_rgb("carphone_pristine.mp4", max_frames=n)
     detector = MediaPipeFaceDetector(mediapipe_model_path())
@@ -120,14 +146,24 @@ def recon(args) -> None:
         schedule = dva.DDIMSchedule.from_steps(steps)
         for solver, identity in (("ddim", "average"), ("dpm++2m", "average"), ("ddim", "per-frame")):
             start = time.perf_counter()
-            latent = dva.encode_video(unet, encoder, frames, schedule, args.chunk, args.device, identity=identity,
-                                      solver=solver)
+            latent = dva.encode_video(
+                unet, encoder, frames, schedule, args.chunk, args.device, identity=identity, solver=solver
+            )
             out = dva.decode_video(unet, encoder, latent, schedule, chunk_size=args.chunk, device=args.device)
             out = out.clamp(0, 1)
-            emit({"bench": "recon", "solver": solver, "identity": identity, "steps": len(schedule), "frames": len(frames),
-                  "mse": round(float(vm.mse(out, target).mean()), 5), "ssim": round(float(vm.ssim(out, target).mean()), 4),
-                  "ms_ssim": round(float(vm.ms_ssim(out, target).mean()), 4),
-                  "seconds": round(time.perf_counter() - start, 1)})
+            emit(
+                {
+                    "bench": "recon",
+                    "solver": solver,
+                    "identity": identity,
+                    "steps": len(schedule),
+                    "frames": len(frames),
+                    "mse": round(float(vm.mse(out, target).mean()), 5),
+                    "ssim": round(float(vm.ssim(out, target).mean()), 4),
+                    "ms_ssim": round(float(vm.ms_ssim(out, target).mean()), 4),
+                    "seconds": round(time.perf_counter() - start, 1),
+                }
+            )
 
 
 # ---------------------------------------------------------------- speed
@@ -145,10 +181,16 @@ def speed(args) -> None:
         start = time.perf_counter()
         with torch.no_grad():
             for i in range(0, n, chunk):
-                unet(frames[i:i + chunk], t[i:i + chunk], z[i:i + chunk])
+                unet(frames[i : i + chunk], t[i : i + chunk], z[i : i + chunk])
         sync(args.device)
-        emit({"bench": "unet_call", "chunk": chunk, "frames": n,
-              "frames_per_second_per_call": round(n / (time.perf_counter() - start), 3)})
+        emit(
+            {
+                "bench": "unet_call",
+                "chunk": chunk,
+                "frames": n,
+                "frames_per_second_per_call": round(n / (time.perf_counter() - start), 3),
+            }
+        )
     n = args.frames[0]
     frames = frames[:n]
     for steps in args.steps:
@@ -158,9 +200,17 @@ def speed(args) -> None:
         dva.decode_video(unet, encoder, latent, schedule, chunk_size=args.chunk, device=args.device)
         sync(args.device)
         seconds = time.perf_counter() - start
-        emit({"bench": "encode_decode", "steps": len(schedule), "frames": n, "chunk": args.chunk,
-              "unet_calls_per_frame": 2 * len(schedule) - 1, "seconds": round(seconds, 1),
-              "frames_per_second": round(n / seconds, 4)})
+        emit(
+            {
+                "bench": "encode_decode",
+                "steps": len(schedule),
+                "frames": n,
+                "chunk": args.chunk,
+                "unet_calls_per_frame": 2 * len(schedule) - 1,
+                "seconds": round(seconds, 1),
+                "frames_per_second": round(n / seconds, 4),
+            }
+        )
 
 
 def sync(device: str) -> None:
@@ -181,8 +231,12 @@ def main() -> None:
     parser.add_argument("--batch-frames", type=int, default=8, help="frames for the batching comparison (speed)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    defaults = {"memory": ([50, 200, 1000], [2]), "memory-one": ([50], [2]), "recon": ([2], [2, 5, 10, 20, 50]),
-                "speed": ([8], [20, 100])}
+    defaults = {
+        "memory": ([50, 200, 1000], [2]),
+        "memory-one": ([50], [2]),
+        "recon": ([2], [2, 5, 10, 20, 50]),
+        "speed": ([8], [20, 100]),
+    }
     frames, steps = defaults[args.what]
     args.frames = args.frames or frames
     args.steps = args.steps or steps

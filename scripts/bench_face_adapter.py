@@ -8,6 +8,7 @@ or `--size full` (SD1.5's and ViT-H/14's real sizes, filled, so the times are th
 
     .venv/bin/python scripts/bench_face_adapter.py --workflow face_adapter_reenactment --size full --steps 25
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,12 +28,21 @@ sys.path[:0] = [str(REPO / "tests"), str(REPO / "scripts")]
 from comfy_client import comfyui_dir  # noqa: E402
 
 GROUPS = {
-    "FaceControlDetectFaces": "detect", "FaceControlAlignFaces": "align", "FaceControlFit3DMM": "3DMM",
-    "FaceControlRecombine3DMM": "3DMM", "FaceControlProjectLandmarks": "landmarks", "FaceControlAdaptingMask": "mask",
-    "FaceControlSpatialControl": "mask", "FaceControlFaceAdapterIdentity": "tokens",
-    "FaceControlFaceAdapterAttributes": "tokens", "FaceControlFaceAdapterApplyControlNet": "tokens",
-    "CLIPTextEncode": "tokens", "FaceControlFaceAdapterBlend": "blend", "FaceControlPasteBack": "paste-back",
-    "KSampler": "sampler", "VAEDecode": "VAE decode",
+    "FaceControlDetectFaces": "detect",
+    "FaceControlAlignFaces": "align",
+    "FaceControlFit3DMM": "3DMM",
+    "FaceControlRecombine3DMM": "3DMM",
+    "FaceControlProjectLandmarks": "landmarks",
+    "FaceControlAdaptingMask": "mask",
+    "FaceControlSpatialControl": "mask",
+    "FaceControlFaceAdapterIdentity": "tokens",
+    "FaceControlFaceAdapterAttributes": "tokens",
+    "FaceControlFaceAdapterApplyControlNet": "tokens",
+    "CLIPTextEncode": "tokens",
+    "FaceControlFaceAdapterBlend": "blend",
+    "FaceControlPasteBack": "paste-back",
+    "KSampler": "sampler",
+    "VAEDecode": "VAE decode",
 }
 SKIP = {"SaveImage", "PreviewAny"}
 
@@ -62,7 +72,6 @@ def real_weights_present(models_dir: Path) -> bool:
 
 def node_classes() -> dict:
     import nodes as comfy_nodes
-
     from facecontrol.nodes import load_node_classes
 
     classes = dict(comfy_nodes.NODE_CLASS_MAPPINGS)
@@ -141,8 +150,10 @@ def main() -> None:
     mean = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}
     device = "CPU" if cpu else torch.cuda.get_device_name(0)
     outside = sum(v for k, v in mean.items() if k not in ("sampler", "VAE decode"))
-    print(f"{args.workflow} on {device} ({torch.get_num_threads()} threads), {source}, {args.steps} steps, "
-          f"mean of {args.repeats} warm runs")
+    print(
+        f"{args.workflow} on {device} ({torch.get_num_threads()} threads), {source}, {args.steps} steps, "
+        f"mean of {args.repeats} warm runs"
+    )
     for key in ("detect", "align", "3DMM", "landmarks", "mask", "tokens", "blend", "paste-back", "other"):
         if key in mean:
             print(f"  {key:12s} {mean[key] * 1000:9.1f} ms")

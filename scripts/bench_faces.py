@@ -1,7 +1,8 @@
 """Frames per second of detect + align + paste-back on carphone_pristine.mp4 (CPU unless told otherwise).
 
-    .venv/bin/python scripts/bench_faces.py [--repeat 3]
+.venv/bin/python scripts/bench_faces.py [--repeat 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,6 +20,7 @@ from facecontrol.face import align  # noqa: E402
 from facecontrol.face.detect_mediapipe import MediaPipeFaceDetector  # noqa: E402
 from facecontrol.face.paste import crop_area_mask, paste_back  # noqa: E402
 from facecontrol.face.select import Selection, detect_face_set  # noqa: E402
+
 from media import load_video_rgb  # noqa: E402
 
 

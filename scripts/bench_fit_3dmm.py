@@ -4,6 +4,7 @@ Landmarks: a (N,68,2) .npy file of detected points (--landmarks), or a synthetic
 drawn from the model itself plus 1 px noise. Usage:
     python scripts/bench_fit_3dmm.py [--landmarks pts.npy] [--frames 120] [--threads 1] [--device cpu]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,12 +76,16 @@ def main() -> None:
         points = synthetic_track(model.cpu(), args.frames)
         model = model.to(args.device)
     points = points.to(args.device)
-    print(f"device {args.device}, torch threads {torch.get_num_threads()}, {len(points)} frames, "
-          f"{args.iterations} LM iterations")
+    print(
+        f"device {args.device}, torch threads {torch.get_num_threads()}, {len(points)} frames, "
+        f"{args.iterations} LM iterations"
+    )
     for label, options in (("shared identity", {"shared_identity": True}), ("identity per frame", {})):
         seconds, errors = time_fit(points, model, args.repeats, iterations=args.iterations, **options)
-        print(f"{label:20s} {seconds * 1000:8.1f} ms  {len(points) / seconds:7.1f} frames/s  "
-              f"error mean {errors.mean() * 100:.2f}% IOD, max {errors.max() * 100:.2f}%")
+        print(
+            f"{label:20s} {seconds * 1000:8.1f} ms  {len(points) / seconds:7.1f} frames/s  "
+            f"error mean {errors.mean() * 100:.2f}% IOD, max {errors.max() * 100:.2f}%"
+        )
 
 
 if __name__ == "__main__":

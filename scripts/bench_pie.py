@@ -11,6 +11,7 @@ BFM_model_front.mat; without them the test weights' ResNet-50 ReconNet and ICT-f
 Without files it uses the CI test weights of tests/test_weights/pie.py (64 px StyleGAN2-ADA, face-layout
 landmark net) and random VGG weights: speed is what is measured, not quality.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,11 +27,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def astronaut_crop(size: int) -> torch.Tensor:
+    from skimage import data
+
     from facecontrol.face.align import ffhq_crop, warp_one
     from facecontrol.face.detect_mediapipe import MediaPipeFaceDetector
     from facecontrol.model_files import resolve
-
-    from skimage import data
 
     image = data.astronaut()
     detector = MediaPipeFaceDetector(resolve("mediapipe/face_landmarker.task", {}))
@@ -46,9 +47,9 @@ def astronaut_crop(size: int) -> torch.Tensor:
 
 def build_models(args) -> "pie.PIEModels":
     from facecontrol.face.ict_model import load_ict_model
-    from facecontrol.models.vgg_perceptual import VGGPerceptual, load_vgg_perceptual
     from facecontrol.models.dva_face_encoder import load_landmark_net
     from facecontrol.models.stylegan2 import load_stylegan2
+    from facecontrol.models.vgg_perceptual import VGGPerceptual, load_vgg_perceptual
     from facecontrol.pipelines import pie
 
     sys.path.insert(0, str(REPO / "tests"))
@@ -60,9 +61,13 @@ def build_models(args) -> "pie.PIEModels":
     if args.face_model == "bfm_deep3dfacerecon":
         formation = bfm_formation(args, landmark_net, test_weights)
     else:
-        formation = pie.ICTFaceFormation(load_ict_model(args.ict or media.ict_facekit_dir() / "face_model.npz"), landmark_net)
+        formation = pie.ICTFaceFormation(
+            load_ict_model(args.ict or media.ict_facekit_dir() / "face_model.npz"), landmark_net
+        )
     perceptual = load_vgg_perceptual(args.vgg) if args.vgg else VGGPerceptual()
-    models = pie.PIEModels(generator, formation.eval().requires_grad_(False), None, perceptual.eval().requires_grad_(False))
+    models = pie.PIEModels(
+        generator, formation.eval().requires_grad_(False), None, perceptual.eval().requires_grad_(False)
+    )
     for module in (models.generator, models.formation, models.perceptual):
         module.to(args.device)
     return models
@@ -97,8 +102,12 @@ def run(models, image, config, rignet=None, target=None) -> dict:
 
     result = pie.embed(models, image, config, rignet=rignet, on_step=on_step)
     steady = np.diff(times[2:]) if len(times) > 3 else np.diff(times)
-    return {"it_per_s": 1.0 / float(np.median(steady)), "first_synth": result.history[0]["synth"],
-            "last_synth": result.history[-1]["synth"], "time_to_target_s": reached[0] if reached else None}
+    return {
+        "it_per_s": 1.0 / float(np.median(steady)),
+        "first_synth": result.history[0]["synth"],
+        "last_synth": result.history[-1]["synth"],
+        "time_to_target_s": reached[0] if reached else None,
+    }
 
 
 def main() -> None:
@@ -112,8 +121,9 @@ def main() -> None:
     parser.add_argument("--bfm", type=Path, help="BFM_model_front.mat")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--target-synth", type=float, default=None,
-                        help="E_synth to reach (default: 90%% of the first step's value)")
+    parser.add_argument(
+        "--target-synth", type=float, default=None, help="E_synth to reach (default: 90%% of the first step's value)"
+    )
     args = parser.parse_args()
     global pie
     from facecontrol.models.rignet import RigNetBundle
@@ -123,16 +133,20 @@ def main() -> None:
     models = build_models(args)
     generator = models.generator
     image = astronaut_crop(generator.resolution).to(args.device)
-    print(f"device {args.device} ({torch.get_num_threads()} CPU threads), generator {generator.resolution} px, "
-          f"{generator.num_ws} W+ layers, face model {models.formation.name}")
+    print(
+        f"device {args.device} ({torch.get_num_threads()} CPU threads), generator {generator.resolution} px, "
+        f"{generator.num_ws} W+ layers, face model {models.formation.name}"
+    )
     synth_only = pie.EmbedConfig(steps_w=args.steps, steps_wplus=args.steps)
     first = pie.embed(models, image, pie.EmbedConfig(steps_w=1, steps_wplus=0)).history[0]["synth"]
     target = args.target_synth if args.target_synth is not None else 0.9 * first
     numbers = run(models, image, synth_only, target=target)
-    print(f"E_synth only (W then W+, {2 * args.steps} steps): {numbers['it_per_s']:.2f} it/s; "
-          f"E_synth {numbers['first_synth']:.4g} -> {numbers['last_synth']:.4g}; "
-          f"time to E_synth <= {target:.4g}: "
-          + (f"{numbers['time_to_target_s']:.1f} s" if numbers["time_to_target_s"] is not None else "not reached"))
+    print(
+        f"E_synth only (W then W+, {2 * args.steps} steps): {numbers['it_per_s']:.2f} it/s; "
+        f"E_synth {numbers['first_synth']:.4g} -> {numbers['last_synth']:.4g}; "
+        f"time to E_synth <= {target:.4g}: "
+        + (f"{numbers['time_to_target_s']:.1f} s" if numbers["time_to_target_s"] is not None else "not reached")
+    )
     rignet = RigNetBundle(generator.num_ws, generator.w_dim, models.formation.tau_dims).to(args.device).eval()
     full = run(models, image, pie.EmbedConfig(steps_w=args.steps // 2, steps_wplus=args.steps // 2), rignet=rignet)
     print(f"all five energies with a RigNet ({args.steps} steps): {full['it_per_s']:.2f} it/s")

@@ -11,6 +11,7 @@ untrained 3-group RigNet: the cost is what is measured, not quality. Peak memory
 ``torch.cuda.max_memory_allocated``; on CPU the highest resident set size sampled every 2 ms during the step,
 minus the resident size before it (the activations and gradients of the step, not the weights).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,11 +55,11 @@ class PeakRSS:
 
 def build(args):
     from facecontrol.face.ict_model import load_ict_model
+    from facecontrol.models.checkpoint import strip_prefix
     from facecontrol.models.dva_face_encoder import IdentityNet, LandmarkNet
     from facecontrol.models.precision import with_precision
     from facecontrol.models.rignet import RigNetBundle
     from facecontrol.models.stylegan2_nvlabs import Generator
-    from facecontrol.models.checkpoint import strip_prefix
     from facecontrol.pipelines import pie
 
     sys.path.insert(0, str(REPO / "tests"))
@@ -66,10 +67,19 @@ def build(args):
     from test_weights import pie as test_weights
 
     torch.manual_seed(0)
-    generator = Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=args.resolution, img_channels=3,
-                          mapping_kwargs={"num_layers": 8},
-                          synthesis_kwargs={"channel_base": 32768, "channel_max": 512, "num_fp16_res": 4,
-                                            "conv_clamp": 256}).eval().requires_grad_(False)
+    generator = (
+        Generator(
+            z_dim=512,
+            c_dim=0,
+            w_dim=512,
+            img_resolution=args.resolution,
+            img_channels=3,
+            mapping_kwargs={"num_layers": 8},
+            synthesis_kwargs={"channel_base": 32768, "channel_max": 512, "num_fp16_res": 4, "conv_clamp": 256},
+        )
+        .eval()
+        .requires_grad_(False)
+    )
     generator.configure(gradient_checkpointing=args.checkpointing, compute_dtype=args.precision)
     landmark_net = LandmarkNet()
     landmark_net.backbone.load_state_dict(strip_prefix(test_weights.landmark_state()))
@@ -125,11 +135,18 @@ def main() -> None:
             times.append(time.perf_counter() - start)
         if step == 0:
             peak = torch.cuda.max_memory_allocated() if cuda else rss.peak - rss.before
-    result = {"device": args.device, "threads": torch.get_num_threads(), "resolution": args.resolution,
-              "num_ws": generator.num_ws, "checkpointing": args.checkpointing, "precision": args.precision,
-              "step_s": [round(t, 2) for t in times], "peak_gib": round(peak / 2**30, 3),
-              "peak_kind": "cuda max_memory_allocated" if cuda else "CPU RSS above the pre-step level",
-              "energies": {k: round(v, 5) for k, v in energies.items()}}
+    result = {
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "resolution": args.resolution,
+        "num_ws": generator.num_ws,
+        "checkpointing": args.checkpointing,
+        "precision": args.precision,
+        "step_s": [round(t, 2) for t in times],
+        "peak_gib": round(peak / 2**30, 3),
+        "peak_kind": "cuda max_memory_allocated" if cuda else "CPU RSS above the pre-step level",
+        "energies": {k: round(v, 5) for k, v in energies.items()},
+    }
     print(json.dumps(result))
 
 

@@ -7,6 +7,7 @@ offsets from ``generic_neutral_mesh.obj``, computed in float64 and stored as flo
 
 Usage: python scripts/build_ict_facekit.py KIT_DIR OUT_DIR
 """
+
 from __future__ import annotations
 
 import argparse
@@ -186,7 +187,13 @@ def build_from_kit(kit_dir: str | Path, out_dir: str | Path) -> tuple[Path, Path
     face_path, landmarks_path = out_dir / "face_model.npz", out_dir / "landmarks_model.npz"
     np.savez_compressed(face_path, **face)
     np.savez_compressed(landmarks_path, **landmarks)
-    logger.info("wrote %s (%d vertices, %d triangles) and %s", face_path, len(face["mean"]), len(face["triangles"]), landmarks_path)
+    logger.info(
+        "wrote %s (%d vertices, %d triangles) and %s",
+        face_path,
+        len(face["mean"]),
+        len(face["triangles"]),
+        landmarks_path,
+    )
     return face_path, landmarks_path
 
 

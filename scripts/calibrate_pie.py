@@ -14,6 +14,7 @@ not public; this script is how to set them for a generator and a kind of portrai
 
 Portraits must be FFHQ-aligned crops (Align and Crop Faces, ffhq); they are resized to the generator's size.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,7 +48,9 @@ def read_portraits(folder: Path, limit: int = 0) -> torch.Tensor:
             raise ValueError(f"{path}: portraits must be square FFHQ crops, got {rgb.shape[1]}x{rgb.shape[0]}")
         images.append(torch.from_numpy(rgb).permute(2, 0, 1))
     size = max(image.shape[-1] for image in images)
-    return torch.stack([torch.nn.functional.interpolate(i[None], size=(size, size), mode="bilinear")[0] for i in images])
+    return torch.stack(
+        [torch.nn.functional.interpolate(i[None], size=(size, size), mode="bilinear")[0] for i in images]
+    )
 
 
 def reconstruction_error(models: pie.PIEModels, target: torch.Tensor, w_plus: torch.Tensor) -> torch.Tensor:
@@ -64,8 +67,9 @@ def reconstruction_error(models: pie.PIEModels, target: torch.Tensor, w_plus: to
     return error
 
 
-def calibrate(models: pie.PIEModels, portraits: torch.Tensor, candidates: list[pie.PIEWeights],
-              config: pie.EmbedConfig) -> list[dict]:
+def calibrate(
+    models: pie.PIEModels, portraits: torch.Tensor, candidates: list[pie.PIEWeights], config: pie.EmbedConfig
+) -> list[dict]:
     """Embed the portraits with every candidate; rows {weights, score, per_portrait} sorted by score (best first)."""
     rows = []
     for weights in candidates:
@@ -77,8 +81,10 @@ def calibrate(models: pie.PIEModels, portraits: torch.Tensor, candidates: list[p
 
 
 def candidate_weights(perceptual: list[float], recognition: list[float], landmark: list[float]) -> list[pie.PIEWeights]:
-    return [pie.PIEWeights(perceptual=p, recognition=r, recognition_edit=r, landmark=lm)
-            for p, r, lm in itertools.product(perceptual, recognition, landmark)]
+    return [
+        pie.PIEWeights(perceptual=p, recognition=r, recognition_edit=r, landmark=lm)
+        for p, r, lm in itertools.product(perceptual, recognition, landmark)
+    ]
 
 
 def _floats(text: str) -> list[float]:
@@ -113,10 +119,22 @@ def main(argv: list[str] | None = None) -> None:
         models = replace(models, perceptual=load_vgg_perceptual(read_state(args.vgg)).to(device))
     portraits = read_portraits(args.portraits, args.limit).to(device)
     config = pie.EmbedConfig(steps_w=args.steps_w, steps_wplus=args.steps_wplus, lr=args.lr, optimizer=args.optimizer)
-    rows = calibrate(models, portraits, candidate_weights(_floats(args.perceptual), _floats(args.recognition),
-                                                          _floats(args.landmark)), config)
-    args.out.write_text(json.dumps({"criterion": "pixel L2 + VGG distance + 10 x landmark error after embedding",
-                                    "best": rows[0]["weights"], "candidates": rows}, indent=1))
+    rows = calibrate(
+        models,
+        portraits,
+        candidate_weights(_floats(args.perceptual), _floats(args.recognition), _floats(args.landmark)),
+        config,
+    )
+    args.out.write_text(
+        json.dumps(
+            {
+                "criterion": "pixel L2 + VGG distance + 10 x landmark error after embedding",
+                "best": rows[0]["weights"],
+                "candidates": rows,
+            },
+            indent=1,
+        )
+    )
     log.info("best %s (score %.5f); wrote %s", rows[0]["weights"], rows[0]["score"], args.out)
 
 

@@ -3,6 +3,7 @@
 Used by the demo (scripts/demo.py), the integration and browser tests and the benchmarks. Standard library
 only, so it runs in any interpreter; ComfyUI itself runs in the checkout's .venv.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,10 +50,23 @@ def frontend_root(version: str) -> Path:
     FRONTEND_CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=FRONTEND_CACHE) as tmp:
         spec = "comfyui-frontend-package" + ("" if version == "latest" else f"=={version}")
-        subprocess.run([str(venv_python()), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
-                        "--target", tmp, spec], check=True)
+        subprocess.run(
+            [
+                str(venv_python()),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--target",
+                tmp,
+                spec,
+            ],
+            check=True,
+        )
         dist = next(Path(tmp).glob("comfyui_frontend_package-*.dist-info"))
-        resolved = dist.name[len("comfyui_frontend_package-"):-len(".dist-info")]
+        resolved = dist.name[len("comfyui_frontend_package-") : -len(".dist-info")]
         dest = FRONTEND_CACHE / resolved
         if not dest.is_dir():
             Path(tmp).rename(dest)
@@ -98,7 +112,9 @@ class ComfyClient:
         raise AssertionError("unreachable")
 
     def post_json(self, route: str, payload: dict) -> tuple[int, dict]:
-        req = urllib.request.Request(self.url + route, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.url + route, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(req, timeout=60) as r:
                 return r.status, json.loads(r.read() or b"{}")
@@ -129,8 +145,11 @@ class ComfyClient:
                 time.sleep(1.0)
                 continue
             entry = history.get(prompt_id)
-            if entry and entry.get("status", {}).get("completed") is not None and (
-                entry["status"].get("status_str") in ("success", "error")):
+            if (
+                entry
+                and entry.get("status", {}).get("completed") is not None
+                and (entry["status"].get("status_str") in ("success", "error"))
+            ):
                 if entry["status"]["status_str"] == "error":
                     raise WorkflowError(execution_error_message(entry), entry)
                 return entry
@@ -151,7 +170,9 @@ class ComfyClient:
         return files
 
     def view(self, item: dict) -> bytes:
-        query = urllib.parse.urlencode({"filename": item["filename"], "subfolder": item.get("subfolder", ""), "type": item.get("type", "output")})
+        query = urllib.parse.urlencode(
+            {"filename": item["filename"], "subfolder": item.get("subfolder", ""), "type": item.get("type", "output")}
+        )
         return self.get_bytes(f"/view?{query}")
 
     def upload(self, path: Path, name: str | None = None, subfolder: str = "") -> str:
@@ -159,13 +180,17 @@ class ComfyClient:
         name = name or Path(path).name
         boundary = uuid.uuid4().hex
         fields = [("overwrite", "true"), ("type", "input"), ("subfolder", subfolder)]
-        body = b"".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n".encode()
-                        for k, v in fields)
-        body += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\n"
-                 f"Content-Type: application/octet-stream\r\n\r\n").encode() + Path(path).read_bytes()
+        body = b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields
+        )
+        body += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n"
+        ).encode() + Path(path).read_bytes()
         body += f"\r\n--{boundary}--\r\n".encode()
-        req = urllib.request.Request(self.url + "/upload/image", data=body,
-                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        req = urllib.request.Request(
+            self.url + "/upload/image", data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        )
         with urllib.request.urlopen(req, timeout=120) as r:
             answer = json.loads(r.read())
         return f"{answer['subfolder']}/{answer['name']}" if answer.get("subfolder") else answer["name"]
@@ -174,8 +199,13 @@ class ComfyClient:
 class ComfyServer(ComfyClient):
     """A ComfyUI process with its own input/output/user folders under `workdir`."""
 
-    def __init__(self, workdir: Path, extra_model_paths: Path | None = None, port: int | None = None,
-                 comfyui_root: Path | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        extra_model_paths: Path | None = None,
+        port: int | None = None,
+        comfyui_root: Path | None = None,
+    ):
         self.workdir = Path(workdir)
         self.comfyui_root = Path(comfyui_root) if comfyui_root else comfyui_dir()
         self.frontend: Path | None = None  # set at start when COMFYUI_FRONTEND_VERSION asks for one
@@ -196,10 +226,26 @@ class ComfyServer(ComfyClient):
         return self.workdir / "output"
 
     def start(self, timeout: float = 180.0) -> "ComfyServer":
-        cmd = [str(venv_python()), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-               "--disable-auto-launch", "--output-directory", str(self.output_dir), "--input-directory", str(self.input_dir),
-               "--temp-directory", str(self.workdir / "temp"), "--user-directory", str(self.workdir / "user"),
-               "--database-url", "sqlite:///:memory:"]
+        cmd = [
+            str(venv_python()),
+            "main.py",
+            "--cpu",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--disable-auto-launch",
+            "--output-directory",
+            str(self.output_dir),
+            "--input-directory",
+            str(self.input_dir),
+            "--temp-directory",
+            str(self.workdir / "temp"),
+            "--user-directory",
+            str(self.workdir / "user"),
+            "--database-url",
+            "sqlite:///:memory:",
+        ]
         if self.extra_model_paths:
             cmd += ["--extra-model-paths-config", str(self.extra_model_paths)]
         if os.environ.get("COMFYUI_FRONTEND_VERSION"):
@@ -207,7 +253,9 @@ class ComfyServer(ComfyClient):
             cmd += ["--front-end-root", str(self.frontend)]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._log_file = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, cwd=self.comfyui_root, stdout=self._log_file, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(
+            cmd, cwd=self.comfyui_root, stdout=self._log_file, stderr=subprocess.STDOUT, env=env
+        )
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

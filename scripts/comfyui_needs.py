@@ -9,6 +9,7 @@ own modules and report whether an import of torchaudio that no `try` guards is r
     python scripts/comfyui_needs.py <comfyui dir>            # prints "torchaudio" or nothing
     python scripts/comfyui_needs.py <comfyui dir> --trio     # prints the torch trio/pair to install
 """
+
 from __future__ import annotations
 
 import argparse

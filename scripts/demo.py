@@ -3,6 +3,7 @@ over ComfyUI's HTTP API, and copy every output to output/demo/<workflow>/.
 
     .venv/bin/python scripts/demo.py [--out output/demo] [--only face_photo_pipeline ...]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,21 +56,32 @@ def main() -> int:
     if args.only is None:  # Face-Adapter reenactment and swap need the real weights (name and sha256 checked)
         from facecontrol import model_files, model_names
 
-        fa_missing = model_files.missing_real_files(model_names.FACE_ADAPTER_DEMO_FILES, REPO_ROOT / "comfyui" / "models")
+        fa_missing = model_files.missing_real_files(
+            model_names.FACE_ADAPTER_DEMO_FILES, REPO_ROOT / "comfyui" / "models"
+        )
         if fa_missing:
-            log.warning("Face-Adapter reenactment and swap skipped; fetch these files (scripts/fetch_models.py "
-                        "--models-dir comfyui/models --paper face_adapter):\n  %s", "\n  ".join(fa_missing))
+            log.warning(
+                "Face-Adapter reenactment and swap skipped; fetch these files (scripts/fetch_models.py "
+                "--models-dir comfyui/models --paper face_adapter):\n  %s",
+                "\n  ".join(fa_missing),
+            )
         else:
             names += list(FA_WORKFLOWS)
-            paper_missing = model_files.missing_real_files(model_names.FACE_ADAPTER_PAPER_PATH_FILES,
-                                                           REPO_ROOT / "comfyui" / "models")
+            paper_missing = model_files.missing_real_files(
+                model_names.FACE_ADAPTER_PAPER_PATH_FILES, REPO_ROOT / "comfyui" / "models"
+            )
             if paper_missing:
-                log.info("Face-Adapter runs the open path where these authors' files are missing (auto backends: "
-                         "mediapipe, ICT-FaceKit, geometric mask, the SD1.5 UNet):\n  %s", "\n  ".join(paper_missing))
+                log.info(
+                    "Face-Adapter runs the open path where these authors' files are missing (auto backends: "
+                    "mediapipe, ICT-FaceKit, geometric mask, the SD1.5 UNet):\n  %s",
+                    "\n  ".join(paper_missing),
+                )
             else:
                 log.info("Face-Adapter runs the authors' path: SCRFD, d3dfr + BFM, seg UNet / BiSeNet, release UNet")
-        log.info("DVA and PIE workflows need their papers' weights (scripts/fetch_models.py --paper dva | pie); "
-                 "then: scripts/demo.py --only dva_video_edit dva_video_edit_clip pie_portrait_edit")
+        log.info(
+            "DVA and PIE workflows need their papers' weights (scripts/fetch_models.py --paper dva | pie); "
+            "then: scripts/demo.py --only dva_video_edit dva_video_edit_clip pie_portrait_edit"
+        )
     if args.out.exists():
         shutil.rmtree(args.out)
     failures = {}

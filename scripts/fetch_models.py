@@ -20,6 +20,7 @@ that a killed run left behind are removed on the next run. Nothing is resumed.
 Exit status: 0 when every selected file is in place and verified, 1 when something failed or was refused,
 2 when only manual steps remain.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -151,6 +152,7 @@ class HttpError(FetchError):
 
 # ----------------------------------------------------------------------------------------------- targets
 
+
 def target_path(entry: Any, models_dir: Path, relative: str | None = None) -> Path:
     return models_dir / mf.folder_subdir(entry.folder) / (relative or entry.path)
 
@@ -177,19 +179,27 @@ def verify(path: Path, expected: Expected, name: str | None = None) -> str:
     """Check size and checksum; returns how the file was verified. Raises VerificationError naming `name`."""
     name = name or path.name
     if expected.size is not None and path.stat().st_size != expected.size:
-        raise VerificationError(f"{name}: size {path.stat().st_size} bytes, expected {expected.size} ({expected.source})")
+        raise VerificationError(
+            f"{name}: size {path.stat().st_size} bytes, expected {expected.size} ({expected.source})"
+        )
     if expected.sha256:
         if mf.verify_sha256(path, expected.sha256):
             return f"sha256 ({expected.source})"
-        if expected.content_sha256 and zipfile.is_zipfile(path) and mf.zip_content_sha256(path) == expected.content_sha256:
+        if (
+            expected.content_sha256
+            and zipfile.is_zipfile(path)
+            and mf.zip_content_sha256(path) == expected.content_sha256
+        ):
             return "content_sha256 (same arrays, different compression)"
-        raise VerificationError(f"{name}: sha256 {mf.file_sha256(path)} does not match the expected "
-                                f"{expected.sha256} ({expected.source})")
+        raise VerificationError(
+            f"{name}: sha256 {mf.file_sha256(path)} does not match the expected {expected.sha256} ({expected.source})"
+        )
     if expected.git_sha1:
         actual = git_blob_sha1(path)
         if actual != expected.git_sha1:
-            raise VerificationError(f"{name}: git blob sha1 {actual} does not match the expected "
-                                    f"{expected.git_sha1} ({expected.source})")
+            raise VerificationError(
+                f"{name}: git blob sha1 {actual} does not match the expected {expected.git_sha1} ({expected.source})"
+            )
         return f"git blob sha1 ({expected.source})"
     return "UNVERIFIED (no checksum known" + (", size only)" if expected.size is not None else ")")
 
@@ -200,7 +210,8 @@ def require_checkable(entry: Any, expected: Expected, ctx: FetchContext) -> None
     why = entry.extra.get("verification") or "no sha256 is known for it and its source publishes none"
     raise UnverifiableFile(
         f"{entry.name} cannot be verified ({why}); refusing to install it. Check the file yourself and pass "
-        "--allow-unverified to install it anyway, or place a copy you trust at its path.")
+        "--allow-unverified to install it anyway, or place a copy you trust at its path."
+    )
 
 
 def remove_stale_parts(target: Path) -> None:
@@ -241,6 +252,7 @@ def _remove_empty(folders: Sequence[Path]) -> None:
 
 
 # ------------------------------------------------------------------------------------------- downloading
+
 
 def is_html(response) -> bool:
     return response.headers.get_content_type() in ("text/html", "application/xhtml+xml")
@@ -288,7 +300,11 @@ class _DrivePageParser(html.parser.HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = {k: v or "" for k, v in attrs}
-        if tag == "form" and self.form_action is None and "download" in (values.get("id", "") + values.get("action", "")):
+        if (
+            tag == "form"
+            and self.form_action is None
+            and "download" in (values.get("id", "") + values.get("action", ""))
+        ):
             self.form_action = values.get("action", "")
             self._in_form = True
         elif tag == "input" and self._in_form and values.get("name"):
@@ -360,18 +376,26 @@ def hub_expected(ctx: FetchContext, repo: str, path: str, revision: str, known: 
         code = getattr(getattr(error, "response", None), "status_code", None) or 0
         raise HttpError(int(code), f"HTTP {code} from the hub for {repo}/{path}") from None
     except Exception as error:  # noqa: BLE001 - network errors of httpx, offline mode, ...
-        raise FetchError(f"could not read the hub's metadata for {repo}/{path}: {type(error).__name__}: {error}") from None
+        raise FetchError(
+            f"could not read the hub's metadata for {repo}/{path}: {type(error).__name__}: {error}"
+        ) from None
     etag = (meta.etag or "").lower()
     hub_sha256 = etag if len(etag) == 64 and all(c in "0123456789abcdef" for c in etag) else None
     hub_sha1 = etag if len(etag) == 40 and all(c in "0123456789abcdef" for c in etag) else None
     if known.sha256 and hub_sha256 and known.sha256.lower() != hub_sha256:
-        raise VerificationError(f"the hub's {repo}/{path} has sha256 {hub_sha256}, not the {known.sha256} this pack "
-                                "was made for: the file was changed; refusing it")
+        raise VerificationError(
+            f"the hub's {repo}/{path} has sha256 {hub_sha256}, not the {known.sha256} this pack "
+            "was made for: the file was changed; refusing it"
+        )
     if known.size is not None and meta.size is not None and known.size != meta.size:
         raise VerificationError(f"the hub's {repo}/{path} is {meta.size} bytes, not the {known.size} this pack expects")
-    expected = Expected(known.sha256 or hub_sha256, known.size if known.size is not None else meta.size,
-                        None if (known.sha256 or hub_sha256) else hub_sha1, known.content_sha256,
-                        known.source if known.sha256 else "the hub's metadata")
+    expected = Expected(
+        known.sha256 or hub_sha256,
+        known.size if known.size is not None else meta.size,
+        None if (known.sha256 or hub_sha256) else hub_sha1,
+        known.content_sha256,
+        known.source if known.sha256 else "the hub's metadata",
+    )
     return expected, meta.commit_hash or revision
 
 
@@ -399,6 +423,7 @@ def fetch_hf(entry: Any, ctx: FetchContext) -> Outcome:
         url = hf_url(ctx, source["hf_repo"], path, commit)
         target = target_path(entry, ctx.models_dir, relative)
         logger.info("downloading %s -> %s", url, target)
+
         def download(out, url=url, expected=expected):
             return copy_response(open_binary(url, ctx), out, url, expected.size)
 
@@ -424,12 +449,14 @@ def fetch_drive(entry: Any, ctx: FetchContext) -> Outcome:
     target = target_path(entry, ctx.models_dir)
     file_id = entry.source["gdrive_id"]
     logger.info("downloading Google Drive file %s -> %s", file_id, target)
-    how = install(lambda out: copy_response(open_drive(file_id, ctx, target), out, file_id, expected.size), target,
-                  expected)
+    how = install(
+        lambda out: copy_response(open_drive(file_id, ctx, target), out, file_id, expected.size), target, expected
+    )
     return Outcome(entry.name, "downloaded", target, f"verified by {how}")
 
 
 # ------------------------------------------------------------------------------------ archives and builds
+
 
 def download_to_work(key: str, open_response: Callable[[], Any], ctx: FetchContext, suffix: str) -> Path:
     """Download a shared archive once per run into the work dir."""
@@ -553,6 +580,7 @@ def fetch_built(entry: Any, ctx: FetchContext) -> Outcome:
 
 # ------------------------------------------------------------------------------------------------ driver
 
+
 def fetch_entry(entry: Any, ctx: FetchContext) -> Outcome:
     """Make one manifest entry present under ctx.models_dir; never raises for a failed fetch."""
     present = existing_copy(entry, ctx.models_dir)
@@ -560,7 +588,9 @@ def fetch_entry(entry: Any, ctx: FetchContext) -> Outcome:
         try:
             how = verify(present, Expected.of(entry))
         except VerificationError as error:
-            return Outcome(entry.name, "failed", present, f"present but does not verify: {error}; move it away to fetch again")
+            return Outcome(
+                entry.name, "failed", present, f"present but does not verify: {error}; move it away to fetch again"
+            )
         return Outcome(entry.name, "present", present, f"verified by {how}")
     source = entry.source
     try:
@@ -580,7 +610,12 @@ def fetch_entry(entry: Any, ctx: FetchContext) -> Outcome:
     except UnverifiableFile as refusal:
         return Outcome(entry.name, "refused", None, str(refusal))
     except (FetchError, OSError, http.client.HTTPException, zipfile.BadZipFile, tarfile.TarError) as error:
-        return Outcome(entry.name, "failed", None, f"{type(error).__name__}: {error}" if not isinstance(error, FetchError) else str(error))
+        return Outcome(
+            entry.name,
+            "failed",
+            None,
+            f"{type(error).__name__}: {error}" if not isinstance(error, FetchError) else str(error),
+        )
 
 
 def select_entries(
@@ -595,7 +630,9 @@ def select_entries(
         if paper is not None and paper not in entry.papers:
             continue
         if entry.pointer:
-            skipped.append(Outcome(entry.name, "skipped", None, "ComfyUI's own loader reads it; add --only to fetch it"))
+            skipped.append(
+                Outcome(entry.name, "skipped", None, "ComfyUI's own loader reads it; add --only to fetch it")
+            )
         elif not entry.required and not with_optional:
             skipped.append(Outcome(entry.name, "skipped", None, "optional; add --with-optional or --only to fetch it"))
         else:
@@ -607,7 +644,13 @@ def fetch_all(entries: Sequence[Any], ctx: FetchContext) -> list[Outcome]:
     outcomes = []
     for entry in entries:
         outcome = fetch_entry(entry, ctx)
-        log = logger.error if outcome.status in ("failed", "refused") else logger.warning if outcome.status == "manual" else logger.info
+        log = (
+            logger.error
+            if outcome.status in ("failed", "refused")
+            else logger.warning
+            if outcome.status == "manual"
+            else logger.info
+        )
         log("%-10s %s %s %s", outcome.status, entry.name, outcome.path or "", outcome.message)
         outcomes.append(outcome)
     return outcomes
@@ -623,8 +666,9 @@ def summarize(outcomes: Sequence[Outcome]) -> int:
         if outcome.status in ("failed", "refused", "manual"):
             logger.warning("%s: %s: %s", outcome.status.upper(), outcome.name, outcome.message)
         elif "UNVERIFIED" in outcome.message:
-            logger.warning("UNVERIFIED: %s: %s (installed because --allow-unverified was given)", outcome.name,
-                           outcome.path)
+            logger.warning(
+                "UNVERIFIED: %s: %s (installed because --allow-unverified was given)", outcome.name, outcome.path
+            )
     if counts.get("failed") or counts.get("refused"):
         return 1
     return 2 if counts.get("manual") else 0
@@ -653,13 +697,17 @@ def verified_by(entry: Any) -> str:
         return "the hub's sha256 and size (read at download time)"
     if "manual" in entry.source:
         return "nothing (a manual step; " + (entry.extra.get("verification") or "no checksum known") + ")"
-    return "nothing: refused unless --allow-unverified (" + (entry.extra.get("verification") or "no checksum known") + ")"
+    return (
+        "nothing: refused unless --allow-unverified (" + (entry.extra.get("verification") or "no checksum known") + ")"
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models-dir", type=Path, help="ComfyUI's models folder (files go to <dir>/<folder>/<path>)")
-    parser.add_argument("--only", nargs="+", action="extend", default=[], metavar="NAME", help="manifest names (or unique file names)")
+    parser.add_argument(
+        "--only", nargs="+", action="extend", default=[], metavar="NAME", help="manifest names (or unique file names)"
+    )
     parser.add_argument("--paper", choices=mf.PAPERS, help="only the files one paper (or face detection) needs")
     parser.add_argument("--with-optional", action="store_true", help="also fetch optional files")
     parser.add_argument("--list", action="store_true", help="list the manifest (and what is present) and exit")
@@ -667,9 +715,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--hf-endpoint", default=os.environ.get("HF_ENDPOINT", DEFAULT_HF_ENDPOINT))
     parser.add_argument("--gdrive-url", default=DEFAULT_GDRIVE_URL, help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per network read")
-    parser.add_argument("--allow-unverified", action="store_true",
-                        help="also install files for which no sha256 is known (checked by size where known); "
-                             "without it they are refused")
+    parser.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="also install files for which no sha256 is known (checked by size where known); "
+        "without it they are refused",
+    )
     args = parser.parse_args(argv)
     if not args.list and args.models_dir is None:
         parser.error("--models-dir is required")
@@ -691,8 +742,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     with tempfile.TemporaryDirectory(prefix="facecontrol-fetch-") as work:
         ctx = FetchContext(
-            models_dir=args.models_dir, work_dir=Path(work), hf_endpoint=args.hf_endpoint,
-            gdrive_url=args.gdrive_url, timeout=args.timeout, allow_unverified=args.allow_unverified,
+            models_dir=args.models_dir,
+            work_dir=Path(work),
+            hf_endpoint=args.hf_endpoint,
+            gdrive_url=args.gdrive_url,
+            timeout=args.timeout,
+            allow_unverified=args.allow_unverified,
         )
         outcomes = fetch_all(entries, ctx)
     for outcome in skipped:

@@ -8,6 +8,7 @@ so every picture is what a user gets: face_photo_pipeline, face_adapter_spatial_
 frames of face_video_pipeline (none shows the people of the group photo t1.jpg). Each picture is a strip of the
 workflow's saved images, small JPEGs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,9 @@ def media_files() -> list[Path]:
 
 
 def strip(images: list[Image.Image]) -> Image.Image:
-    scaled = [im.convert("RGB").resize((max(1, round(im.width * HEIGHT / im.height)), HEIGHT), Image.LANCZOS)
-              for im in images]
+    scaled = [
+        im.convert("RGB").resize((max(1, round(im.width * HEIGHT / im.height)), HEIGHT), Image.LANCZOS) for im in images
+    ]
     out = Image.new("RGB", (sum(im.width for im in scaled) + 4 * (len(scaled) - 1), HEIGHT), "white")
     x = 0
     for im in scaled:

@@ -4,6 +4,7 @@
 
 Load it with Load StyleGAN2; its faces are ICT-FaceKit renders whose true pose, expression and light are known.
 """
+
 from __future__ import annotations
 
 import argparse

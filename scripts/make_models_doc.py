@@ -1,8 +1,9 @@
 """Write the file table of docs/MODELS.md from model_manifest.json (between its BEGIN/END markers).
 
-    python scripts/make_models_doc.py           # rewrite the table
-    python scripts/make_models_doc.py --check   # exit 1 when the table is not what the manifest gives
+python scripts/make_models_doc.py           # rewrite the table
+python scripts/make_models_doc.py --check   # exit 1 when the table is not what the manifest gives
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,11 @@ def size_text(entry) -> str:
 
 
 def licence_text(entry) -> str:
-    flag = {True: "**non-commercial / research only**", False: "commercial use allowed by the licence",
-            None: "not stated"}[entry.non_commercial]
+    flag = {
+        True: "**non-commercial / research only**",
+        False: "commercial use allowed by the licence",
+        None: "not stated",
+    }[entry.non_commercial]
     return f"{cell(entry.license)} ({flag})"
 
 
@@ -36,7 +40,12 @@ def table(manifest_path: Path | None = None) -> str:
     from facecontrol import model_files as mf
 
     entries = mf.load_manifest(manifest_path)
-    lines = [BEGIN, "", "| file | folder key / path | used by | source | size | sha256 | licence |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        BEGIN,
+        "",
+        "| file | folder key / path | used by | source | size | sha256 | licence |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for entry in entries.values():
         where = f"`{entry.folder}` / `{entry.path}`"
         if entry.alternatives:
@@ -46,12 +55,20 @@ def table(manifest_path: Path | None = None) -> str:
         papers = ", ".join(PAPER_NAMES.get(p, p) for p in entry.papers)
         optional = "" if entry.required else " (optional)"
         sha = f"`{entry.sha256}`" if entry.sha256 else "not known"
-        lines.append(f"| `{entry.filename}`{optional} | {where} | {papers}: {cell(entry.used_by)} | "
-                     f"{cell(entry.source_text())} | {size_text(entry)} | {sha} | "
-                     f"{licence_text(entry)} |")
+        lines.append(
+            f"| `{entry.filename}`{optional} | {where} | {papers}: {cell(entry.used_by)} | "
+            f"{cell(entry.source_text())} | {size_text(entry)} | {sha} | "
+            f"{licence_text(entry)} |"
+        )
     research = [e for e in entries.values() if e.non_commercial]
-    lines += ["", f"{len(entries)} files; {len(research)} of them are research / non-commercial only: "
-              + ", ".join(f"`{e.filename}`" for e in research) + ".", "", END]
+    lines += [
+        "",
+        f"{len(entries)} files; {len(research)} of them are research / non-commercial only: "
+        + ", ".join(f"`{e.filename}`" for e in research)
+        + ".",
+        "",
+        END,
+    ]
     return "\n".join(lines)
 
 

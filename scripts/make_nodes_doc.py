@@ -8,6 +8,7 @@ Lists for every node its id, category, description, inputs (type, default, range
 outputs. Combo inputs whose options are model files list only their default, since a folder's files differ
 from machine to machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,10 @@ def describe_input(name: str, spec: list, optional: bool) -> str:
     if "default" in options:
         facts.append(f"default `{options['default']}`")
     if "min" in options or "max" in options:
-        facts.append(f"range {options.get('min', '-inf')}..{options.get('max', 'inf')}"
-                     + (f" step {options['step']}" if "step" in options else ""))
+        facts.append(
+            f"range {options.get('min', '-inf')}..{options.get('max', 'inf')}"
+            + (f" step {options['step']}" if "step" in options else "")
+        )
     if kind == "COMBO" and (not choices or any(FILE_OPTION.search(str(c)) for c in choices)):
         facts.append("a file from the model folder")
     elif choices:
@@ -66,8 +69,12 @@ def describe_input(name: str, spec: list, optional: bool) -> str:
 
 
 def node_section(node_id: str, info: dict) -> str:
-    lines = [f"### {info.get('display_name') or node_id}", "",
-             f"`{node_id}` in `{info.get('category', '')}`" + (" (output node)" if info.get("output_node") else ""), ""]
+    lines = [
+        f"### {info.get('display_name') or node_id}",
+        "",
+        f"`{node_id}` in `{info.get('category', '')}`" + (" (output node)" if info.get("output_node") else ""),
+        "",
+    ]
     if info.get("description"):
         lines += [escape(info["description"]), ""]
     inputs = info.get("input", {})

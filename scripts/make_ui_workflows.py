@@ -8,6 +8,7 @@ ComfyUI's template browser lists a pack's example_workflows/*.json and shows <na
     python scripts/make_ui_workflows.py            # starts a temporary ComfyUI
     python scripts/make_ui_workflows.py --url http://127.0.0.1:8188
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,9 @@ import re
 import tempfile
 from pathlib import Path
 
-from comfy_client import REPO_ROOT, UI_WORKFLOWS_DIR, ComfyServer
 from workflow_thumbnail import draw_thumbnail
+
+from comfy_client import REPO_ROOT, UI_WORKFLOWS_DIR, ComfyServer
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 log = logging.getLogger("make_ui_workflows")
@@ -46,14 +48,43 @@ def has_seed_control(name: str, spec) -> bool:
 
 
 # Stages of a face workflow, left to right; each becomes a named group box in the UI graph.
-STAGES = ("inputs", "models", "one node", "faces", "spatial condition", "tokens", "DVA", "PIE", "sampling", "blend and paste",
-          "outputs")
-STAGE_COLORS = {"inputs": "#3f789e", "models": "#8A8", "one node": "#a1309b", "faces": "#b06634", "spatial condition": "#a1309b",
-                "tokens": "#88A", "DVA": "#b58b2a", "PIE": "#b58b2a", "sampling": "#444", "blend and paste": "#3f789e",
-                "outputs": "#8A8"}
+STAGES = (
+    "inputs",
+    "models",
+    "one node",
+    "faces",
+    "spatial condition",
+    "tokens",
+    "DVA",
+    "PIE",
+    "sampling",
+    "blend and paste",
+    "outputs",
+)
+STAGE_COLORS = {
+    "inputs": "#3f789e",
+    "models": "#8A8",
+    "one node": "#a1309b",
+    "faces": "#b06634",
+    "spatial condition": "#a1309b",
+    "tokens": "#88A",
+    "DVA": "#b58b2a",
+    "PIE": "#b58b2a",
+    "sampling": "#444",
+    "blend and paste": "#3f789e",
+    "outputs": "#8A8",
+}
 INPUT_NODES = {"LoadImage", "LoadVideo", "GetVideoComponents", "ImageFromBatch", "RepeatImageBatch"}
-OUTPUT_NODES = {"SaveImage", "PreviewImage", "SaveAnimatedWEBP", "SaveVideo", "CreateVideo", "PreviewAny",
-                "FaceControlPreviewFaces", "FaceControlVideoMetrics"}
+OUTPUT_NODES = {
+    "SaveImage",
+    "PreviewImage",
+    "SaveAnimatedWEBP",
+    "SaveVideo",
+    "CreateVideo",
+    "PreviewAny",
+    "FaceControlPreviewFaces",
+    "FaceControlVideoMetrics",
+}
 TOKEN_NODES = {"CLIPTextEncode", "FaceControlFaceAdapterIdentity", "FaceControlFaceAdapterAttributes"}
 PASTE_NODES = {"FaceControlPasteBack", "FaceControlFaceAdapterBlend"}
 # the composite nodes (nodes/composite_nodes.py): a whole example workflow in one node
@@ -74,8 +105,12 @@ def stage_of(class_type: str, category: str) -> str:
         return "tokens"
     if class_type.startswith("FaceControlLoad") or category.startswith("loaders"):
         return "models"
-    by_category = {"FaceControl/faces": "faces", "FaceControl/3dmm": "spatial condition", "FaceControl/dva": "DVA",
-                   "FaceControl/PIE": "PIE"}
+    by_category = {
+        "FaceControl/faces": "faces",
+        "FaceControl/3dmm": "spatial condition",
+        "FaceControl/dva": "DVA",
+        "FaceControl/PIE": "PIE",
+    }
     return by_category.get(category, "sampling")
 
 
@@ -90,7 +125,11 @@ def depth_of(api: dict) -> dict[str, int]:
 
     def visit(nid: str) -> int:
         if nid not in depth:
-            links = [v[0] for v in api[nid]["inputs"].values() if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str)]
+            links = [
+                v[0]
+                for v in api[nid]["inputs"].values()
+                if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str)
+            ]
             depth[nid] = 1 + max((visit(src) for src in links), default=-1)
         return depth[nid]
 
@@ -112,8 +151,15 @@ def layout(api: dict, object_info: dict) -> tuple[dict[str, list[int]], list[dic
         for nid in stages[stage]:
             positions[nid] = [x + GROUP_PAD, y]
             y += node_height(object_info[api[nid]["class_type"]], api[nid]) + ROW_GAP
-        groups.append({"title": stage, "bounding": [x, 60, NODE_WIDTH + 2 * GROUP_PAD, y - 60],
-                       "color": STAGE_COLORS[stage], "font_size": 24, "flags": {}})
+        groups.append(
+            {
+                "title": stage,
+                "bounding": [x, 60, NODE_WIDTH + 2 * GROUP_PAD, y - 60],
+                "color": STAGE_COLORS[stage],
+                "font_size": 24,
+                "flags": {},
+            }
+        )
         x += NODE_WIDTH + 2 * GROUP_PAD + COLUMN_GAP
     return positions, groups
 
@@ -134,7 +180,11 @@ def api_to_ui(api: dict, object_info: dict, note: str) -> dict:
             if is_widget(spec):
                 default = spec[1].get("default") if len(spec) > 1 and isinstance(spec[1], dict) else None
                 widgets.append(default if linked or value is None else value)
-                if spec[1].get("image_upload") or spec[1].get("video_upload") if len(spec) > 1 and isinstance(spec[1], dict) else False:
+                if (
+                    spec[1].get("image_upload") or spec[1].get("video_upload")
+                    if len(spec) > 1 and isinstance(spec[1], dict)
+                    else False
+                ):
                     widgets.append("image")
                 if has_seed_control(name, spec):
                     widgets.append("fixed")  # the frontend's seed control widget follows the seed
@@ -147,29 +197,68 @@ def api_to_ui(api: dict, object_info: dict, note: str) -> dict:
             if linked:
                 link_id += 1
                 src, slot = value
-                links.append([link_id, int(src), slot, int(nid), len(inputs), object_info[api[src]["class_type"]]["output"][slot]])
+                links.append(
+                    [
+                        link_id,
+                        int(src),
+                        slot,
+                        int(nid),
+                        len(inputs),
+                        object_info[api[src]["class_type"]]["output"][slot],
+                    ]
+                )
                 outputs_links.setdefault((src, slot), []).append(link_id)
                 entry["link"] = link_id
             inputs.append(entry)
         ui_nodes[nid] = {
-            "id": int(nid), "type": node["class_type"], "pos": positions[nid],
+            "id": int(nid),
+            "type": node["class_type"],
+            "pos": positions[nid],
             "size": [NODE_WIDTH, node_height(info, node)],
-            "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": [],
-            "properties": {"Node name for S&R": node["class_type"]}, "widgets_values": widgets,
+            "flags": {},
+            "order": order,
+            "mode": 0,
+            "inputs": inputs,
+            "outputs": [],
+            "properties": {"Node name for S&R": node["class_type"]},
+            "widgets_values": widgets,
         }
         if "_meta" in node:
             ui_nodes[nid]["title"] = node["_meta"].get("title")
     for nid, ui in ui_nodes.items():
         info = object_info[api[nid]["class_type"]]
         names = info.get("output_name", info["output"])
-        ui["outputs"] = [{"name": names[i], "type": t, "links": outputs_links.get((nid, i), []), "slot_index": i}
-                         for i, t in enumerate(info["output"])]
+        ui["outputs"] = [
+            {"name": names[i], "type": t, "links": outputs_links.get((nid, i), []), "slot_index": i}
+            for i, t in enumerate(info["output"])
+        ]
         nodes.append(ui)
     last_id = max(int(n) for n in api) + 1
-    nodes.append({"id": last_id, "type": "Note", "pos": [60, -300], "size": [620, 260], "flags": {}, "order": len(nodes),
-                  "mode": 0, "inputs": [], "outputs": [], "properties": {"text": ""}, "widgets_values": [note]})
-    return {"last_node_id": last_id, "last_link_id": link_id, "nodes": nodes, "links": links, "groups": groups,
-            "config": {}, "extra": {"ds": {"scale": 0.6, "offset": [0, 360]}}, "version": 0.4}
+    nodes.append(
+        {
+            "id": last_id,
+            "type": "Note",
+            "pos": [60, -300],
+            "size": [620, 260],
+            "flags": {},
+            "order": len(nodes),
+            "mode": 0,
+            "inputs": [],
+            "outputs": [],
+            "properties": {"text": ""},
+            "widgets_values": [note],
+        }
+    )
+    return {
+        "last_node_id": last_id,
+        "last_link_id": link_id,
+        "nodes": nodes,
+        "links": links,
+        "groups": groups,
+        "config": {},
+        "extra": {"ds": {"scale": 0.6, "offset": [0, 360]}},
+        "version": 0.4,
+    }
 
 
 def section_is_optional(info: dict, name: str) -> bool:
@@ -226,6 +315,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.url:
         import urllib.request
+
         object_info = json.loads(urllib.request.urlopen(args.url + "/object_info").read())
     else:
         with tempfile.TemporaryDirectory() as tmp, ComfyServer(Path(tmp)) as server:

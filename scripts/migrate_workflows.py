@@ -7,6 +7,7 @@ no change.
     python scripts/migrate_workflows.py my_workflow.json [more.json ...]      # rewrites in place
     python scripts/migrate_workflows.py --check my_workflow.json              # exit 1 if a file needs it
 """
+
 from __future__ import annotations
 
 import argparse

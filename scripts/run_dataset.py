@@ -16,6 +16,7 @@ how a sample's prompt is made from the shipped workflow, and how its outputs are
 
 Only the standard library and the pack's metrics are used: each server is a plain ComfyUI.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,8 +79,12 @@ def consumers(prompt: dict, node_id: str, output: int | None = None) -> list[tup
     out = []
     for other, spec in prompt.items():
         for name, value in spec.get("inputs", {}).items():
-            if isinstance(value, list) and len(value) == 2 and str(value[0]) == node_id and (
-                    output is None or value[1] == output):
+            if (
+                isinstance(value, list)
+                and len(value) == 2
+                and str(value[0]) == node_id
+                and (output is None or value[1] == output)
+            ):
                 out.append((other, name))
     return sorted(out, key=lambda pair: _id_key(pair[0]))
 
@@ -96,8 +101,11 @@ def save_node_fed_by(prompt: dict, class_type: str) -> str:
 def add_save(prompt: dict, source: str, output: int, prefix: str) -> str:
     """Add a SaveImage of ``source``'s output; returns its id."""
     new_id = str(max(int(k) for k in prompt if k.isdigit()) + 1)
-    prompt[new_id] = {"class_type": "SaveImage", "inputs": {"images": [source, output], "filename_prefix": prefix},
-                      "_meta": {"title": f"runner probe: {prefix}"}}
+    prompt[new_id] = {
+        "class_type": "SaveImage",
+        "inputs": {"images": [source, output], "filename_prefix": prefix},
+        "_meta": {"title": f"runner probe: {prefix}"},
+    }
     return new_id
 
 
@@ -154,8 +162,7 @@ class Table:
     notes: list[str] = field(default_factory=list)
 
     def markdown(self) -> str:
-        lines = [f"### {self.title}", "", "| " + " | ".join(self.columns) + " |",
-                 "|" + "---|" * len(self.columns)]
+        lines = [f"### {self.title}", "", "| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
         lines += ["| " + " | ".join(format_value(v) for v in row) + " |" for row in self.rows]
         return "\n".join(lines + [""] + [f"- {n}" for n in self.notes]) + "\n"
 
@@ -220,7 +227,9 @@ class Journal:
         self._append(self.results_path, row)
 
     def add_queued(self, sample: str, server: str, prompt_id: str) -> None:
-        self._append(self.queued_path, {"sample": sample, "server": server, "prompt_id": prompt_id, "time": time.time()})
+        self._append(
+            self.queued_path, {"sample": sample, "server": server, "prompt_id": prompt_id, "time": time.time()}
+        )
 
 
 def write_samples_csv(out_dir: Path, rows: list[dict]) -> None:
@@ -232,7 +241,9 @@ def write_samples_csv(out_dir: Path, rows: list[dict]) -> None:
         writer = csv.writer(handle)
         writer.writerow(keys)
         for row in rows:
-            writer.writerow([format_value(row.get(k)) if isinstance(row.get(k), float) else row.get(k, "") for k in keys])
+            writer.writerow(
+                [format_value(row.get(k)) if isinstance(row.get(k), float) else row.get(k, "") for k in keys]
+            )
     tmp.replace(out_dir / "samples.csv")
 
 
@@ -381,8 +392,14 @@ class Runner:
         outputs = self._download(server, sample, entry, saves)
         with self.score_lock:
             scores = self.paper.score(sample, outputs)
-        return {"sample": sample.id, "status": "ok", "server": server.url, "seconds": round(time.time() - start, 1),
-                **scores, "outputs": {k: [str(p.relative_to(self.out_dir)) for p in v] for k, v in outputs.items()}}
+        return {
+            "sample": sample.id,
+            "status": "ok",
+            "server": server.url,
+            "seconds": round(time.time() - start, 1),
+            **scores,
+            "outputs": {k: [str(p.relative_to(self.out_dir)) for p in v] for k, v in outputs.items()},
+        }
 
     def _worker(self, server: Server) -> None:
         while not self.stop.is_set():
@@ -412,10 +429,14 @@ class Runner:
                     log.warning("%s failed on %s (%s); trying another server", sample.id, server.url, error)
                     self.pending.put((sample, None))
                 else:
-                    self._record({"sample": sample.id, "status": "failed", "server": server.url, "error": str(error)[:2000]})
+                    self._record(
+                        {"sample": sample.id, "status": "failed", "server": server.url, "error": str(error)[:2000]}
+                    )
                 continue
             except ServerFailure as error:
-                log.warning("server %s failed on %s (%s): the sample goes back to the queue", server.url, sample.id, error)
+                log.warning(
+                    "server %s failed on %s (%s): the sample goes back to the queue", server.url, sample.id, error
+                )
                 self.unhealthy.add(server.url)
                 self.pending.put((sample, None))
                 if not self._wait_until_alive(server):
@@ -451,8 +472,14 @@ class Runner:
                 continue
             previous = queued.get(sample_id)
             self.pending.put((sample, previous if previous and previous["server"] in live else None))
-        log.info("%s: %d samples, %d already finished, %d to run on %d server(s)", self.paper.name, len(self.samples),
-                 self.skipped, len(self.samples) - self.skipped, len(self.servers))
+        log.info(
+            "%s: %d samples, %d already finished, %d to run on %d server(s)",
+            self.paper.name,
+            len(self.samples),
+            self.skipped,
+            len(self.samples) - self.skipped,
+            len(self.servers),
+        )
         self._open_bar()
         threads = [threading.Thread(target=self._worker, args=(s,), daemon=True) for s in self.servers]
         for thread in threads:
@@ -472,7 +499,9 @@ class Runner:
                 dead_since = time.time()
             elif time.time() - dead_since > self.settings.give_up_after:
                 self.stop.set()
-                raise RuntimeError(f"no server has answered for {self.settings.give_up_after:.0f}s; run again to resume")
+                raise RuntimeError(
+                    f"no server has answered for {self.settings.give_up_after:.0f}s; run again to resume"
+                )
         self.stop.set()
         for thread in threads:
             thread.join(timeout=5)
@@ -482,8 +511,9 @@ class Runner:
             from tqdm import tqdm
         except ImportError:
             return
-        self.bar = tqdm(total=len(self.samples), initial=self.skipped, desc=self.paper.name, unit="sample",
-                        dynamic_ncols=True)
+        self.bar = tqdm(
+            total=len(self.samples), initial=self.skipped, desc=self.paper.name, unit="sample", dynamic_ncols=True
+        )
 
 
 # ---------------------------------------------------------------- command line and outputs
@@ -492,13 +522,27 @@ class Runner:
 def common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", type=Path, required=True, help="the dataset folder (see the runner's docstring)")
     parser.add_argument("--out", type=Path, required=True, help="results folder; run again with the same to resume")
-    parser.add_argument("--server", action="append", dest="servers", default=[],
-                        help="a ComfyUI address (repeat for several; default http://127.0.0.1:8188)")
-    parser.add_argument("--models-dir", type=Path, action="append", default=[],
-                        help="a ComfyUI models folder holding the metric networks (repeatable)")
+    parser.add_argument(
+        "--server",
+        action="append",
+        dest="servers",
+        default=[],
+        help="a ComfyUI address (repeat for several; default http://127.0.0.1:8188)",
+    )
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        action="append",
+        default=[],
+        help="a ComfyUI models folder holding the metric networks (repeatable)",
+    )
     parser.add_argument("--identity", default="dlib", help="identity network: dlib, ir_se50 or arcface_r100")
-    parser.add_argument("--weights-label", default="", help="what the servers' weights are, printed above the table "
-                        "(e.g. 'filled test weights'); the metric networks are checked against the manifest")
+    parser.add_argument(
+        "--weights-label",
+        default="",
+        help="what the servers' weights are, printed above the table "
+        "(e.g. 'filled test weights'); the metric networks are checked against the manifest",
+    )
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds one sample may take")
     parser.add_argument("--retry-failed", action="store_true", help="run again the samples recorded as failed")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample choice")
@@ -530,7 +574,9 @@ def weights_notes(resolve: Callable[[str], Path], used: list[str], label: str) -
             continue
         entry = mf.get_entry(name)
         if entry.sha256 and not mf.verify_sha256(path, entry.sha256):
-            notes.append(f"{name}: NOT the released file (sha256 differs from the manifest): numbers are not the paper's kind")
+            notes.append(
+                f"{name}: NOT the released file (sha256 differs from the manifest): numbers are not the paper's kind"
+            )
         elif not entry.sha256:
             notes.append(f"{name}: {path.name} (no sha256 in the manifest to check it against)")
         else:
@@ -564,10 +610,12 @@ def load_plan(out_dir: Path, make: Callable[[], list[Sample]]) -> list[Sample]:
     return samples
 
 
-def main_run(paper: Paper, args: argparse.Namespace, make_samples: Callable[[], list[Sample]],
-             header: list[str]) -> int:
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def main_run(
+    paper: Paper, args: argparse.Namespace, make_samples: Callable[[], list[Sample]], header: list[str]
+) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     samples = load_plan(args.out, make_samples)
     settings = Settings(args.out, args.servers or ["http://127.0.0.1:8188"], args.timeout, args.retry_failed)
     rows = Runner(paper, samples, settings).run()

@@ -15,6 +15,7 @@ is taken out (Decode reads Encode's latent) and, when the server's DVA Decode of
   of every decoded crop against its aligned crop, averaged over all frames;
 - Table 2: TL-ID and TG-ID (STIT's definition) of the edited crops relative to the aligned crops, per video.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 import run_dataset as rd
 
 WORKFLOW = "dva_video_edit"
@@ -42,13 +42,20 @@ def parse_edit(text: str) -> tuple[str, float]:
 
 
 def make_samples(dataset: Path, edits: list[str]) -> list[rd.Sample]:
-    samples = [rd.Sample(f"recon_{p.stem}", {"video": str(p)}, {"kind": "reconstruction"})
-               for p in video_files(dataset / "reconstruction")]
+    samples = [
+        rd.Sample(f"recon_{p.stem}", {"video": str(p)}, {"kind": "reconstruction"})
+        for p in video_files(dataset / "reconstruction")
+    ]
     for path in video_files(dataset / "edit"):
         for text in edits:
             attribute, scale = parse_edit(text)
-            samples.append(rd.Sample(f"edit_{path.stem}_{attribute}_{scale:+g}", {"video": str(path)},
-                                     {"kind": "edit", "attribute": attribute, "scale": scale}))
+            samples.append(
+                rd.Sample(
+                    f"edit_{path.stem}_{attribute}_{scale:+g}",
+                    {"video": str(path)},
+                    {"kind": "edit", "attribute": attribute, "scale": scale},
+                )
+            )
     return samples
 
 
@@ -91,15 +98,21 @@ class DVAPaper(rd.Paper):
             option = per_frame_option(server)
             if option:
                 prompt[decode]["inputs"][option[0]] = option[1]
-                self.protocol_notes.add(f"reconstruction decodes with per-frame identity codes ({option[0]} = {option[1]})")
+                self.protocol_notes.add(
+                    f"reconstruction decodes with per-frame identity codes ({option[0]} = {option[1]})"
+                )
             else:
-                self.protocol_notes.add("this server's DVA Decode has no per-frame identity mode: reconstruction "
-                                        "decodes with the video's average code (the authors' metrics use per-frame codes)")
+                self.protocol_notes.add(
+                    "this server's DVA Decode has no per-frame identity mode: reconstruction "
+                    "decodes with the video's average code (the authors' metrics use per-frame codes)"
+                )
         else:
             prompt[edit]["inputs"].update(attribute=sample.info["attribute"], scale=sample.info["scale"])
         align = rd.one_node(prompt, "FaceControlAlignFaces")
-        saves = {"original": rd.add_save(prompt, align, 0, f"runner/{sample.id}_aligned"),
-                 "decoded": rd.save_node_fed_by(prompt, "FaceControlDVADecode")}
+        saves = {
+            "original": rd.add_save(prompt, align, 0, f"runner/{sample.id}_aligned"),
+            "decoded": rd.save_node_fed_by(prompt, "FaceControlDVADecode"),
+        }
         return prompt, saves
 
     def score(self, sample: rd.Sample, outputs: dict[str, list[Path]]) -> dict[str, Any]:
@@ -110,14 +123,19 @@ class DVAPaper(rd.Paper):
         original = np.stack([rd.read_rgb(p) for p in outputs["original"]])
         decoded = np.stack([rd.read_rgb(p) for p in outputs["decoded"]])
         if original.shape != decoded.shape:
-            raise ValueError(f"{sample.id}: {len(original)} aligned crops {original.shape[1:3]} but "
-                             f"{len(decoded)} decoded {decoded.shape[1:3]}")
+            raise ValueError(
+                f"{sample.id}: {len(original)} aligned crops {original.shape[1:3]} but "
+                f"{len(decoded)} decoded {decoded.shape[1:3]}"
+            )
         row: dict[str, Any] = {"kind": sample.info["kind"], "frames": len(original)}
         if sample.info["kind"] == "reconstruction":
             x = torch.from_numpy(original).permute(0, 3, 1, 2).float() / 255
             y = torch.from_numpy(decoded).permute(0, 3, 1, 2).float() / 255
-            frame_scores = {"SSIM": metrics.ssim(x, y, "zero"), "SSIM (valid)": metrics.ssim(x, y, "valid"),
-                            "MSE": metrics.mse(x, y)}
+            frame_scores = {
+                "SSIM": metrics.ssim(x, y, "zero"),
+                "SSIM (valid)": metrics.ssim(x, y, "valid"),
+                "MSE": metrics.mse(x, y),
+            }
             if min(x.shape[2:]) > 160:
                 frame_scores["MS-SSIM"] = metrics.ms_ssim(x, y)
             if self.nets.lpips is not None:
@@ -138,39 +156,67 @@ class DVAPaper(rd.Paper):
         ours1 = {c: rd.mean(v for r in recon for v in r.get(c, [])) for c in columns1}
         frames = sum(r.get("frames", 0) for r in recon)
         identity = getattr(self.nets.identity, "name", "unavailable")
-        notes1 = [f"{len(recon)} video(s), {frames} frames, {failed} sample(s) failed in this run",
-                  "SSIM: the authors' zero-padded form (DiffAE ssim.py); SSIM (valid): scikit-image's; MS-SSIM is not in "
-                  "the authors' code (Wang et al. 2003, valid filtering)", *sorted(self.protocol_notes),
-                  "the paper's numbers come from a secondary summary (REFERENCE.md 2.4: check the PDF)"]
-        table1 = rd.Table("Table 1, reconstruction", ["", *columns1],
-                          [["DVA T=100 (paper)", *[DVA_TABLE1.get(c) for c in columns1]],
-                           [f"this run ({len(recon)})", *[ours1[c] for c in columns1]]], notes1)
+        notes1 = [
+            f"{len(recon)} video(s), {frames} frames, {failed} sample(s) failed in this run",
+            "SSIM: the authors' zero-padded form (DiffAE ssim.py); SSIM (valid): scikit-image's; MS-SSIM is not in "
+            "the authors' code (Wang et al. 2003, valid filtering)",
+            *sorted(self.protocol_notes),
+            "the paper's numbers come from a secondary summary (REFERENCE.md 2.4: check the PDF)",
+        ]
+        table1 = rd.Table(
+            "Table 1, reconstruction",
+            ["", *columns1],
+            [
+                ["DVA T=100 (paper)", *[DVA_TABLE1.get(c) for c in columns1]],
+                [f"this run ({len(recon)})", *[ours1[c] for c in columns1]],
+            ],
+            notes1,
+        )
         ours2 = {c: rd.mean(r.get(c) for r in edits) for c in DVA_TABLE2}
-        table2 = rd.Table("Table 2, temporal identity consistency", ["", *DVA_TABLE2],
-                          [["DVA (paper)", *DVA_TABLE2.values()], [f"this run ({len(edits)})", *ours2.values()]],
-                          [f"{len(edits)} edited video(s); identity network: {identity} (STIT's and the paper's network "
-                           "is not stated in the released code)",
-                           f"the identity network's detector found no face in {sum(r.get('undetected', 0) for r in edits)} "
-                           "crop(s), measured in the FFHQ crop's face box instead"] + [f"{k} unavailable: {v}" for k, v in self.nets.missing.items()])
+        table2 = rd.Table(
+            "Table 2, temporal identity consistency",
+            ["", *DVA_TABLE2],
+            [["DVA (paper)", *DVA_TABLE2.values()], [f"this run ({len(edits)})", *ours2.values()]],
+            [
+                f"{len(edits)} edited video(s); identity network: {identity} (STIT's and the paper's network "
+                "is not stated in the released code)",
+                f"the identity network's detector found no face in {sum(r.get('undetected', 0) for r in edits)} "
+                "crop(s), measured in the FFHQ crop's face box instead",
+            ]
+            + [f"{k} unavailable: {v}" for k, v in self.nets.missing.items()],
+        )
         return [table1, table2]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     rd.common_arguments(parser)
-    parser.add_argument("--edit", action="append", dest="edits", default=[],
-                        help="attribute:scale of the classifier edit for Table 2 (repeatable; default No_Beard:-0.5)")
+    parser.add_argument(
+        "--edit",
+        action="append",
+        dest="edits",
+        default=[],
+        help="attribute:scale of the classifier edit for Table 2 (repeatable; default No_Beard:-0.5)",
+    )
     parser.add_argument("--steps", type=int, default=100, help="DDIM steps T (the paper's Table 1: 100)")
-    parser.add_argument("--frames", type=int, default=None, choices=range(1, 65), metavar="1..64",
-                        help="the first N frames of each video (ImageFromBatch; default: the whole video)")
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=None,
+        choices=range(1, 65),
+        metavar="1..64",
+        help="the first N frames of each video (ImageFromBatch; default: the whole video)",
+    )
     args = parser.parse_args(argv)
     resolve = rd.resolver(args.models_dir)
     paper = DVAPaper(rd.Networks(resolve, args.identity), args.steps, args.frames)
     import facecontrol.model_names as names
 
-    header = ["# Diffusion Video Autoencoders (Kim et al. 2023) Tables 1-2, reproduced through ComfyUI",
-              f"DDIM steps T = {args.steps}",
-              *rd.weights_notes(resolve, [names.METRIC_LPIPS_ALEX, names.METRIC_ALEXNET], args.weights_label)]
+    header = [
+        "# Diffusion Video Autoencoders (Kim et al. 2023) Tables 1-2, reproduced through ComfyUI",
+        f"DDIM steps T = {args.steps}",
+        *rd.weights_notes(resolve, [names.METRIC_LPIPS_ALEX, names.METRIC_ALEXNET], args.weights_label),
+    ]
     return rd.main_run(paper, args, lambda: make_samples(args.dataset, args.edits or ["No_Beard:-0.5"]), header)
 
 

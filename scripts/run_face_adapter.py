@@ -24,6 +24,7 @@ uploaded to the server, as a user would; the result pasted into the photo is sco
 
 The paper used CurricularFace for CSIM; the identity network used here is named in the table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,10 +35,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 import run_dataset as rd
 
-FA_TABLE1_SAME = {"PSNR": 22.36, "LPIPS": 0.1281, "FID": 29.27, "Exp": 3.24, "Pose": 0.0243, "Gaze": 0.0415, "CSIM": 0.7146}
+FA_TABLE1_SAME = {
+    "PSNR": 22.36,
+    "LPIPS": 0.1281,
+    "FID": 29.27,
+    "Exp": 3.24,
+    "Pose": 0.0243,
+    "Gaze": 0.0415,
+    "CSIM": 0.7146,
+}
 FA_TABLE1_CROSS = {"Exp": 6.45, "Pose": 0.0355, "Gaze": 0.0543, "CSIM": 0.6429, "FID": 41.09}
 FA_TABLE2_SWAP = {"ID retrieval": 96.47, "Pose": 0.0319, "Exp": 6.66, "Gaze": 0.0607}
 REENACT_WORKFLOW, SWAP_WORKFLOW = "face_adapter_reenactment", "face_adapter_swap"
@@ -65,14 +73,24 @@ def reenactment_samples(root: Path, same: int, cross: int, rng: random.Random) -
     for i in range(same if multi else 0):
         key = rng.choice(multi)
         source, driver = rng.sample(vids[key], 2)
-        samples.append(rd.Sample(f"same_{i:04d}", {"source": str(source), "driver": str(driver)},
-                                 {"kind": "same", "source_id": key[0], "driver_id": key[0]}))
+        samples.append(
+            rd.Sample(
+                f"same_{i:04d}",
+                {"source": str(source), "driver": str(driver)},
+                {"kind": "same", "source_id": key[0], "driver_id": key[0]},
+            )
+        )
     for i in range(cross if len(identities) >= 2 else 0):
         a, b = rng.sample(identities, 2)
         source = rng.choice([f for k, v in vids.items() if k[0] == a for f in v])
         driver = rng.choice([f for k, v in vids.items() if k[0] == b for f in v])
-        samples.append(rd.Sample(f"cross_{i:04d}", {"source": str(source), "driver": str(driver)},
-                                 {"kind": "cross", "source_id": a, "driver_id": b}))
+        samples.append(
+            rd.Sample(
+                f"cross_{i:04d}",
+                {"source": str(source), "driver": str(driver)},
+                {"kind": "cross", "source_id": a, "driver_id": b},
+            )
+        )
     return samples
 
 
@@ -94,8 +112,13 @@ def swap_samples(root: Path, pairs_file: Path, frames_per_video: int, max_pairs:
         if target not in vids or source not in vids:
             raise SystemExit(f"{pairs_file}: pair ({target}, {source}) names a video missing from {root}")
         for j, frame in enumerate(evenly(vids[target], frames_per_video)):
-            samples.append(rd.Sample(f"swap_{target}_{source}_{j:02d}", {"source": str(vids[source][0]), "target": str(frame)},
-                                     {"kind": "swap", "source_id": source, "target_id": target}))
+            samples.append(
+                rd.Sample(
+                    f"swap_{target}_{source}_{j:02d}",
+                    {"source": str(vids[source][0]), "target": str(frame)},
+                    {"kind": "swap", "source_id": source, "target_id": target},
+                )
+            )
     return samples
 
 
@@ -118,7 +141,11 @@ class FaceAdapterPaper(rd.Paper):
         swap = sample.info["kind"] == "swap"
         prompt = rd.default_workflow(SWAP_WORKFLOW if swap else REENACT_WORKFLOW)
         prompt[rd.node_titled(prompt, "LoadImage", "source")]["inputs"]["image"] = uploaded["source"]
-        other = rd.node_titled(prompt, "LoadImage", "target") if swap else rd.node_titled(prompt, "LoadImage", "driving", "driver")
+        other = (
+            rd.node_titled(prompt, "LoadImage", "target")
+            if swap
+            else rd.node_titled(prompt, "LoadImage", "driving", "driver")
+        )
         prompt[other]["inputs"]["image"] = uploaded["target" if swap else "driver"]
         rd.set_inputs(prompt, "FaceControlDetectFaces", select="largest")  # test frames hold one face
         if self.steps:
@@ -159,7 +186,9 @@ class FaceAdapterPaper(rd.Paper):
         if src_faces is not None and row.get("embedding") is not None:
             import torch
 
-            row["CSIM"] = float(metrics.csim(torch.tensor([row["embedding"]]), torch.tensor([self.embed(source, src_faces)]))[0])
+            row["CSIM"] = float(
+                metrics.csim(torch.tensor([row["embedding"]]), torch.tensor([self.embed(source, src_faces)]))[0]
+            )
         if self.nets.d3dfr is not None and res_faces is not None and ref_faces is not None:
             a = metrics.d3dfr_coefficients(self.nets.d3dfr, result[None], res_faces.lm5())
             b = metrics.d3dfr_coefficients(self.nets.d3dfr, reference[None], ref_faces.lm5())
@@ -186,7 +215,10 @@ class FaceAdapterPaper(rd.Paper):
 
         if self.nets.fid is None or len(results) < 2 or len(reals) < 2:
             return None
-        feats = [metrics.fid_features(self.nets.fid, torch_batch([rd.read_rgb(p) for p in paths])) for paths in (results, reals)]
+        feats = [
+            metrics.fid_features(self.nets.fid, torch_batch([rd.read_rgb(p) for p in paths]))
+            for paths in (results, reals)
+        ]
         return metrics.fid(*feats)
 
     def id_retrieval(self, rows: list[dict], samples: dict[str, rd.Sample]) -> float | None:
@@ -203,8 +235,12 @@ class FaceAdapterPaper(rd.Paper):
             vector = self.embed(rgb, self.geometry(path, rgb))
             if vector is not None:
                 embedded.append((vector, label))
-        return metrics.id_retrieval(torch.tensor([q[0] for q in queries]), [q[1] for q in queries],
-                                    torch.tensor([g[0] for g in embedded]), [g[1] for g in embedded])
+        return metrics.id_retrieval(
+            torch.tensor([q[0] for q in queries]),
+            [q[1] for q in queries],
+            torch.tensor([g[0] for g in embedded]),
+            [g[1] for g in embedded],
+        )
 
     def table(self, rows: list[dict]) -> list[rd.Table]:
         samples = self.samples
@@ -212,35 +248,50 @@ class FaceAdapterPaper(rd.Paper):
         kinds = {k: [r for r in ok if r.get("kind") == k] for k in ("same", "cross", "swap")}
         tables = []
         for kind, title, paper, columns in (
-                ("same", "Table 1, VoxCeleb1 same-identity reenactment", FA_TABLE1_SAME, list(FA_TABLE1_SAME)),
-                ("cross", "Table 1, VoxCeleb1 cross-identity reenactment", FA_TABLE1_CROSS, list(FA_TABLE1_CROSS))):
+            ("same", "Table 1, VoxCeleb1 same-identity reenactment", FA_TABLE1_SAME, list(FA_TABLE1_SAME)),
+            ("cross", "Table 1, VoxCeleb1 cross-identity reenactment", FA_TABLE1_CROSS, list(FA_TABLE1_CROSS)),
+        ):
             group = kinds[kind]
             if not group and not any(s.info["kind"] == kind for s in samples.values()):
                 continue
             ours = {c: rd.mean(r.get(c) for r in group) for c in columns}
-            ours["FID"] = self.fid([self.out_dir / r["outputs"]["result"][0] for r in group],
-                                   [Path(samples[r["sample"]].files["driver"]) for r in group])
+            ours["FID"] = self.fid(
+                [self.out_dir / r["outputs"]["result"][0] for r in group],
+                [Path(samples[r["sample"]].files["driver"]) for r in group],
+            )
             tables.append(self._table(title, columns, paper, ours, group, kind, rows))
         swaps = kinds["swap"]
         if swaps or any(s.info["kind"] == "swap" for s in samples.values()):
             columns = list(FA_TABLE2_SWAP)
             ours = {c: rd.mean(r.get(c) for r in swaps) for c in columns}
             ours["ID retrieval"] = self.id_retrieval(swaps, samples)
-            tables.append(self._table("Table 2, FaceForensics++ swapping", columns, FA_TABLE2_SWAP, ours, swaps, "swap", rows))
+            tables.append(
+                self._table("Table 2, FaceForensics++ swapping", columns, FA_TABLE2_SWAP, ours, swaps, "swap", rows)
+            )
         return tables
 
     def _table(self, title, columns, paper, ours, group, kind, rows) -> rd.Table:
         failed = [r for r in rows if r.get("status") != "ok" and self.samples[r["sample"]].info["kind"] == kind]
         no_face = sum(1 for r in group if not r.get("result_face_found"))
         identity = getattr(self.nets.identity, "name", "unavailable")
-        notes = [f"{len(group)} sample(s) scored, {len(failed)} failed; {no_face} result(s) with no detectable face "
-                 "(measured where the driver's, or for a swap the target's, face is)",
-                 f"CSIM and ID retrieval use {identity} (the paper: CurricularFace)",
-                 "Exp / Pose / Gaze: Face-Adapter's D3DFR (d3dfr_res50_nofc.pth) on the 256 ArcFace-template crops"
-                 if self.nets.d3dfr is not None else "Exp / Pose / Gaze: not measured (Face-Adapter's D3DFR file missing)"]
+        notes = [
+            f"{len(group)} sample(s) scored, {len(failed)} failed; {no_face} result(s) with no detectable face "
+            "(measured where the driver's, or for a swap the target's, face is)",
+            f"CSIM and ID retrieval use {identity} (the paper: CurricularFace)",
+            "Exp / Pose / Gaze: Face-Adapter's D3DFR (d3dfr_res50_nofc.pth) on the 256 ArcFace-template crops"
+            if self.nets.d3dfr is not None
+            else "Exp / Pose / Gaze: not measured (Face-Adapter's D3DFR file missing)",
+        ]
         notes += [f"{k} unavailable: {v}" for k, v in self.nets.missing.items()]
-        return rd.Table(title, ["", *columns], [["Face-Adapter (paper)", *[paper[c] for c in columns]],
-                                                [f"this run ({len(group)})", *[ours.get(c) for c in columns]]], notes)
+        return rd.Table(
+            title,
+            ["", *columns],
+            [
+                ["Face-Adapter (paper)", *[paper[c] for c in columns]],
+                [f"this run ({len(group)})", *[ours.get(c) for c in columns]],
+            ],
+            notes,
+        )
 
 
 def torch_batch(images: list[np.ndarray]):
@@ -260,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--swap-frames", type=int, default=10, help="frames per FaceForensics++ target video")
     parser.add_argument("--swap-pairs", type=int, default=None, help="use only the first N pairs")
     parser.add_argument("--gallery-frames", type=int, default=10, help="ID-retrieval gallery frames per source video")
-    parser.add_argument("--steps", type=int, default=None, help="KSampler steps (default: the workflow's, the paper's 25)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="KSampler steps (default: the workflow's, the paper's 25)"
+    )
     args = parser.parse_args(argv)
     resolve = rd.resolver(args.models_dir)
     nets = rd.Networks(resolve, args.identity)
@@ -281,9 +334,14 @@ def main(argv: list[str] | None = None) -> int:
     paper.samples, paper.out_dir = {s.id: s for s in samples}, args.out
     import facecontrol.model_names as names
 
-    header = ["# Face-Adapter (Han et al. 2024) Tables 1-2, reproduced through ComfyUI",
-              *rd.weights_notes(resolve, [names.FA_D3DFR, names.METRIC_LPIPS_ALEX, names.METRIC_ALEXNET,
-                                          names.METRIC_FID_INCEPTION], args.weights_label)]
+    header = [
+        "# Face-Adapter (Han et al. 2024) Tables 1-2, reproduced through ComfyUI",
+        *rd.weights_notes(
+            resolve,
+            [names.FA_D3DFR, names.METRIC_LPIPS_ALEX, names.METRIC_ALEXNET, names.METRIC_FID_INCEPTION],
+            args.weights_label,
+        ),
+    ]
     return rd.main_run(paper, args, lambda: samples, header)
 
 

@@ -19,6 +19,7 @@ move and count with a requested change of 0. Identity preservation: cosine of th
 embeddings of the aligned portrait and the edited image (default dlib; PIE's recognition term is IR-SE50).
 PIE's own table numbers could not be retrieved (REFERENCE.md section 3), so none are printed beside ours.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,19 @@ from typing import Any
 import run_dataset as rd
 
 WORKFLOW = "pie_portrait_edit"
-SLIDERS = ("yaw", "pitch", "roll", "smile", "jaw_open", "blink", "brows_up", "light_intensity", "light_from_top",
-           "light_from_right", "light_from_front")
+SLIDERS = (
+    "yaw",
+    "pitch",
+    "roll",
+    "smile",
+    "jaw_open",
+    "blink",
+    "brows_up",
+    "light_intensity",
+    "light_from_top",
+    "light_from_right",
+    "light_from_front",
+)
 DEFAULT_EDITS = ({"yaw": 15.0}, {"pitch": 10.0}, {"smile": 0.5}, {"light_from_right": 0.3})
 POSE, EXPRESSION = ("yaw", "pitch", "roll"), ("smile", "jaw_open", "blink", "brows_up")
 LIGHT = ("light_intensity", "light_from_top", "light_from_right", "light_from_front")
@@ -57,8 +69,9 @@ def make_samples(dataset: Path) -> list[rd.Sample]:
         for index, (which, edit) in enumerate(edits):
             if which in ("*", portrait.name):
                 label = "_".join(f"{k}{v:+g}" for k, v in edit.items()) or "none"
-                samples.append(rd.Sample(f"{portrait.stem}_{index:02d}_{label}", {"portrait": str(portrait)},
-                                         {"edit": edit}))
+                samples.append(
+                    rd.Sample(f"{portrait.stem}_{index:02d}_{label}", {"portrait": str(portrait)}, {"edit": edit})
+                )
     return samples
 
 
@@ -88,9 +101,13 @@ class PIEPaper(rd.Paper):
         embed = rd.one_node(prompt, "FaceControlPIEEmbed")
         align = rd.one_node(prompt, "FaceControlAlignFaces")
         reconstruction = [n for n, name in rd.consumers(prompt, embed, 1) if prompt[n]["class_type"] == "SaveImage"]
-        saves = {"aligned": rd.add_save(prompt, align, 0, f"runner/{sample.id}_aligned"),
-                 "edited": rd.save_node_fed_by(prompt, "FaceControlPIEDecode"),
-                 "reconstruction": reconstruction[0] if reconstruction else rd.add_save(prompt, embed, 1, f"runner/{sample.id}_recon")}
+        saves = {
+            "aligned": rd.add_save(prompt, align, 0, f"runner/{sample.id}_aligned"),
+            "edited": rd.save_node_fed_by(prompt, "FaceControlPIEDecode"),
+            "reconstruction": reconstruction[0]
+            if reconstruction
+            else rd.add_save(prompt, embed, 1, f"runner/{sample.id}_recon"),
+        }
         return prompt, saves
 
     def measure(self, rgb) -> dict[str, float]:
@@ -112,15 +129,16 @@ class PIEPaper(rd.Paper):
 
     def score(self, sample: rd.Sample, outputs: dict[str, list[Path]]) -> dict[str, Any]:
         import cv2
-        import torch
 
         from facecontrol.pipelines import metrics
 
         aligned, edited = rd.read_rgb(outputs["aligned"][0]), rd.read_rgb(outputs["edited"][0])
         recon = rd.read_rgb(outputs["reconstruction"][0])
         size = aligned.shape[1], aligned.shape[0]
-        edited, recon = (cv2.resize(i, size, interpolation=cv2.INTER_CUBIC) if i.shape != aligned.shape else i
-                         for i in (edited, recon))
+        edited, recon = (
+            cv2.resize(i, size, interpolation=cv2.INTER_CUBIC) if i.shape != aligned.shape else i
+            for i in (edited, recon)
+        )
         before, after = self.measure(recon), self.measure(edited)
         row: dict[str, Any] = {"faces_found": int(bool(before)) + int(bool(after))}
         if before and after:
@@ -143,31 +161,52 @@ class PIEPaper(rd.Paper):
             if not asked and not kept:
                 continue
             requested = rd.mean(e[name] for e in edits if e.get(name))
-            table_rows.append([name, group_of(name), len(asked), requested,
-                               rd.mean(r.get(f"{name} measured") for r in asked), rd.mean(r.get(f"{name} error") for r in asked),
-                               rd.mean(r.get(f"{name} error") for r in kept)])
+            table_rows.append(
+                [
+                    name,
+                    group_of(name),
+                    len(asked),
+                    requested,
+                    rd.mean(r.get(f"{name} measured") for r in asked),
+                    rd.mean(r.get(f"{name} error") for r in asked),
+                    rd.mean(r.get(f"{name} error") for r in kept),
+                ]
+            )
         measured = sum(1 for r in ok if r.get("faces_found") == 2)
         identity = getattr(self.nets.identity, "name", "unavailable")
-        notes = [f"{len(ok)} edit(s) scored, {len(rows) - len(ok)} failed; measured on {measured} (a face found in "
-                 "both the reconstruction and the edited image)",
-                 "pose and expression: the ICT-FaceKit fit to mediapipe's points; light: Face-Adapter's D3DFR "
-                 "(SH band 0 and band 1 averaged over colours, PIE's slider convention)",
-                 "'unrequested error': the change of this quantity in edits of its group that did not ask for it",
-                 "PIE's paper numbers: not retrieved (REFERENCE.md section 3)"]
+        notes = [
+            f"{len(ok)} edit(s) scored, {len(rows) - len(ok)} failed; measured on {measured} (a face found in "
+            "both the reconstruction and the edited image)",
+            "pose and expression: the ICT-FaceKit fit to mediapipe's points; light: Face-Adapter's D3DFR "
+            "(SH band 0 and band 1 averaged over colours, PIE's slider convention)",
+            "'unrequested error': the change of this quantity in edits of its group that did not ask for it",
+            "PIE's paper numbers: not retrieved (REFERENCE.md section 3)",
+        ]
         notes += [f"{k} unavailable: {v}" for k, v in self.nets.missing.items()]
-        accuracy = rd.Table("Edit accuracy", ["quantity", "group", "edits", "requested", "measured", "error",
-                                              "unrequested error"], table_rows, notes)
-        ident = rd.Table("Identity preservation", ["", "cosine (aligned portrait, edited)", "edits"],
-                         [[identity, rd.mean(r.get("identity") for r in ok), len(ok)]],
-                         ["the paper's E_recognition uses a face-recognition network; the pack's is IR-SE50, so "
-                          "identity is judged here by another network (default dlib)"])
+        accuracy = rd.Table(
+            "Edit accuracy",
+            ["quantity", "group", "edits", "requested", "measured", "error", "unrequested error"],
+            table_rows,
+            notes,
+        )
+        ident = rd.Table(
+            "Identity preservation",
+            ["", "cosine (aligned portrait, edited)", "edits"],
+            [[identity, rd.mean(r.get("identity") for r in ok), len(ok)]],
+            [
+                "the paper's E_recognition uses a face-recognition network; the pack's is IR-SE50, so "
+                "identity is judged here by another network (default dlib)"
+            ],
+        )
         return [accuracy, ident]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     rd.common_arguments(parser)
-    parser.add_argument("--embed-steps", type=int, default=None, help="PIE Embed steps for W and W+ each (default: the workflow's)")
+    parser.add_argument(
+        "--embed-steps", type=int, default=None, help="PIE Embed steps for W and W+ each (default: the workflow's)"
+    )
     parser.add_argument("--edit-steps", type=int, default=None, help="PIE Edit steps (default: the workflow's)")
     args = parser.parse_args(argv)
     resolve = rd.resolver(args.models_dir)
@@ -176,8 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     paper.samples = {s.id: s for s in samples}
     import facecontrol.model_names as names
 
-    header = ["# PIE (Tewari et al. 2020): edit accuracy and identity preservation through ComfyUI",
-              *rd.weights_notes(resolve, [names.FA_D3DFR, names.ICT_LANDMARK_MODEL], args.weights_label)]
+    header = [
+        "# PIE (Tewari et al. 2020): edit accuracy and identity preservation through ComfyUI",
+        *rd.weights_notes(resolve, [names.FA_D3DFR, names.ICT_LANDMARK_MODEL], args.weights_label),
+    ]
     return rd.main_run(paper, args, lambda: samples, header)
 
 

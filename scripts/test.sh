@@ -16,7 +16,7 @@ else
 fi
 cd "$ROOT"
 # Lint gate (scripts/lint.sh: ruff check + ruff format --check); FACECONTROL_LINT_GATE=0 turns it off.
-LINT_GATE="${FACECONTROL_LINT_GATE:-0}"
+LINT_GATE="${FACECONTROL_LINT_GATE:-1}"
 lint_status=0
 if [ "$LINT_GATE" = 1 ]; then
     "$ROOT/scripts/lint.sh" || lint_status=1

@@ -17,6 +17,7 @@ the image of RigNet(w, theta_v^tau). ``--parameter-weight`` and ``--image-weight
 schedule (constant, cosine to 0, or step: x0.1 at 2/3). Losses are logged every ``--log-every`` steps; the bundle is saved (safetensors, loadable by the Load RigNet node) and a
 ``<out>.state.pt`` with the optimiser state lets ``--resume`` continue. Uses the GPU when there is one.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,11 +34,15 @@ from facecontrol.models.rignet import RigNetBundle, load_rignet, save_rignet
 from facecontrol.pipelines import pie
 
 log = logging.getLogger("train_rignet")
-WEIGHT_HELP = {"reconstruction": "RigNet(w, theta_w) = w", "edit": "StyleRig's rendered edit loss (against I_v)",
-               "consistency": "StyleRig's rendered cycle-consistency loss (against I_w)",
-               "parameter": "ours: parameter-space edit and keep distances", "image": "ours: edited image against the "
-               "render of [theta_w^not-tau, theta_v^tau]", "photo": "photometric weight inside the rendered losses",
-               "landmark": "landmark weight inside the rendered losses"}
+WEIGHT_HELP = {
+    "reconstruction": "RigNet(w, theta_w) = w",
+    "edit": "StyleRig's rendered edit loss (against I_v)",
+    "consistency": "StyleRig's rendered cycle-consistency loss (against I_w)",
+    "parameter": "ours: parameter-space edit and keep distances",
+    "image": "ours: edited image against the render of [theta_w^not-tau, theta_v^tau]",
+    "photo": "photometric weight inside the rendered losses",
+    "landmark": "landmark weight inside the rendered losses",
+}
 
 
 SCHEDULES = ("constant", "cosine", "step")
@@ -52,12 +57,23 @@ def learning_rate(lr: float, step: int, total: int, schedule: str = "constant") 
     return lr
 
 
-def train(models: pie.PIEModels, bundle: RigNetBundle, steps: int, batch: int = 4, lr: float = 1e-4,
-          taus: tuple[str, ...] = ("pose", "expression", "illumination"), seed: int = 0,
-          weights: pie.RigNetLossWeights | None = None, optimizer: torch.optim.Optimizer | None = None,
-          start_step: int = 0, on_log: Callable[[int, dict[str, float]], None] | None = None,
-          log_every: int = 50, mixing: int = 5, schedule: str = "constant", total_steps: int | None = None
-          ) -> tuple[list[dict[str, float]], torch.optim.Optimizer]:
+def train(
+    models: pie.PIEModels,
+    bundle: RigNetBundle,
+    steps: int,
+    batch: int = 4,
+    lr: float = 1e-4,
+    taus: tuple[str, ...] = ("pose", "expression", "illumination"),
+    seed: int = 0,
+    weights: pie.RigNetLossWeights | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    start_step: int = 0,
+    on_log: Callable[[int, dict[str, float]], None] | None = None,
+    log_every: int = 50,
+    mixing: int = 5,
+    schedule: str = "constant",
+    total_steps: int | None = None,
+) -> tuple[list[dict[str, float]], torch.optim.Optimizer]:
     """Run ``steps`` optimisation steps; returns the per-step losses and the optimiser (for saving)."""
     weights = weights or pie.RigNetLossWeights()
     bundle.train().requires_grad_(True)
@@ -110,14 +126,19 @@ def bfm_formation(args: argparse.Namespace, landmark_net: torch.nn.Module) -> pi
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The generator and face-model options (shared with scripts/calibrate_pie.py)."""
-    parser.add_argument("--generator", type=Path, required=True, help="rosinality .pt, NVlabs .pkl or a face generator .safetensors")
+    parser.add_argument(
+        "--generator", type=Path, required=True, help="rosinality .pt, NVlabs .pkl or a face generator .safetensors"
+    )
     parser.add_argument("--face-model", choices=("ict_facekit", "bfm_deep3dfacerecon"), default="ict_facekit")
     parser.add_argument("--ict", type=Path, default=Path("comfyui/models/face_3dmm/ict_facekit/face_model.npz"))
     parser.add_argument("--bfm", type=Path, default=Path("comfyui/models/face_3dmm/BFM/BFM_model_front.mat"))
     parser.add_argument("--d3dfr", type=Path, default=Path("comfyui/models/face_3dmm/deep3dfacerecon/epoch_20.pth"))
     parser.add_argument("--standard-landmarks", type=Path, default=None, help="similarity_Lm3D_all.mat (optional)")
-    parser.add_argument("--landmark-net", type=Path,
-                        default=Path("comfyui/models/dva/pretrained_models/mobilenet_224_model_best_gdconv_external.pth.tar"))
+    parser.add_argument(
+        "--landmark-net",
+        type=Path,
+        default=Path("comfyui/models/dva/pretrained_models/mobilenet_224_model_best_gdconv_external.pth.tar"),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -147,7 +168,9 @@ def main(argv: list[str] | None = None) -> None:
     start = 0
     if args.resume and args.out.is_file():
         bundle = load_rignet(args.out).to(device)
-        start = int(torch.load(state_path, map_location="cpu", weights_only=True)["step"]) if state_path.is_file() else 0
+        start = (
+            int(torch.load(state_path, map_location="cpu", weights_only=True)["step"]) if state_path.is_file() else 0
+        )
         log.info("resuming %s at step %d", args.out, start)
     else:
         dims = {tau: models.formation.tau_dims[tau] for tau in taus}
@@ -155,17 +178,35 @@ def main(argv: list[str] | None = None) -> None:
     optimizer = torch.optim.Adam(bundle.parameters(), lr=args.lr)
     if args.resume and state_path.is_file():
         optimizer.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=True)["optimizer"])
-    weights = pie.RigNetLossWeights(**{name: getattr(args, f"{name}_weight") for name in asdict(pie.RigNetLossWeights())})
+    weights = pie.RigNetLossWeights(
+        **{name: getattr(args, f"{name}_weight") for name in asdict(pie.RigNetLossWeights())}
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
     step = start
     while step < args.steps:
         chunk = min(args.save_every, args.steps - step)
-        _, optimizer = train(models, bundle, chunk, args.batch, args.lr, taus, args.seed, weights, optimizer, step,
-                             on_log=lambda s, r: log.info("step %d %s (%.1f steps/s)", s, r, (s - start) / (time.time() - started)),
-                             log_every=args.log_every, mixing=args.mixing, schedule=args.schedule, total_steps=args.steps)
+        _, optimizer = train(
+            models,
+            bundle,
+            chunk,
+            args.batch,
+            args.lr,
+            taus,
+            args.seed,
+            weights,
+            optimizer,
+            step,
+            on_log=lambda s, r: log.info("step %d %s (%.1f steps/s)", s, r, (s - start) / (time.time() - started)),
+            log_every=args.log_every,
+            mixing=args.mixing,
+            schedule=args.schedule,
+            total_steps=args.steps,
+        )
         step += chunk
-        save_rignet(bundle, args.out, {"generator": str(args.generator), "steps": str(step), "face_model": args.face_model})
+        save_rignet(
+            bundle, args.out, {"generator": str(args.generator), "steps": str(step), "face_model": args.face_model}
+        )
         torch.save({"step": step, "optimizer": optimizer.state_dict()}, state_path)
         log.info("saved %s at step %d", args.out, step)
 

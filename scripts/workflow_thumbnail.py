@@ -3,6 +3,7 @@
 Made from the UI workflow itself, so it needs no weights, no server and no run, and it changes only when
 the graph does.
 """
+
 from __future__ import annotations
 
 from PIL import Image, ImageDraw, ImageFont
@@ -36,8 +37,12 @@ def _wrapped(draw: ImageDraw.ImageDraw, text: str, font, width: int, lines: int)
 def _bounds(workflow: dict) -> tuple[float, float, float, float]:
     boxes = [g["bounding"] for g in workflow.get("groups", [])]
     boxes += [[*n["pos"], *n["size"]] for n in workflow["nodes"] if n["type"] != "Note"]
-    return (min(b[0] for b in boxes), min(b[1] for b in boxes),
-            max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes))
+    return (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[0] + b[2] for b in boxes),
+        max(b[1] + b[3] for b in boxes),
+    )
 
 
 def draw_thumbnail(workflow: dict, title: str) -> Image.Image:
@@ -67,8 +72,9 @@ def draw_thumbnail(workflow: dict, title: str) -> Image.Image:
             draw.line([start, end], fill=LINK, width=1)
     for node in nodes.values():
         nx, ny = node["pos"]
-        draw.rounded_rectangle([at(nx, ny), at(nx + node["size"][0], ny + node["size"][1])], radius=3,
-                               fill=NODE_FILL, outline=NODE_EDGE)
+        draw.rounded_rectangle(
+            [at(nx, ny), at(nx + node["size"][0], ny + node["size"][1])], radius=3, fill=NODE_FILL, outline=NODE_EDGE
+        )
     return image
 
 
@@ -88,5 +94,5 @@ def _dim(color: str) -> str:
     hex_digits = color.lstrip("#")
     if len(hex_digits) == 3:
         hex_digits = "".join(c * 2 for c in hex_digits)
-    r, g, b = (int(hex_digits[i:i + 2], 16) // 3 for i in (0, 2, 4))
+    r, g, b = (int(hex_digits[i : i + 2], 16) // 3 for i in (0, 2, 4))
     return f"#{r:02x}{g:02x}{b:02x}"

@@ -1,4 +1,5 @@
 """Reading what a queued workflow produced in the test ComfyUI server."""
+
 from __future__ import annotations
 
 import io
@@ -41,6 +42,8 @@ def server_decoded(comfy, name: str) -> np.ndarray:
     The reference for "unchanged outside the face" checks: ComfyUI 0.33's LoadImage decodes through PyAV
     (ffmpeg), whose JPEG decode differs from libjpeg's (PIL, cv2) by up to 24 levels on t1.jpg (70% of the
     pixels); 0.3.75 decodes with PIL. Comparing with the server's own decode holds on both."""
-    prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": name}},
-              "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "facecontrol/decoded"}}}
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": name}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "facecontrol/decoded"}},
+    }
     return saved_image(comfy, comfy.run(prompt), "2")

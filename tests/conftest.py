@@ -18,6 +18,7 @@ Test weights: every module in tests/test_weights/ has `install(model_root: Path)
 small deterministically filled checkpoints in the released layouts into the model folders before the
 server starts, so the shipped workflows run in CI with the real loaders.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -86,6 +87,7 @@ def comfy(tmp_path_factory, model_root) -> ComfyServer:
 def detector():
     """The mediapipe face detector, shared by the tests on real faces."""
     from facecontrol.face.detect_mediapipe import MediaPipeFaceDetector
+
     from face_test_utils import mediapipe_model_path
 
     det = MediaPipeFaceDetector(mediapipe_model_path())

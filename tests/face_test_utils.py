@@ -1,4 +1,5 @@
 """Helpers for tests on real faces: the mediapipe model file and dlib's 68-point cross-check."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -23,7 +24,9 @@ def mediapipe_model_path() -> Path:
 def _dlib_models():
     import dlib
 
-    predictor = dlib.shape_predictor(str(package_file("face_recognition_models", "models/shape_predictor_68_face_landmarks.dat")))
+    predictor = dlib.shape_predictor(
+        str(package_file("face_recognition_models", "models/shape_predictor_68_face_landmarks.dat"))
+    )
     return dlib.get_frontal_face_detector(), predictor
 
 

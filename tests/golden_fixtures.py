@@ -5,6 +5,7 @@ fixture folder fails the test: a golden test that is skipped counts as failed. E
 `Fixture.checked`, so the table-driven test (tests/golden/test_golden.py) can require that each recorded
 output was compared.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -83,7 +84,9 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 
 def check_against(expected: torch.Tensor, actual: torch.Tensor, rule, label: str) -> None:
     actual = torch.as_tensor(actual)
-    assert tuple(actual.shape) == tuple(expected.shape), f"{label}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    assert tuple(actual.shape) == tuple(expected.shape), (
+        f"{label}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    )
     if rule == "exact":
         assert torch.equal(actual.to(expected.dtype), expected), f"{label}: values differ (exact match required)"
         return

@@ -1,4 +1,5 @@
 """Real test media. Set-up copies them to data/media/; they also ship inside registry packages."""
+
 from __future__ import annotations
 
 import importlib.util

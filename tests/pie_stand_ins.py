@@ -5,6 +5,7 @@ centre of an FFHQ crop) plus image-dependent offsets from a small convolutional 
 is well posed while every term still depends on the image. The recognition stand-in is a small CNN with
 unit-length embeddings, like IR-SE50's.
 """
+
 from __future__ import annotations
 
 import functools
@@ -14,12 +15,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from media import ict_facekit_dir
-
 from facecontrol.face.ict_model import load_ict_model
 from facecontrol.models.vgg_perceptual import VGGPerceptual
 from facecontrol.pipelines import pie
 
+from media import ict_facekit_dir
 
 
 def small_generator():
@@ -34,8 +34,15 @@ class TinyLandmarkNet(nn.Module):
         super().__init__()
         torch.manual_seed(seed)
         self.register_buffer("base", mean_landmarks_unit.reshape(1, 136))
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 8, 8), nn.Tanh(), nn.Conv2d(8, 16, 4, 4), nn.Tanh(),
-                                      nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(64, 136))
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 8, 8),
+            nn.Tanh(),
+            nn.Conv2d(8, 16, 4, 4),
+            nn.Tanh(),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
+            nn.Linear(64, 136),
+        )
 
     def raw(self, x: torch.Tensor) -> torch.Tensor:
         crop = x[:, :, 16:240, 16:240]
@@ -46,15 +53,23 @@ class TinyRecognition(nn.Module):
     def __init__(self, seed: int = 1) -> None:
         super().__init__()
         torch.manual_seed(seed)
-        self.net = nn.Sequential(nn.Conv2d(3, 16, 4, 4), nn.ReLU(), nn.Conv2d(16, 32, 4, 4), nn.ReLU(),
-                                 nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(128, 64))
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 16, 4, 4),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 4, 4),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
+            nn.Linear(128, 64),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.normalize(self.net(x), dim=-1)
 
 
-def small_models(with_recognition: bool = True, with_perceptual: bool = True,
-                 face_model: str = "ict_facekit") -> pie.PIEModels:
+def small_models(
+    with_recognition: bool = True, with_perceptual: bool = True, face_model: str = "ict_facekit"
+) -> pie.PIEModels:
     """Small 64 px generator, the face model's formation with the stand-in landmark net, VGG-16 up to relu2_2.
 
     ``bfm_deep3dfacerecon``: the ICT-filled BFM layout of the test weights and a calibrated ResNet-18 ReconNet
@@ -86,6 +101,7 @@ def bfm_test_file() -> Path:
 def small_bfm_formation(landmark_net: nn.Module, standard=None):
     from facecontrol.face.bfm import BFMProjector
     from facecontrol.pipelines.pie.bfm import BFMFaceFormation
+
     from test_weights.pie import calibrated_regressor
 
     return BFMFaceFormation(BFMProjector(bfm_test_file()), calibrated_regressor("resnet18"), landmark_net, standard)
@@ -95,11 +111,11 @@ def astronaut_crop(size: int = 64) -> torch.Tensor:
     """The astronaut's FFHQ crop (mediapipe landmarks) as a (1,3,size,size) tensor in [-1,1]."""
     import numpy as np
 
-    from media import load_rgb
-
     from facecontrol.face.align import ffhq_crop, warp_one
     from facecontrol.face.detect_mediapipe import MediaPipeFaceDetector
+
     from face_test_utils import mediapipe_model_path
+    from media import load_rgb
 
     image = load_rgb("astronaut.png")
     detector = MediaPipeFaceDetector(mediapipe_model_path())

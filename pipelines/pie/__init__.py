@@ -15,10 +15,28 @@ Modules:
 Images are (B,3,H,W) in [-1,1] (the generator's range) unless a name says ``01``. Everything public is
 re-exported here, so ``from facecontrol.pipelines import pie; pie.embed(...)`` is the way to use it.
 """
+
 from ...models.vgg_perceptual import VGGPerceptual, load_vgg_perceptual
-from .edit import (EDIT_MODES, EXPRESSION_SLIDERS, DirectEditConfig, EditOutcome, EditRequest, choose_mode, run_edit, config_from_kwargs, edit_direct, edit_report, edit_rignet,
-                   edited_taus, edited_theta, light_summary, limit_light, min_irradiance, regress_generated)
-from .embed import OPTIMIZERS, EmbedConfig, make_optimizer, EmbedResult, StepCallback, deterministic_backward, embed
+from .edit import (
+    EDIT_MODES,
+    EXPRESSION_SLIDERS,
+    DirectEditConfig,
+    EditOutcome,
+    EditRequest,
+    choose_mode,
+    config_from_kwargs,
+    edit_direct,
+    edit_report,
+    edit_rignet,
+    edited_taus,
+    edited_theta,
+    light_summary,
+    limit_light,
+    min_irradiance,
+    regress_generated,
+    run_edit,
+)
+from .embed import OPTIMIZERS, EmbedConfig, EmbedResult, StepCallback, deterministic_backward, embed, make_optimizer
 from .energies import PIEModels, PIEWeights, Target, image_loss, make_target, perceptual_distance, pie_energies
 from .formation import LANDMARK_CROP, TAU_KEYS, FaceFormation, Theta, detach_theta, tau_vector, theta_distance, with_tau
 from .generator import sample_mixed_w_plus, sample_w_plus, synthesize
@@ -26,10 +44,51 @@ from .ict import ICTFaceFormation
 from .rignet_losses import RigNetLossWeights, rignet_losses
 
 __all__ = [
-    "EDIT_MODES", "EditOutcome", "EditRequest", "run_edit", "OPTIMIZERS", "make_optimizer", "EXPRESSION_SLIDERS", "choose_mode", "LANDMARK_CROP", "TAU_KEYS", "DirectEditConfig", "EmbedConfig", "EmbedResult",
-    "FaceFormation", "ICTFaceFormation", "PIEModels", "PIEWeights", "RigNetLossWeights", "StepCallback", "Target",
-    "Theta", "VGGPerceptual", "config_from_kwargs", "deterministic_backward", "detach_theta", "edit_direct",
-    "edit_report", "edit_rignet", "edited_taus", "light_summary", "limit_light", "min_irradiance", "edited_theta", "embed", "image_loss", "load_vgg_perceptual",
-    "make_target", "perceptual_distance", "pie_energies", "regress_generated", "rignet_losses", "sample_mixed_w_plus", "sample_w_plus",
-    "synthesize", "tau_vector", "theta_distance", "with_tau",
+    "EDIT_MODES",
+    "EditOutcome",
+    "EditRequest",
+    "run_edit",
+    "OPTIMIZERS",
+    "make_optimizer",
+    "EXPRESSION_SLIDERS",
+    "choose_mode",
+    "LANDMARK_CROP",
+    "TAU_KEYS",
+    "DirectEditConfig",
+    "EmbedConfig",
+    "EmbedResult",
+    "FaceFormation",
+    "ICTFaceFormation",
+    "PIEModels",
+    "PIEWeights",
+    "RigNetLossWeights",
+    "StepCallback",
+    "Target",
+    "Theta",
+    "VGGPerceptual",
+    "config_from_kwargs",
+    "deterministic_backward",
+    "detach_theta",
+    "edit_direct",
+    "edit_report",
+    "edit_rignet",
+    "edited_taus",
+    "light_summary",
+    "limit_light",
+    "min_irradiance",
+    "edited_theta",
+    "embed",
+    "image_loss",
+    "load_vgg_perceptual",
+    "make_target",
+    "perceptual_distance",
+    "pie_energies",
+    "regress_generated",
+    "rignet_losses",
+    "sample_mixed_w_plus",
+    "sample_w_plus",
+    "synthesize",
+    "tau_vector",
+    "theta_distance",
+    "with_tau",
 ]

@@ -10,6 +10,7 @@ for the standard face; for others the residual scale and shift are what the regr
 (``align_img`` itself only fits scale and shift, never rotation). Everything downstream (render, landmarks)
 is mapped back into crop pixels with the inverse.
 """
+
 from __future__ import annotations
 
 import logging
@@ -72,13 +73,20 @@ class BFMFaceFormation(FaceFormation):
     kept_keys = ("identity", "expression", "angles", "translation", "texture", "light")
     param_scale = {"angles": 0.2, "expression": 0.5, "light": 0.2, "identity": 1.0, "texture": 1.0, "translation": 0.1}
 
-    def __init__(self, bfm: BFMProjector, regressor: nn.Module, landmark_net: nn.Module,
-                 standard_landmarks: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        bfm: BFMProjector,
+        regressor: nn.Module,
+        landmark_net: nn.Module,
+        standard_landmarks: np.ndarray | None = None,
+    ) -> None:
         super().__init__(landmark_net)
         if bfm.image_size != VIEW_SIZE:
             raise ValueError(f"the BFM projector must use Deep3DFaceRecon's {VIEW_SIZE} view, not {bfm.image_size}")
         if standard_landmarks is None:
-            logger.info("similarity_Lm3D_all.mat not given: the BFM mean face stands in for align_img's standard landmarks")
+            logger.info(
+                "similarity_Lm3D_all.mat not given: the BFM mean face stands in for align_img's standard landmarks"
+            )
         self.bfm = bfm
         self.regressor = regressor
         view_from_unit = ffhq_to_view_matrix(standard_view_landmarks(bfm, standard_landmarks))
@@ -145,8 +153,12 @@ class BFMFaceFormation(FaceFormation):
         return image, mask
 
 
-def load_bfm_formation(bfm_path: str | Path, regressor_path: str | Path, landmark_net: nn.Module,
-                       standard_landmarks_path: str | Path | None = None) -> BFMFaceFormation:
+def load_bfm_formation(
+    bfm_path: str | Path,
+    regressor_path: str | Path,
+    landmark_net: nn.Module,
+    standard_landmarks_path: str | Path | None = None,
+) -> BFMFaceFormation:
     """The formation from the released files: ``BFM_model_front.mat``, Deep3DFaceRecon's ``epoch_20.pth``, and
     optionally ``similarity_Lm3D_all.mat``."""
     from ...models.d3dfr import load_deep3dfacerecon

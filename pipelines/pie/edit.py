@@ -1,5 +1,6 @@
 """PIE edits: the edit targets (pose offsets, named expression sliders, SH light offsets, reference groups)
 and the two ways to reach them, direct latent optimisation and RigNet."""
+
 from __future__ import annotations
 
 import logging
@@ -37,8 +38,14 @@ def regress_generated(models: PIEModels, w_plus: torch.Tensor) -> Theta:
 
 
 @_deterministic
-def edit_direct(models: PIEModels, w_plus: torch.Tensor, target_theta: Theta, taus: tuple[str, ...],
-                config: DirectEditConfig, on_step: StepCallback | None = None) -> tuple[torch.Tensor, list[dict[str, float]]]:
+def edit_direct(
+    models: PIEModels,
+    w_plus: torch.Tensor,
+    target_theta: Theta,
+    taus: tuple[str, ...],
+    config: DirectEditConfig,
+    on_step: StepCallback | None = None,
+) -> tuple[torch.Tensor, list[dict[str, float]]]:
     """Optimise W+ from ``w_plus`` so that the regressed theta of the generated image has ``target_theta``'s
     ``taus`` groups, keeps its other parameters (identity, the other groups, camera) and its recognition
     embedding, and renders like ``target_theta``. Returns the edited W+ and a per-step log."""
@@ -95,8 +102,10 @@ def choose_mode(mode: str, rignet: nn.Module | None, taus: tuple[str, ...]) -> t
     if mode == "direct":
         return "direct", "asked for"
     if rignet is None:
-        return "direct", ("auto: no RigNet loaded (train one for this generator and face model with "
-                          "scripts/train_rignet.py --generator <file> --face-model <model> --out models/rignet/<name>.safetensors)")
+        return "direct", (
+            "auto: no RigNet loaded (train one for this generator and face model with "
+            "scripts/train_rignet.py --generator <file> --face-model <model> --out models/rignet/<name>.safetensors)"
+        )
     missing = [tau for tau in taus if tau not in groups]
     if missing:
         return "direct", f"auto: the loaded RigNet has no network for {missing}"
@@ -129,18 +138,35 @@ class EditOutcome:
     history: list[dict[str, float]]
 
 
-def run_edit(models: PIEModels, w_plus: torch.Tensor, request: EditRequest, mode: str = "auto",
-             rignet: nn.Module | None = None, config: DirectEditConfig | None = None,
-             on_step: StepCallback | None = None) -> EditOutcome:
+def run_edit(
+    models: PIEModels,
+    w_plus: torch.Tensor,
+    request: EditRequest,
+    mode: str = "auto",
+    rignet: nn.Module | None = None,
+    config: DirectEditConfig | None = None,
+    on_step: StepCallback | None = None,
+) -> EditOutcome:
     """PIE Edit: the target theta from the request, the mode (:func:`choose_mode`), the edit and its report."""
     taus = request.taus
     mode, why = choose_mode(mode, rignet, taus)
     before = regress_generated(models, w_plus)
     if request.reference_theta is not None and request.reference_theta["angles"].shape[0] not in (1, w_plus.shape[0]):
-        raise ValueError(f"'reference' has {request.reference_theta['angles'].shape[0]} frames but 'pie_latent' has "
-                         f"{w_plus.shape[0]}: give one or one per frame")
-    target = edited_theta(before, models.formation.exp_names, request.yaw, request.pitch, request.roll,
-                          request.expression, request.light, request.reference_theta, request.reference_taus)
+        raise ValueError(
+            f"'reference' has {request.reference_theta['angles'].shape[0]} frames but 'pie_latent' has "
+            f"{w_plus.shape[0]}: give one or one per frame"
+        )
+    target = edited_theta(
+        before,
+        models.formation.exp_names,
+        request.yaw,
+        request.pitch,
+        request.roll,
+        request.expression,
+        request.light,
+        request.reference_theta,
+        request.reference_taus,
+    )
     history: list[dict[str, float]] = []
     if not taus:
         edited = w_plus
@@ -169,22 +195,33 @@ EXPRESSION_SLIDERS: dict[str, tuple[str, ...]] = {
 }
 
 
-def edited_theta(theta: Theta, exp_names: list[str], yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0,
-                 expression_offsets: dict[str, float] | None = None, light_offsets: dict[str, float] | None = None,
-                 reference: Theta | None = None, reference_taus: tuple[str, ...] = ()) -> Theta:
+def edited_theta(
+    theta: Theta,
+    exp_names: list[str],
+    yaw: float = 0.0,
+    pitch: float = 0.0,
+    roll: float = 0.0,
+    expression_offsets: dict[str, float] | None = None,
+    light_offsets: dict[str, float] | None = None,
+    reference: Theta | None = None,
+    reference_taus: tuple[str, ...] = (),
+) -> Theta:
     """theta with pose offsets (degrees), named expression offsets, SH offsets, or groups from a reference."""
     out = {k: v.clone() for k, v in theta.items()}
     if reference is not None:
         for tau in reference_taus:
             for key in TAU_KEYS[tau]:
                 out[key] = reference[key].to(out[key]).expand_as(out[key]).clone()
-    out["angles"] = out["angles"] + torch.tensor([yaw, pitch, roll], dtype=out["angles"].dtype,
-                                                 device=out["angles"].device) * (math.pi / 180)
+    out["angles"] = out["angles"] + torch.tensor(
+        [yaw, pitch, roll], dtype=out["angles"].dtype, device=out["angles"].device
+    ) * (math.pi / 180)
     for name, offset in (expression_offsets or {}).items():
         if offset and not any(shape_name in exp_names for shape_name in EXPRESSION_SLIDERS[name]):
-            raise ValueError(f"the expression slider '{name}' needs a face model with named expressions "
-                             "(ict_facekit); the BFM's expressions are unnamed PCA components: copy the expression "
-                             "from a reference face instead")
+            raise ValueError(
+                f"the expression slider '{name}' needs a face model with named expressions "
+                "(ict_facekit); the BFM's expressions are unnamed PCA components: copy the expression "
+                "from a reference face instead"
+            )
         for shape_name in EXPRESSION_SLIDERS[name]:
             if shape_name in exp_names and offset:
                 index = exp_names.index(shape_name)
@@ -228,8 +265,10 @@ def limit_light(light: torch.Tensor, base: torch.Tensor, steps: int = 12) -> tor
         mid = (low + high) / 2
         ok = (min_irradiance(base + mid * (light - base)) >= 0).unsqueeze(1)
         low, high = torch.where(ok, mid, low), torch.where(ok, high, mid)
-    logger.info("PIE light edit limited to %s of the asked change (irradiance would go negative)",
-                [round(float(x), 2) for x in low.flatten()])
+    logger.info(
+        "PIE light edit limited to %s of the asked change (irradiance would go negative)",
+        [round(float(x), 2) for x in low.flatten()],
+    )
     return base + low * (light - base)
 
 
@@ -239,28 +278,41 @@ def light_summary(light: torch.Tensor) -> torch.Tensor:
     return torch.stack([mean[:, 0], -mean[:, 1], -mean[:, 3], mean[:, 2]], -1)
 
 
-def edit_report(before: Theta, target: Theta, after: Theta, taus: tuple[str, ...], mode: str,
-                exp_names: list[str]) -> str:
+def edit_report(
+    before: Theta, target: Theta, after: Theta, taus: tuple[str, ...], mode: str, exp_names: list[str]
+) -> str:
     """Per frame: regressed pose, light (slider axes) and the changed expressions before -> target -> edited."""
     deg = 180 / math.pi
     lines = [f"mode {mode}; edited groups: {', '.join(taus) or 'none'}"]
     for i in range(before["angles"].shape[0]):
         b, t, a = ((x["angles"][i] * deg).tolist() for x in (before, target, after))
-        lines.append(f"frame {i}: regressed yaw/pitch/roll {b[0]:.1f}/{b[1]:.1f}/{b[2]:.1f} -> target "
-                     f"{t[0]:.1f}/{t[1]:.1f}/{t[2]:.1f} -> edited {a[0]:.1f}/{a[1]:.1f}/{a[2]:.1f} deg")
-        lb, lt, la = (light_summary(x["light"][i:i + 1])[0].tolist() for x in (before, target, after))
-        lines.append("  light intensity/top/right/front " + " -> ".join(
-            "/".join(f"{round(v, 2) + 0.0:+.2f}" for v in values) for values in (lb, lt, la)))
+        lines.append(
+            f"frame {i}: regressed yaw/pitch/roll {b[0]:.1f}/{b[1]:.1f}/{b[2]:.1f} -> target "
+            f"{t[0]:.1f}/{t[1]:.1f}/{t[2]:.1f} -> edited {a[0]:.1f}/{a[1]:.1f}/{a[2]:.1f} deg"
+        )
+        lb, lt, la = (light_summary(x["light"][i : i + 1])[0].tolist() for x in (before, target, after))
+        lines.append(
+            "  light intensity/top/right/front "
+            + " -> ".join("/".join(f"{round(v, 2) + 0.0:+.2f}" for v in values) for values in (lb, lt, la))
+        )
         change = (target["expression"][i] - before["expression"][i]).abs()
         for index in [int(k) for k in change.argsort(descending=True)[:4] if change[k] > 0.02]:
             name = exp_names[index] if index < len(exp_names) else f"expression {index}"
-            lines.append(f"  {name} {float(before['expression'][i, index]):.2f} -> "
-                         f"{float(target['expression'][i, index]):.2f} -> {float(after['expression'][i, index]):.2f}")
+            lines.append(
+                f"  {name} {float(before['expression'][i, index]):.2f} -> "
+                f"{float(target['expression'][i, index]):.2f} -> {float(after['expression'][i, index]):.2f}"
+            )
     return "\n".join(lines)
 
 
-def edited_taus(yaw: float, pitch: float, roll: float, expression_offsets: dict[str, float],
-                light_offsets: dict[str, float], reference_taus: tuple[str, ...]) -> tuple[str, ...]:
+def edited_taus(
+    yaw: float,
+    pitch: float,
+    roll: float,
+    expression_offsets: dict[str, float],
+    light_offsets: dict[str, float],
+    reference_taus: tuple[str, ...],
+) -> tuple[str, ...]:
     """The groups an edit changes, in PIE's order."""
     taus = set(reference_taus)
     if yaw or pitch or roll:

@@ -1,4 +1,5 @@
 """PIE's hierarchical optimisation: W then W+ steps minimising the energies (embedding a portrait)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -60,7 +61,10 @@ def deterministic_backward() -> Iterator[None]:
     over many Adam steps that makes two runs with the same seed end apart (an untrained generator's edit
     even changes direction). Restored on exit.
     """
-    previous, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    previous, warn_only = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         yield
@@ -73,11 +77,17 @@ def _deterministic(function: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         with deterministic_backward():
             return function(*args, **kwargs)
+
     return wrapper
 
 
-def embed(models: PIEModels, image: torch.Tensor, config: EmbedConfig, rignet: nn.Module | None = None,
-          on_step: StepCallback | None = None) -> EmbedResult:
+def embed(
+    models: PIEModels,
+    image: torch.Tensor,
+    config: EmbedConfig,
+    rignet: nn.Module | None = None,
+    on_step: StepCallback | None = None,
+) -> EmbedResult:
     """Find w minimising E(w): ``steps_w`` steps in W (one w for all layers), then ``steps_wplus`` in W+.
 
     ``image`` (B,3,H,W) in [-1,1]. A fresh v is drawn every step and tau cycles through the RigNet's groups.
@@ -91,9 +101,11 @@ def embed(models: PIEModels, image: torch.Tensor, config: EmbedConfig, rignet: n
     per_part = config.steps_w + config.steps_wplus
     results = []
     for index, part in enumerate(parts):
+
         def shifted(step, total, record, preview, offset=index * per_part):
             if on_step is not None:
                 on_step(offset + step, per_part * len(parts), record, preview)
+
         results.append(_embed(models, part, config, rignet, shifted))
     history = [{**record, "chunk": index} for index, r in enumerate(results) for record in r.history]
     theta = {key: torch.cat([r.theta[key] for r in results]) for key in results[0].theta}
@@ -101,8 +113,9 @@ def embed(models: PIEModels, image: torch.Tensor, config: EmbedConfig, rignet: n
 
 
 @_deterministic
-def _embed(models: PIEModels, image: torch.Tensor, config: EmbedConfig, rignet: nn.Module | None,
-           on_step: StepCallback | None) -> EmbedResult:
+def _embed(
+    models: PIEModels, image: torch.Tensor, config: EmbedConfig, rignet: nn.Module | None, on_step: StepCallback | None
+) -> EmbedResult:
     generator = models.generator
     target = make_target(models, image)
     batch = target.image.shape[0]

@@ -1,5 +1,6 @@
 """The image loss l(I', theta) and PIE's five energy terms (E_synth, E_identity, E_edit, E_invariance,
 E_recognition) for one latent."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,7 +14,9 @@ from .formation import FaceFormation, Theta, detach_theta, tau_vector, with_tau
 from .generator import synthesize
 
 
-def image_loss(formation: FaceFormation, image: torch.Tensor, theta: Theta, photo: float, landmark: float) -> torch.Tensor:
+def image_loss(
+    formation: FaceFormation, image: torch.Tensor, theta: Theta, photo: float, landmark: float
+) -> torch.Tensor:
     """l(I', theta): masked photometric error against the render plus landmark error (in image widths), (B,)."""
     size = image.shape[-1]
     rendered, mask = formation.render(theta, size)
@@ -73,9 +76,15 @@ def make_target(models: PIEModels, image: torch.Tensor) -> Target:
     return Target(image=image, theta=theta, recognition=psi, perceptual=phi)
 
 
-def pie_energies(models: PIEModels, target: Target, w_plus: torch.Tensor, weights: PIEWeights,
-                 rignet: nn.Module | None = None, tau: str | None = None, v_plus: torch.Tensor | None = None
-                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def pie_energies(
+    models: PIEModels,
+    target: Target,
+    w_plus: torch.Tensor,
+    weights: PIEWeights,
+    rignet: nn.Module | None = None,
+    tau: str | None = None,
+    v_plus: torch.Tensor | None = None,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """The PIE energy terms for latent ``w_plus`` (B,num_ws,w_dim) and the generated image I_w.
 
     Without ``rignet`` (or ``tau``/``v_plus``) only E_synth and the first recognition term are defined.
@@ -92,18 +101,25 @@ def pie_energies(models: PIEModels, target: Target, w_plus: torch.Tensor, weight
         recognition = weights.recognition * (target.recognition - models.recognition(image_w)).square().sum(-1)
     if rignet is not None and tau is not None and v_plus is not None:
         theta_w = formation.regress(image_w)
-        energies["identity"] = weights.identity * (w_plus - rignet(tau, w_plus, tau_vector(theta_w, tau))).square().flatten(1).mean(1)
+        energies["identity"] = weights.identity * (
+            w_plus - rignet(tau, w_plus, tau_vector(theta_w, tau))
+        ).square().flatten(1).mean(1)
         with torch.no_grad():
             image_v = synthesize(models.generator, v_plus)
             theta_v = detach_theta(formation.regress(image_v))
         edited = rignet(tau, w_plus, tau_vector(theta_v, tau))
         image_edit = synthesize(models.generator, edited)
         theta_edit = formation.regress(image_edit)
-        energies["edit"] = weights.edit * image_loss(formation, image_v, with_tau(theta_v, theta_edit, tau), weights.photo, weights.landmark)
-        energies["invariance"] = weights.invariance * image_loss(formation, target.image, with_tau(theta_edit, target.theta, tau),
-                                                                 weights.photo, weights.landmark)
+        energies["edit"] = weights.edit * image_loss(
+            formation, image_v, with_tau(theta_v, theta_edit, tau), weights.photo, weights.landmark
+        )
+        energies["invariance"] = weights.invariance * image_loss(
+            formation, target.image, with_tau(theta_edit, target.theta, tau), weights.photo, weights.landmark
+        )
         if models.recognition is not None and weights.recognition_edit > 0:
-            recognition = recognition + weights.recognition_edit * (target.recognition - models.recognition(image_edit)).square().sum(-1)
+            recognition = recognition + weights.recognition_edit * (
+                target.recognition - models.recognition(image_edit)
+            ).square().sum(-1)
     if models.recognition is not None:
         energies["recognition"] = recognition
     return energies, image_w

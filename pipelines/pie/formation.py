@@ -2,6 +2,7 @@
 
 theta is a dict of parameter blocks; the groups tau (pose, expression, illumination) name blocks of it.
 """
+
 from __future__ import annotations
 
 import torch
@@ -42,8 +43,11 @@ class FaceFormation(nn.Module):
     def image_landmarks(self, images: torch.Tensor) -> torch.Tensor:
         """(B,3,H,W) [-1,1] -> (B,68,2) pixels, from the landmark network (differentiable)."""
         size = images.shape[-1]
-        view = F.interpolate(images, size=(256, 256), mode="bilinear", align_corners=False, antialias=True) \
-            if size != 256 else images
+        view = (
+            F.interpolate(images, size=(256, 256), mode="bilinear", align_corners=False, antialias=True)
+            if size != 256
+            else images
+        )
         unit = self.landmark_net.raw(view).view(images.shape[0], 68, 2)
         lo, hi = LANDMARK_CROP
         return (lo + (hi - lo) * unit) * size - 0.5

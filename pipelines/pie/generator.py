@@ -1,5 +1,6 @@
 """Generator access for PIE: synthesis from W+ and random W+ latents, through the one generator interface
 (:class:`facecontrol.models.stylegan_interface.StyleGAN2Generator`)."""
+
 from __future__ import annotations
 
 import torch
@@ -12,13 +13,16 @@ def synthesize(generator: StyleGAN2Generator, w_plus: torch.Tensor) -> torch.Ten
     return generator.synthesis(w_plus, noise_mode="const")
 
 
-def sample_w_plus(generator: StyleGAN2Generator, count: int, rng: torch.Generator, truncation: float = 0.7) -> torch.Tensor:
+def sample_w_plus(
+    generator: StyleGAN2Generator, count: int, rng: torch.Generator, truncation: float = 0.7
+) -> torch.Tensor:
     """Random W+ latents (the v of the energies), truncated towards w_avg for plausible faces."""
     return generator.sample_ws(count, rng, truncation)
 
 
-def sample_mixed_w_plus(generator: StyleGAN2Generator, count: int, rng: torch.Generator, truncation: float = 0.7,
-                        max_sources: int = 5) -> torch.Tensor:
+def sample_mixed_w_plus(
+    generator: StyleGAN2Generator, count: int, rng: torch.Generator, truncation: float = 0.7, max_sources: int = 5
+) -> torch.Tensor:
     """Style-mixed W+ (StyleRig's training latents): each sample joins up to ``max_sources`` separately sampled
     w, in contiguous runs of layers split at random crossover points (1 source: one w on every layer)."""
     num_ws = generator.num_ws

@@ -6,6 +6,7 @@
 none) = image colour / irradiance under that lighting. ``render`` rasterises theta with
 :mod:`facecontrol.face.render`. ``landmarks`` projects the 68 landmark vertices.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,11 +34,19 @@ class ICTFaceFormation(FaceFormation):
     kept_keys = ("identity", "expression", "angles", "scale", "translation", "light")
     param_scale = {"angles": 0.2, "expression": 0.3, "light": 0.2, "identity": 1.0, "scale": 0.1, "translation": 0.05}
 
-    def __init__(self, model: ICTFaceModel, landmark_net: nn.Module, identity_ridge: float = 0.05,
-                 expression_ridge: float = 0.2, light_ridge: float = 1e-3) -> None:
+    def __init__(
+        self,
+        model: ICTFaceModel,
+        landmark_net: nn.Module,
+        identity_ridge: float = 0.05,
+        expression_ridge: float = 0.2,
+        light_ridge: float = 1e-3,
+    ) -> None:
         super().__init__(landmark_net)
         if model.triangles is None:
-            raise ValueError("the ICT model has no triangles: load face_model.npz (the dense mesh), not landmarks_model.npz")
+            raise ValueError(
+                "the ICT model has no triangles: load face_model.npz (the dense mesh), not landmarks_model.npz"
+            )
         self.model = model
         self.exp_names = list(model.exp_names)
         self.identity_ridge, self.expression_ridge, self.light_ridge = identity_ridge, expression_ridge, light_ridge
@@ -60,7 +69,11 @@ class ICTFaceFormation(FaceFormation):
         for _ in range(2):
             rotation, scale, translation = _weak_perspective_pose(shape, target)
             identity, expression = self._ridge_shape(target, rotation, scale, translation, mean, id_basis, exp_basis)
-            shape = mean + torch.einsum("bk,kpc->bpc", identity, id_basis) + torch.einsum("bk,kpc->bpc", expression, exp_basis)
+            shape = (
+                mean
+                + torch.einsum("bk,kpc->bpc", identity, id_basis)
+                + torch.einsum("bk,kpc->bpc", expression, exp_basis)
+            )
         rotation, scale, translation = _weak_perspective_pose(shape, target)
         return {
             "identity": identity,
@@ -76,8 +89,10 @@ class ICTFaceFormation(FaceFormation):
         basis = torch.cat([id_basis, exp_basis], 0)  # (K,68,3)
         design = torch.einsum("bij,kpj->bpik", projection, basis).flatten(1, 2)  # (B,136,K)
         num_id = id_basis.shape[0]
-        norm = (scale ** 2)[:, None] * 68
-        ridge = torch.cat([torch.full((num_id,), self.identity_ridge), torch.full((basis.shape[0] - num_id,), self.expression_ridge)])
+        norm = (scale**2)[:, None] * 68
+        ridge = torch.cat(
+            [torch.full((num_id,), self.identity_ridge), torch.full((basis.shape[0] - num_id,), self.expression_ridge)]
+        )
         lhs = design.transpose(1, 2) @ design + torch.diag_embed(ridge.to(design) * norm)
         rhs = design.transpose(1, 2) @ residual.flatten(1).unsqueeze(-1)
         solution = torch.linalg.solve(lhs, rhs).squeeze(-1)
@@ -110,7 +125,9 @@ class ICTFaceFormation(FaceFormation):
         light = achromatic_light(coeffs) if self.colour_in_albedo else _grey_albedo_light(coeffs)
         irradiance = sh_irradiance(normals, light).clamp_min(1e-2)
         albedo = colours / irradiance
-        mean_albedo = (albedo * weight.unsqueeze(-1)).sum(1, keepdim=True) / weight.sum(1, keepdim=True).clamp_min(1e-6).unsqueeze(-1)
+        mean_albedo = (albedo * weight.unsqueeze(-1)).sum(1, keepdim=True) / weight.sum(1, keepdim=True).clamp_min(
+            1e-6
+        ).unsqueeze(-1)
         visible = (weight > 0.05).unsqueeze(-1)
         albedo = torch.where(visible, albedo, mean_albedo).clamp(0.0, 2.0)
         return {**theta, "light": light, "albedo": albedo}
@@ -154,5 +171,7 @@ def _weak_perspective_pose(shape: torch.Tensor, target: torch.Tensor):
     row1 = row1 / row1.norm(dim=-1, keepdim=True)
     rotation = torch.stack([row0, row1, torch.linalg.cross(row0, row1)], 1)
     scale = norms.mean(-1)
-    translation = target.mean(1) - scale[:, None] * (shape.mean(1, keepdim=True) @ rotation[:, :2].transpose(1, 2)).squeeze(1)
+    translation = target.mean(1) - scale[:, None] * (
+        shape.mean(1, keepdim=True) @ rotation[:, :2].transpose(1, 2)
+    ).squeeze(1)
     return rotation, scale, translation

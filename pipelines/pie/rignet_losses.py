@@ -12,6 +12,7 @@ Two terms are ours, off by default: ``parameter`` (distances between regressed p
 takes v's tau and keeps w's other blocks) and ``image`` (the edited image against the render of
 [theta_w^not-tau, theta_v^tau]).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,25 +36,38 @@ class RigNetLossWeights:
     landmark: float = 10.0
 
 
-def rignet_losses(models: PIEModels, rignet: nn.Module, tau: str, w_plus: torch.Tensor, v_plus: torch.Tensor,
-                  weights: RigNetLossWeights) -> dict[str, torch.Tensor]:
+def rignet_losses(
+    models: PIEModels,
+    rignet: nn.Module,
+    tau: str,
+    w_plus: torch.Tensor,
+    v_plus: torch.Tensor,
+    weights: RigNetLossWeights,
+) -> dict[str, torch.Tensor]:
     """StyleRig's self-supervised losses for one batch of generator latents w and v (scalars)."""
     formation, generator = models.formation, models.generator
     with torch.no_grad():
         image_w, image_v = synthesize(generator, w_plus), synthesize(generator, v_plus)
         theta_w, theta_v = detach_theta(formation.regress(image_w)), detach_theta(formation.regress(image_v))
-    losses = {"reconstruction": weights.reconstruction * (rignet(tau, w_plus, tau_vector(theta_w, tau)) - w_plus).square().mean()}
+    losses = {
+        "reconstruction": weights.reconstruction
+        * (rignet(tau, w_plus, tau_vector(theta_w, tau)) - w_plus).square().mean()
+    }
     edited_image = synthesize(generator, rignet(tau, w_plus, tau_vector(theta_v, tau)))
     theta_edit = formation.regress(edited_image)
     photo, landmark = weights.photo, weights.landmark
-    losses["edit"] = weights.edit * image_loss(formation, image_v, with_tau(theta_v, theta_edit, tau), photo, landmark).mean()
-    losses["consistency"] = weights.consistency * image_loss(formation, image_w, with_tau(theta_edit, theta_w, tau),
-                                                             photo, landmark).mean()
+    losses["edit"] = (
+        weights.edit * image_loss(formation, image_v, with_tau(theta_v, theta_edit, tau), photo, landmark).mean()
+    )
+    losses["consistency"] = (
+        weights.consistency * image_loss(formation, image_w, with_tau(theta_edit, theta_w, tau), photo, landmark).mean()
+    )
     if weights.parameter > 0:
         tau_keys = TAU_KEYS[tau]
         scale = formation.param_scale
-        distance = theta_distance(theta_edit, theta_v, tau_keys, scale) + \
-            theta_distance(theta_edit, theta_w, formation.other_keys(tau_keys), scale)
+        distance = theta_distance(theta_edit, theta_v, tau_keys, scale) + theta_distance(
+            theta_edit, theta_w, formation.other_keys(tau_keys), scale
+        )
         losses["parameter"] = weights.parameter * distance.mean()
     if weights.image > 0:
         wanted = with_tau(theta_w, theta_v, tau)

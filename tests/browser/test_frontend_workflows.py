@@ -6,6 +6,7 @@ every output node of the graph producing its output (a node the server refuses w
 its branch). Sampler widgets named `steps` are lowered to CI_SAMPLER_STEPS in the page before queueing, so
 this stays inside CI's time on CPU; the integration tests run the shipped step counts.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,16 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 UI_WORKFLOWS = sorted((REPO_ROOT / "example_workflows").glob("*.json"))
 CHROMIUM = "/usr/bin/chromium"
 CI_SAMPLER_STEPS = 2
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +43,11 @@ def page(comfy, tmp_path_factory):
     assert status == 200
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+        )
         page = context.new_page()
         page.set_viewport_size({"width": 1600, "height": 1000})
         page.goto(comfy.url, wait_until="domcontentloaded", timeout=120_000)
@@ -48,8 +61,9 @@ def load_graph(page, workflow: dict, attempts: int = 3) -> None:
     for _ in range(attempts):
         page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", workflow)
         try:
-            page.wait_for_function("(n) => window.app.graph._nodes.length === n", arg=len(workflow["nodes"]),
-                                   timeout=30_000)
+            page.wait_for_function(
+                "(n) => window.app.graph._nodes.length === n", arg=len(workflow["nodes"]), timeout=30_000
+            )
             return
         except Exception:  # playwright's TimeoutError: load again
             continue
@@ -65,7 +79,9 @@ def assert_widgets_match_api_workflow(page, name: str) -> None:
             if isinstance(value, list):
                 continue
             got = built[node_id]["inputs"].get(input_name)
-            assert got == value, f"node {node_id} ({node['class_type']}) '{input_name}': page has {got!r}, workflow {value!r}"
+            assert got == value, (
+                f"node {node_id} ({node['class_type']}) '{input_name}': page has {got!r}, workflow {value!r}"
+            )
 
 
 def screenshot(page, name: str, tmp_path_factory) -> Path:
@@ -73,8 +89,10 @@ def screenshot(page, name: str, tmp_path_factory) -> Path:
     (to look at them), else in the test's temporary folder."""
     folder = Path(os.environ.get("FACECONTROL_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
     folder.mkdir(parents=True, exist_ok=True)
-    page.evaluate("() => { const c = window.app.canvas; if (c?.ds && window.app.graph) { c.ds.reset?.(); "
-                  "window.app.graph.setDirtyCanvas(true, true); } }")
+    page.evaluate(
+        "() => { const c = window.app.canvas; if (c?.ds && window.app.graph) { c.ds.reset?.(); "
+        "window.app.graph.setDirtyCanvas(true, true); } }"
+    )
     page.keyboard.press(".")  # the frontend's "fit view to selection or graph" shortcut
     page.wait_for_timeout(500)
     path = folder / f"{name}.png"
@@ -92,7 +110,8 @@ def test_ui_workflow_loads_and_queues(page, comfy, path, tmp_path_factory):
     workflow = json.loads(path.read_text())
     load_graph(page, workflow)
     unresolved = page.evaluate(
-        "() => window.app.graph._nodes.filter(n => !window.LiteGraph.registered_node_types[n.type]).map(n => n.type)")
+        "() => window.app.graph._nodes.filter(n => !window.LiteGraph.registered_node_types[n.type]).map(n => n.type)"
+    )
     assert unresolved == [], f"nodes the frontend does not know: {unresolved}"
     loaded = page.evaluate("() => window.app.graph._nodes.length")
     assert loaded == len(workflow["nodes"])
@@ -101,8 +120,11 @@ def test_ui_workflow_loads_and_queues(page, comfy, path, tmp_path_factory):
     assert groups == [g["title"] for g in workflow["groups"]], f"groups in the page: {groups}"
     screenshot(page, path.stem, tmp_path_factory)
 
-    page.evaluate("""(steps) => { for (const n of window.app.graph._nodes) for (const w of n.widgets || [])
-        if (w.name === 'steps' && w.value > steps) w.value = steps; }""", CI_SAMPLER_STEPS)
+    page.evaluate(
+        """(steps) => { for (const n of window.app.graph._nodes) for (const w of n.widgets || [])
+        if (w.name === 'steps' && w.value > steps) w.value = steps; }""",
+        CI_SAMPLER_STEPS,
+    )
     before = history_ids(comfy)
     page.evaluate("async () => { await window.app.queuePrompt(0, 1); }")
     deadline = time.time() + 600
@@ -189,7 +211,9 @@ def test_template_browser_shows_the_packs_workflows_with_thumbnails(page, comfy,
     dialog.locator("h3", has_text=sorted(names)[0]).first.wait_for(timeout=60_000)
     page.wait_for_function(
         """() => { const imgs = [...document.querySelectorAll('[role=dialog] img')];
-            return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth >= 256); }""", timeout=60_000)
+            return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth >= 256); }""",
+        timeout=60_000,
+    )
     cards = page.evaluate("() => [...document.querySelectorAll('[role=dialog] h3')].map(h => h.textContent.trim())")
     assert names <= set(cards), f"headings under '{pack}': {cards}"
     thumbnails = page.evaluate("() => document.querySelectorAll('[role=dialog] img').length")

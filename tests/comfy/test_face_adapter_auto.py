@@ -2,8 +2,8 @@
 release UNet when their files resolve, the open path otherwise, and the nodes say which ran. Also: the release
 UNet loaded by ComfyUI's own loader takes the same step as diffusers' UNet2DConditionModel, the ControlNet
 config checks name the field and value, the authors' "largest" key, and BFM canvas smoothing."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 import pytest
@@ -78,15 +78,16 @@ def test_auto_takes_the_open_path_without_the_files_and_the_authors_path_with_th
 
     # Fit 3DMM on a real face names the backend it ran (the filled d3dfr and the synthetic BFM here)
     photo = load_rgb("astronaut.png")
-    fit, backend_used = spatial_nodes.Fit3DMM.execute(torch.from_numpy(photo)[None].float() / 255,
-                                                      _mediapipe_faces(photo), "auto", "per frame", 0.0,
-                                                      "one warp").args  # auto would re-detect with the empty SCRFD
+    fit, backend_used = spatial_nodes.Fit3DMM.execute(
+        torch.from_numpy(photo)[None].float() / 255, _mediapipe_faces(photo), "auto", "per frame", 0.0, "one warp"
+    ).args  # auto would re-detect with the empty SCRFD
     assert backend_used == "bfm_d3dfr" and fit.backend == "bfm_d3dfr"
 
 
 def _mediapipe_faces(photo: np.ndarray):
     from facecontrol.face.detect_mediapipe import MediaPipeFaceDetector
     from facecontrol.face.select import Selection, detect_face_set
+
     from face_test_utils import mediapipe_model_path
 
     return detect_face_set(photo[None], MediaPipeFaceDetector(mediapipe_model_path()), Selection(), track=False)
@@ -106,11 +107,23 @@ def test_release_unet_step_equals_diffusers(nodes, model_dir):
     sigmas = model.get_model_object("model_sampling").sigmas
     s0, s1 = float(sigmas[T0]), float(sigmas[T1])
     scale = model.get_model_object("latent_format").scale_factor
-    got = comfy.samplers.sample(model, noise, [[identity, {}]], [[empty, {}]], CFG, "cpu",
-                                comfy.samplers.ksampler("euler"), torch.tensor([s0, s1]),
-                                latent_image=torch.zeros_like(noise), disable_pbar=True) * scale
+    got = (
+        comfy.samplers.sample(
+            model,
+            noise,
+            [[identity, {}]],
+            [[empty, {}]],
+            CFG,
+            "cpu",
+            comfy.samplers.ksampler("euler"),
+            torch.tensor([s0, s1]),
+            latent_image=torch.zeros_like(noise),
+            disable_pbar=True,
+        )
+        * scale
+    )
     x0 = noise * s0
-    x_in = x0 / (s0 ** 2 + 1) ** 0.5
+    x_in = x0 / (s0**2 + 1) ** 0.5
     uncond = unet(x_in, T0, encoder_hidden_states=empty).sample
     cond = unet(x_in, T0, encoder_hidden_states=identity).sample
     expected = x0 + (uncond + CFG * (cond - uncond)) * (s1 - s0)
@@ -121,8 +134,9 @@ def test_release_unet_step_equals_diffusers(nodes, model_dir):
     error = float((eps(got) - eps(expected)).norm() / eps(expected).norm())
     assert error < 1e-3
     # the comparison tells UNets apart: another filled UNet's step misses by far more
-    from test_weights.face_adapter import UNET_CONFIG, filled_module
     from diffusers import UNet2DConditionModel
+
+    from test_weights.face_adapter import UNET_CONFIG, filled_module
 
     other = filled_module(UNet2DConditionModel(**UNET_CONFIG), 99)
     other_eps = other(x_in, T0, encoder_hidden_states=empty).sample
@@ -143,24 +157,30 @@ def test_release_unet_config_mismatch_names_the_field(nodes, model_dir):
         fan.FaceAdapterUNet.execute(None, "auto")
 
 
-@pytest.mark.parametrize("field, value", [
-    ("controlnet_conditioning_channel_order", "bgr"),
-    ("conditioning_embedding_out_channels", [16, 32, 96, 512]),
-    ("attention_head_dim", 16),
-    ("upcast_attention", True),
-    ("global_pool_conditions", True),
-    ("down_block_types", ["CrossAttnDownBlock2D", "SimpleCrossAttnDownBlock2D"]),
-    ("cross_attention_dim", 1024),
-    ("conditioning_channels", 4),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("controlnet_conditioning_channel_order", "bgr"),
+        ("conditioning_embedding_out_channels", [16, 32, 96, 512]),
+        ("attention_head_dim", 16),
+        ("upcast_attention", True),
+        ("global_pool_conditions", True),
+        ("down_block_types", ["CrossAttnDownBlock2D", "SimpleCrossAttnDownBlock2D"]),
+        ("cross_attention_dim", 1024),
+        ("conditioning_channels", 4),
+    ],
+)
 def test_controlnet_config_checks_name_field_and_value(nodes, field, value):
     from diffusers import ControlNetModel
 
     fan = nodes[2]
     from test_weights.face_adapter import UNET_CONFIG
 
-    config = dict(ControlNetModel(**{k: v for k, v in UNET_CONFIG.items() if k not in (
-        "sample_size", "out_channels", "up_block_types")}).config)
+    config = dict(
+        ControlNetModel(
+            **{k: v for k, v in UNET_CONFIG.items() if k not in ("sample_size", "out_channels", "up_block_types")}
+        ).config
+    )
     fan.check_controlnet_config(config, "controlnet/config.json")  # the filled release passes
     config[field] = value
     with pytest.raises(ValueError, match=f"{field} is {value!r}".replace("[", r"\[").replace("]", r"\]")):
@@ -183,10 +203,10 @@ def test_authors_largest_key_is_a_named_selection():
 def test_bfm_smoothing_smooths_the_canvas(nodes, model_dir, monkeypatch):
     """On bfm_d3dfr, smooth_sigma smooths the per-frame 256 canvas (as on ICT), so the regressor's crops and the
     drawn landmarks follow one smoothed crop."""
-    from test_weights import spatial
-
     from facecontrol.face import face3dmm as f3
+
     from media import load_video_rgb
+    from test_weights import spatial
 
     spatial_nodes = nodes[1]
     spatial.install(model_dir)
@@ -201,6 +221,7 @@ def test_bfm_smoothing_smooths_the_canvas(nodes, model_dir, monkeypatch):
 def _video_faces(frames: np.ndarray):
     from facecontrol.face.detect_mediapipe import MediaPipeFaceDetector
     from facecontrol.face.select import Selection, detect_face_set
+
     from face_test_utils import mediapipe_model_path
 
     return detect_face_set(frames, MediaPipeFaceDetector(mediapipe_model_path()), Selection(), track=True)

@@ -6,6 +6,7 @@ prompt as its negative context), identity tokens as the positive CONDITIONING, C
 diffusers side: UNet2DConditionModel + ControlNetModel with the authors' pipeline arithmetic (CFG over
 [negative, positive], the ControlNet's own prompt embeddings, the control image as a [-1,1] tensor).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,13 +32,19 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def diffusers_step(unet, cnet, x0, s0, s1, identity, attributes, empty, hint, unet_negative=None):
     """The authors' pipeline step: CFG batch [neg, pos] through ControlNet then UNet, Euler update."""
-    x_in = x0 / (s0 ** 2 + 1) ** 0.5
+    x_in = x0 / (s0**2 + 1) ** 0.5
 
     def eps(unet_ctx, cn_ctx):
-        down, mid = cnet(x_in, T0, encoder_hidden_states=cn_ctx, controlnet_cond=hint, conditioning_scale=1.0,
-                         return_dict=False)
-        return unet(x_in, T0, encoder_hidden_states=unet_ctx, down_block_additional_residuals=down,
-                    mid_block_additional_residual=mid).sample
+        down, mid = cnet(
+            x_in, T0, encoder_hidden_states=cn_ctx, controlnet_cond=hint, conditioning_scale=1.0, return_dict=False
+        )
+        return unet(
+            x_in,
+            T0,
+            encoder_hidden_states=unet_ctx,
+            down_block_additional_residuals=down,
+            mid_block_additional_residual=mid,
+        ).sample
 
     uncond = eps(empty if unet_negative is None else unet_negative, empty)
     cond = eps(identity, attributes)
@@ -48,6 +55,7 @@ def diffusers_step(unet, cnet, x0, s0, s1, identity, attributes, empty, hint, un
 def test_one_step_equals_diffusers(fan):
     import comfy.samplers
     import comfy.sd
+
     from test_weights.face_adapter import diffusers_controlnet, diffusers_unet, unet_to_ldm
 
     unet, cnet = diffusers_unet(), diffusers_controlnet()
@@ -67,11 +75,22 @@ def test_one_step_equals_diffusers(fan):
 
     def comfy_step(negative_tokens):
         out = fan.FaceAdapterApplyControlNet.execute(
-            [[identity, {}]], [[negative_tokens, {}]], bundle, control_image, attributes, [[empty, {}]], 1.0, 0.0, 1.0)
+            [[identity, {}]], [[negative_tokens, {}]], bundle, control_image, attributes, [[empty, {}]], 1.0, 0.0, 1.0
+        )
         positive, negative = out.args
         sampler = comfy.samplers.ksampler("euler")
-        return comfy.samplers.sample(model, noise, positive, negative, CFG, "cpu", sampler,
-                                     torch.tensor([s0, s1]), latent_image=torch.zeros_like(noise), disable_pbar=True)
+        return comfy.samplers.sample(
+            model,
+            noise,
+            positive,
+            negative,
+            CFG,
+            "cpu",
+            sampler,
+            torch.tensor([s0, s1]),
+            latent_image=torch.zeros_like(noise),
+            disable_pbar=True,
+        )
 
     x0 = noise * s0
 

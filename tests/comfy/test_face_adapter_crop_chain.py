@@ -1,7 +1,7 @@
 """The authors' crop chain (frame -> 512 bilinear, the five points found again on the 512 crop, that crop warped
 to 256) against the one-warp chain, on the real photos' faces."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 import pytest
@@ -80,7 +80,9 @@ def _frame_offset(a: np.ndarray, b: np.ndarray) -> float:
     from facecontrol.face.types import apply_affine, invert_affines
 
     inv = invert_affines(np.stack([a, b]))
-    return float(np.abs(apply_affine(inv[0], FACEADAPTER_TEMPLATE_256) - apply_affine(inv[1], FACEADAPTER_TEMPLATE_256)).max())
+    return float(
+        np.abs(apply_affine(inv[0], FACEADAPTER_TEMPLATE_256) - apply_affine(inv[1], FACEADAPTER_TEMPLATE_256)).max()
+    )
 
 
 def test_auto_is_one_warp_without_scrfd(face_nodes, tmp_path, monkeypatch):

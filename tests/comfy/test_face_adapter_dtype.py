@@ -6,8 +6,8 @@ weights in the released layouts within the stated tolerances, on crops of the re
 Measured (relative L2 unless said): iresnet100 layer4 3.4% (the filled 100-layer net's features reach 5e8, so
 this is the worst case), ViT tower 0.6%, d3dfr 0.6%, seg UNet probability 0.003 absolute, BiSeNet logits 0.7%,
 swap mask 0.01% of pixels."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import pytest
 import torch
@@ -47,8 +47,10 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def both(face_nodes, path, build):
     """The node's builder in fp32 and in bf16."""
-    return (face_nodes._build_in_dtype(path, build, "float32").eval(),
-            face_nodes._build_in_dtype(path, build, "bfloat16").eval())
+    return (
+        face_nodes._build_in_dtype(path, build, "float32").eval(),
+        face_nodes._build_in_dtype(path, build, "bfloat16").eval(),
+    )
 
 
 def crops():
@@ -72,7 +74,9 @@ def test_bf16_backbones_match_fp32(face_nodes, weights):
     iresnet = both(face_nodes, weights / "third_party" / "insightface_glint360k.pth", load_iresnet100)
     assert next(iresnet[1].parameters()).dtype == torch.bfloat16
     small = torch.nn.functional.interpolate(x256, size=(128, 128), mode="bilinear", align_corners=False)
-    assert rel(iresnet[1].spatial_tokens(small.bfloat16()).float(), iresnet[0].spatial_tokens(small)) < IRESNET_TOLERANCE
+    assert (
+        rel(iresnet[1].spatial_tokens(small.bfloat16()).float(), iresnet[0].spatial_tokens(small)) < IRESNET_TOLERANCE
+    )
 
     vision = both(face_nodes, weights / "vision_encoder" / "config.json", lambda p: load_clip_vision_tower(p.parent))
     pixels = fa.clip_pixel_values(((x512.movedim(1, -1) + 1) * 127.5).round().byte().numpy())
@@ -98,7 +102,9 @@ def test_bf16_regressor_and_masks_match_fp32(face_nodes, weights):
     assert float((half - full).abs().max()) < SEG_PROB_TOLERANCE
 
     bisenet = both(face_nodes, weights / "third_party" / "79999_iter.pth", load_bisenet)
-    parsed = [net.parse(x512.to(dtype), preprocess="none") for net, dtype in zip(bisenet, (torch.float32, torch.bfloat16))]
+    parsed = [
+        net.parse(x512.to(dtype), preprocess="none") for net, dtype in zip(bisenet, (torch.float32, torch.bfloat16))
+    ]
     assert rel(parsed[1].logits.float(), parsed[0].logits) < TOLERANCE
     masks = [swap_mask_from_parsing(p.labels[:, 0]) for p in parsed]
     assert float((masks[0] != masks[1]).float().mean()) < MASK_FLIP_TOLERANCE

@@ -1,5 +1,6 @@
 """The Face-Adapter loader reads a bundle written in the released layout (bf16 and fp32 .pth, a diffusers
 ControlNet folder, a transformers vision folder) and the token nodes compute what the networks compute."""
+
 from __future__ import annotations
 
 import shutil
@@ -22,9 +23,10 @@ def fan(comfy_in_process):
 @pytest.fixture()
 def bundle_dir(fan, tmp_path, monkeypatch):
     import folder_paths
-    from test_weights.face_adapter import install
 
     from facecontrol.nodes.common import register_model_folders
+
+    from test_weights.face_adapter import install
 
     install(tmp_path)
     register_model_folders()
@@ -55,12 +57,14 @@ def test_released_layout_loads_and_tokens_match_the_networks(fan, bundle_dir):
         expected_id = id2token(iresnet(small))
         vision = CLIPVisionModel.from_pretrained(str(bundle_dir / "vision_encoder")).eval()
         image2token = load_token_mapper(bundle_dir / "net_image2token.pth")
-        pixels = CLIPImageProcessorPil()(images=(crop512[0].numpy() * 255).round().astype("uint8"),
-                                         return_tensors="pt").pixel_values
+        pixels = CLIPImageProcessorPil()(
+            images=(crop512[0].numpy() * 255).round().astype("uint8"), return_tensors="pt"
+        ).pixel_values
         expected_attr = image2token(vision(pixel_values=pixels).last_hidden_state)
 
-    positive, negative = fan.FaceAdapterIdentity.execute(bundle, crop256, [[torch.zeros(1, 77, 768), {}]],
-                                                         fan.NEGATIVES[0]).args
+    positive, negative = fan.FaceAdapterIdentity.execute(
+        bundle, crop256, [[torch.zeros(1, 77, 768), {}]], fan.NEGATIVES[0]
+    ).args
     assert positive[0][0].shape == (1, 77, 768)
     assert torch.allclose(positive[0][0], expected_id, atol=1e-4, rtol=1e-4)
     assert torch.equal(negative[0][0], torch.zeros(1, 77, 768))
@@ -68,8 +72,9 @@ def test_released_layout_loads_and_tokens_match_the_networks(fan, bundle_dir):
     assert torch.allclose(tokens, expected_attr, atol=1e-4, rtol=1e-4)
 
     # the paper's swap negative: the target's identity tokens
-    _, paper_negative = fan.FaceAdapterIdentity.execute(bundle, crop256, [[torch.zeros(1, 77, 768), {}]],
-                                                        fan.NEGATIVES[1], crop256.flip(2)).args
+    _, paper_negative = fan.FaceAdapterIdentity.execute(
+        bundle, crop256, [[torch.zeros(1, 77, 768), {}]], fan.NEGATIVES[1], crop256.flip(2)
+    ).args
     assert not torch.allclose(paper_negative[0][0], positive[0][0])
 
 
@@ -88,8 +93,12 @@ def test_missing_pieces_are_named_with_their_paths(fan, bundle_dir):
 def test_wrong_crop_sizes_are_refused(fan, bundle_dir):
     bundle = fan.LoadFaceAdapter.execute().args[0]
     with pytest.raises(ValueError, match=r"'source_256' must be 256x256"):
-        fan.FaceAdapterIdentity.execute(bundle, torch.rand(1, 512, 512, 3), [[torch.zeros(1, 77, 768), {}]], fan.NEGATIVES[0])
+        fan.FaceAdapterIdentity.execute(
+            bundle, torch.rand(1, 512, 512, 3), [[torch.zeros(1, 77, 768), {}]], fan.NEGATIVES[0]
+        )
     with pytest.raises(ValueError, match=r"needs 'target_256'"):
-        fan.FaceAdapterIdentity.execute(bundle, torch.rand(1, 256, 256, 3), [[torch.zeros(1, 77, 768), {}]], fan.NEGATIVES[1])
+        fan.FaceAdapterIdentity.execute(
+            bundle, torch.rand(1, 256, 256, 3), [[torch.zeros(1, 77, 768), {}]], fan.NEGATIVES[1]
+        )
     with pytest.raises(ValueError, match=r"'crops_512' must be Face-Adapter 512 crops"):
         fan.FaceAdapterAttributes.execute(bundle, torch.rand(1, 256, 256, 3))

@@ -3,6 +3,7 @@
 These call the node classes directly with ComfyUI importable in this process; the server tests cover
 the same checks end to end where a workflow can produce the input (RGBA, mismatched batches).
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,6 +5,7 @@ filled weights with strict=True, and compares outputs with `fx.check` under the 
 Strict keys: the table and the folder must name the same fixtures (a new fixture without a check, or a check
 whose fixture is gone, fails), and every recorded `out.*` tensor must have been compared.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from golden_fixtures import Fixture, fixture_names, golden_dir, load_fixture
 
 pytestmark = pytest.mark.golden
@@ -117,8 +119,14 @@ def _check_fa_draw_pts70(fx: Fixture, tmp: Path) -> None:
     from facecontrol.face.draw import draw_pts70
 
     cfg = fx.config
-    images, control = draw_pts70(fx.inputs["in.lm68"], fx.inputs["in.gaze"], fx.inputs["in.warp_mat256"],
-                                 dst_size=cfg["dst_size"], canvas_size=cfg["canvas"], radius=cfg["radius"])
+    images, control = draw_pts70(
+        fx.inputs["in.lm68"],
+        fx.inputs["in.gaze"],
+        fx.inputs["in.warp_mat256"],
+        dst_size=cfg["dst_size"],
+        canvas_size=cfg["canvas"],
+        radius=cfg["radius"],
+    )
     fx.check("pts70_uint8", torch.from_numpy(images))
     fx.check("control", control)
     assert control.dtype == torch.float32
@@ -254,7 +262,7 @@ def _check_dva_cls_edit(fx: Fixture, tmp: Path) -> None:
     fx.check("z_id_rep", z_id_rep)
     z_norm = normalize_identity(z_id_rep, mean, std)
     fx.check("z_norm", z_norm)
-    step = float(scale) * 512 ** 0.5
+    step = float(scale) * 512**0.5
     fx.check("z_norm_edited", z_norm + step * attribute_direction(classifier.weight, cls_id))
     edited = classifier_edit(z_id_rep, classifier.weight, cls_id, scale, mean, std)
     fx.check("z_id_edited", edited)

@@ -1,4 +1,5 @@
 """DVA workflows in a real ComfyUI server with filled weights in the released layouts."""
+
 from __future__ import annotations
 
 import copy
@@ -36,8 +37,10 @@ def with_probes(prompt: dict, frames: str, pasted: str, mask: str) -> dict:
 
 
 def with_metrics(prompt: dict, original: str, result: str) -> dict:
-    prompt["m1"] = {"class_type": "FaceControlVideoMetrics",
-                    "inputs": {"original": [original, 0], "result": [result, 0], "identity": "dlib"}}
+    prompt["m1"] = {
+        "class_type": "FaceControlVideoMetrics",
+        "inputs": {"original": [original, 0], "result": [result, 0], "identity": "dlib"},
+    }
     prompt["m2"] = {"class_type": "PreviewAny", "inputs": {"source": ["m1", 0]}}
     return prompt
 
@@ -117,17 +120,29 @@ def test_stacked_edits_then_reset_decode_the_video_code(comfy):
     a decode of the unedited latent; per-frame decoding runs beside them."""
     prompt = load_workflow("dva_video_edit")
     prompt["3"]["inputs"]["length"] = 1
-    prompt["s1"] = {"class_type": "FaceControlDVAEditClassifier",
-                    "inputs": {"dva_latent": ["8", 0], "attribute": "Young", "scale": -0.3, "normalize": True}}
+    prompt["s1"] = {
+        "class_type": "FaceControlDVAEditClassifier",
+        "inputs": {"dva_latent": ["8", 0], "attribute": "Young", "scale": -0.3, "normalize": True},
+    }
     prompt["s2"] = {"class_type": "FaceControlDVAResetEdit", "inputs": {"dva_latent": ["s1", 0]}}
-    decode = lambda latent, identity: {"class_type": "FaceControlDVADecode", "inputs": {  # noqa: E731
-        "dva_model": ["6", 0], "dva_latent": [latent, 0], "solver": "as encoded", "chunk_size": 0,
-        "identity": identity}}
+    decode = lambda latent, identity: {
+        "class_type": "FaceControlDVADecode",
+        "inputs": {  # noqa: E731
+            "dva_model": ["6", 0],
+            "dva_latent": [latent, 0],
+            "solver": "as encoded",
+            "chunk_size": 0,
+            "identity": identity,
+        },
+    }
     prompt["s3"] = decode("s2", "current (edit, else as encoded)")
     prompt["s4"] = decode("7", "current (edit, else as encoded)")
     prompt["s5"] = decode("s1", "per frame")
     for name in ("s3", "s4", "s5"):
-        prompt[name + "o"] = {"class_type": "SaveImage", "inputs": {"images": [name, 0], "filename_prefix": f"probe/{name}"}}
+        prompt[name + "o"] = {
+            "class_type": "SaveImage",
+            "inputs": {"images": [name, 0], "filename_prefix": f"probe/{name}"},
+        }
     entry = comfy.run(prompt)
     reset, plain, per_frame = (saved_images(comfy, entry, n + "o")[0] for n in ("s3", "s4", "s5"))
     edited = saved_images(comfy, entry, "13")[0]

@@ -8,6 +8,7 @@ three UI workflows with their shipped 25 steps. Measured on the shared 2-core ma
 whole file 462 s: reenactment 206 s, swap 46 s, swap with the paper's negative 49 s, the 2-frame video 66 s,
 each 16-frame control-image run 12 s (times are logged per workflow).
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,8 +16,9 @@ import logging
 import cv2
 import numpy as np
 import pytest
-from comfy_client import WorkflowError, load_workflow
 from comfy_test_utils import outputs_of, png, saved_image, server_decoded, timed_run
+
+from comfy_client import WorkflowError, load_workflow
 from media import load_rgb
 
 pytestmark = pytest.mark.integration
@@ -98,8 +100,9 @@ def test_video_workflow(comfy, detector):
 def control_flicker(comfy, smooth: bool, frames: int, backend: str = "auto") -> float:
     """Mean frame-to-frame change (0..255) of the video's control images, with or without the temporal
     smoothing (the driver's 512 crops and its 3DMM coefficients)."""
-    from facecontrol.pipelines.face_adapter import flicker
     import torch
+
+    from facecontrol.pipelines.face_adapter import flicker
 
     prompt = load_workflow("face_adapter_reenact_video")
     prompt["2"]["inputs"]["length"] = frames
@@ -111,7 +114,10 @@ def control_flicker(comfy, smooth: bool, frames: int, backend: str = "auto") -> 
         prompt["6"]["inputs"]["smooth"] = False
         prompt["9"]["inputs"]["smooth_sigma"] = 0.0
     spatial_only = {k: v for k, v in prompt.items() if int(k) < 20 or k in ("40", "41")}
-    spatial_only["50"] = {"class_type": "SaveImage", "inputs": {"images": ["13", 0], "filename_prefix": "facecontrol/fa_flicker"}}
+    spatial_only["50"] = {
+        "class_type": "SaveImage",
+        "inputs": {"images": ["13", 0], "filename_prefix": "facecontrol/fa_flicker"},
+    }
     entry = timed_run(comfy, spatial_only, f"control images, {frames} frames, smoothing {smooth}")
     images = np.stack([png(comfy.view(item)) for item in outputs_of(comfy, entry, "50")])
     return flicker(torch.from_numpy(images).float() / 255.0)
@@ -122,8 +128,9 @@ def test_smoothing_reduces_control_flicker(comfy, backend):
     """On both 3DMM backends (bfm_d3dfr with the filled regressor: its numbers show the crop and canvas jitter,
     not the real regressor's)."""
     raw, smooth = control_flicker(comfy, False, 16, backend), control_flicker(comfy, True, 16, backend)
-    log.info("%s control-image flicker over 16 carphone frames: %.3f without smoothing, %.3f with it", backend, raw,
-             smooth)
+    log.info(
+        "%s control-image flicker over 16 carphone frames: %.3f without smoothing, %.3f with it", backend, raw, smooth
+    )
     print(f"{backend} control-image flicker (mean |frame t+1 - frame t|, 0..255): raw {raw:.3f}, smoothed {smooth:.3f}")
     assert smooth < raw
 
@@ -142,8 +149,11 @@ def test_missing_bundle_file_is_named(comfy, model_root):
 
 def preview_texts(entry: dict, prompt: dict) -> dict[str, str]:
     """The Preview as Text outputs of a run, by the title of their node."""
-    return {prompt[k]["_meta"]["title"]: entry["outputs"][k]["text"][0]
-            for k, v in prompt.items() if v["class_type"] == "PreviewAny"}
+    return {
+        prompt[k]["_meta"]["title"]: entry["outputs"][k]["text"][0]
+        for k, v in prompt.items()
+        if v["class_type"] == "PreviewAny"
+    }
 
 
 def test_release_files_run_the_authors_path_and_the_nodes_say_so(comfy, model_root):
@@ -157,8 +167,10 @@ def test_release_files_run_the_authors_path_and_the_nodes_say_so(comfy, model_ro
     unet_dir = model_root / "face_adapter" / "pretrained_unet"
     diffusers_unet().save_pretrained(unet_dir, safe_serialization=True)
     try:
-        for name, mask in (("face_adapter_reenactment", "seg UNet, net_seg_res18.pth"),
-                           ("face_adapter_swap", "BiSeNet, 79999_iter.pth")):
+        for name, mask in (
+            ("face_adapter_reenactment", "seg UNet, net_seg_res18.pth"),
+            ("face_adapter_swap", "BiSeNet, 79999_iter.pth"),
+        ):
             prompt = fast(name)
             texts = preview_texts(timed_run(comfy, prompt, f"{name}, authors' files"), prompt)
             log.info("%s: %s", name, texts)
@@ -170,8 +182,11 @@ def test_release_files_run_the_authors_path_and_the_nodes_say_so(comfy, model_ro
         shutil.rmtree(unet_dir)
 
     third_party = model_root / "face_adapter" / "third_party"
-    files = [third_party / "d3dfr_res50_nofc.pth", third_party / "79999_iter.pth",
-             model_root / "face_adapter" / "net_seg_res18.pth"]
+    files = [
+        third_party / "d3dfr_res50_nofc.pth",
+        third_party / "79999_iter.pth",
+        model_root / "face_adapter" / "net_seg_res18.pth",
+    ]
     for path in files:
         path.rename(path.with_suffix(".moved"))
     try:

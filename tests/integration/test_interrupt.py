@@ -6,6 +6,7 @@ The test listens to the server's websocket as the frontend does: once the node h
 posts /interrupt, then checks that no progress beyond the item under way is reported afterwards and that the
 interruption arrives within two items' time (the item under way plus one), measured on the same run.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,18 +34,36 @@ def _video_frames(frames: int) -> dict:
 def _detect(frames: int, x: float) -> dict:
     """Detect Faces with select=closest; a different x makes ComfyUI run the node again instead of caching it."""
     return _video_frames(frames) | {
-        "5": {"class_type": "FaceControlDetectFaces", "inputs": {
-            "image": ["4", 0], "backend": "mediapipe", "select": "closest", "index": 0, "order": "left-right",
-            "x": x, "y": 0.5, "track": False, "if_no_face": "error"}},
+        "5": {
+            "class_type": "FaceControlDetectFaces",
+            "inputs": {
+                "image": ["4", 0],
+                "backend": "mediapipe",
+                "select": "closest",
+                "index": 0,
+                "order": "left-right",
+                "x": x,
+                "y": 0.5,
+                "track": False,
+                "if_no_face": "error",
+            },
+        },
         "6": {"class_type": "PreviewAny", "inputs": {"source": ["5", 1]}},  # the report: cheap to show
     }
 
 
 def _fit(frames: int, sigma: float) -> dict:
     return _detect(frames, 0.5) | {
-        "8": {"class_type": "FaceControlFit3DMM", "inputs": {
-            "images": ["4", 0], "faces": ["5", 0], "backend": "ict_facekit", "identity": "shared over frames",
-            "smooth_sigma": sigma}},
+        "8": {
+            "class_type": "FaceControlFit3DMM",
+            "inputs": {
+                "images": ["4", 0],
+                "faces": ["5", 0],
+                "backend": "ict_facekit",
+                "identity": "shared over frames",
+                "smooth_sigma": sigma,
+            },
+        },
         "9": {"class_type": "PreviewAny", "inputs": {"source": ["8", 0]}},
     }
 
@@ -84,7 +103,8 @@ def _check_stopped_within_one_item(seen: dict, what: str) -> None:
     before = [(t, v) for t, v, after in seen["progress"] if not after]
     later = [v for _, v, after in seen["progress"] if after]
     assert all(v <= seen["at_post"] + 1 for v in later), (
-        f"the {what} went on after the interrupt: items {later} reported after item {seen['at_post']}")
+        f"the {what} went on after the interrupt: items {later} reported after item {seen['at_post']}"
+    )
     (t0, v0), (t1, v1) = before[0], before[-1]
     per_item = (t1 - t0) / max(1, v1 - v0)
     latency = seen["interrupted"] - seen["posted"]

@@ -5,6 +5,7 @@ node, the API) and NaN typed into a float widget pass its validation. These prom
 the server must answer each with a message naming the node and the input, then serve the next prompt.
 Type names: no pack socket type may equal a type core ComfyUI registers (core's FACE_LANDMARKS clashed).
 """
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,15 @@ def _still_serves(comfy) -> None:
     assert entry["status"]["status_str"] == "success"
 
 
-@pytest.mark.parametrize("size, limit", [(12000, "above its maximum 2048"), (0, "below its minimum 64"),
-                                         (-64, "below its minimum 64"), (-1, "below its minimum 64")])
+@pytest.mark.parametrize(
+    "size, limit",
+    [
+        (12000, "above its maximum 2048"),
+        (0, "below its minimum 64"),
+        (-64, "below its minimum 64"),
+        (-1, "below its minimum 64"),
+    ],
+)
 def test_a_linked_size_outside_the_widget_limits_is_refused(comfy, size, limit):
     prompt = _align(["20", 0])
     prompt["20"] = {"class_type": "PrimitiveInt", "inputs": {"value": size}}
@@ -54,8 +62,10 @@ def test_nan_typed_into_a_float_widget_is_refused(comfy):
 def test_nan_pixels_in_an_image_are_refused_with_the_frame(comfy):
     prompt = load_workflow("face_photo_pipeline")
     # ImageBlend with a NaN factor (NaN passes ComfyUI's own min/max check) makes every pixel NaN
-    prompt["30"] = {"class_type": "ImageBlend", "inputs": {"image1": ["1", 0], "image2": ["1", 0],
-                                                           "blend_factor": math.nan, "blend_mode": "normal"}}
+    prompt["30"] = {
+        "class_type": "ImageBlend",
+        "inputs": {"image1": ["1", 0], "image2": ["1", 0], "blend_factor": math.nan, "blend_mode": "normal"},
+    }
     prompt["2"]["inputs"]["image"] = ["30", 0]
     assert "Detect Faces: 'image' has NaN or infinite values in frame 0" in _error(comfy, prompt)
     _still_serves(comfy)
@@ -82,8 +92,22 @@ def test_no_pack_type_equals_a_core_type(comfy):
     custom = {t for t in ours if t.startswith("FACECONTROL_")}
     assert custom, "no pack types found in /object_info"
     assert not custom & core, f"pack types also registered by core: {custom & core}"
-    builtin = {"IMAGE", "MASK", "INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "CONDITIONING", "LATENT", "MODEL",
-               "CLIP", "VAE", "CONTROL_NET", "VIDEO"}
+    builtin = {
+        "IMAGE",
+        "MASK",
+        "INT",
+        "FLOAT",
+        "STRING",
+        "BOOLEAN",
+        "COMBO",
+        "CONDITIONING",
+        "LATENT",
+        "MODEL",
+        "CLIP",
+        "VAE",
+        "CONTROL_NET",
+        "VIDEO",
+    }
     interop = {"FACE_LANDMARKS"}  # core's own type, taken on purpose by the converter nodes
     assert ours - custom - builtin <= interop, f"pack types without the FACECONTROL_ prefix: {ours - custom - builtin}"
 
@@ -113,8 +137,12 @@ def test_an_output_that_comes_out_nan_is_an_error_naming_node_and_frame(nodes):
     class Broken(checks.FaceControlNode):
         @classmethod
         def define_schema(cls):
-            return io.Schema(node_id="FaceControlTestBroken", display_name="Broken", inputs=[io.Image.Input("image")],
-                             outputs=[io.Image.Output(display_name="image")])
+            return io.Schema(
+                node_id="FaceControlTestBroken",
+                display_name="Broken",
+                inputs=[io.Image.Input("image")],
+                outputs=[io.Image.Output(display_name="image")],
+            )
 
         @classmethod
         def execute(cls, image):
@@ -137,9 +165,17 @@ def test_an_int_widget_given_a_whole_float_runs_and_a_fraction_is_refused(nodes)
 def test_a_choice_that_is_not_an_option_is_refused_by_name(nodes, name, value):
     """ComfyUI validates typed combo values only; one arriving from another node's COMBO output is not."""
     _, _, face_nodes, _ = nodes
-    inputs = dict(image=torch.rand(1, 64, 64, 3), backend="mediapipe", select="largest", index=0, order="left-right",
-                  x=0.5, y=0.5, track=True, if_no_face="error")
+    inputs = dict(
+        image=torch.rand(1, 64, 64, 3),
+        backend="mediapipe",
+        select="largest",
+        index=0,
+        order="left-right",
+        x=0.5,
+        y=0.5,
+        track=True,
+        if_no_face="error",
+    )
     inputs[name] = value
     with pytest.raises(ValueError, match=rf"Detect Faces: '{name}' = '{value}' is not one of its choices"):
         face_nodes.DetectFaces.execute(**inputs)
-

@@ -1,6 +1,6 @@
 """docs/NODES.md is what the running server's node schemas give (regenerate: python scripts/make_nodes_doc.py)."""
-import pytest
 
+import pytest
 from make_nodes_doc import DOC, pack_nodes, render
 
 pytestmark = pytest.mark.integration

@@ -13,6 +13,7 @@ its one-off warm-up (imports, first model loads) once rather than once per runne
 the first prompt of a paper on each server (10 min each under a load average of 20, 12 s for the next prompt).
 The samples are few and the sampler steps minimal, to keep CI time.
 """
+
 from __future__ import annotations
 
 import json
@@ -82,12 +83,26 @@ def wait_for(condition, timeout: float, what: str, proc=None):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def run_with_interruptions(script: str, args: list[str], out: Path, a, b, total: int, model_root: Path,
-                           stop_b: bool = False) -> list[dict]:
+def run_with_interruptions(
+    script: str, args: list[str], out: Path, a, b, total: int, model_root: Path, stop_b: bool = False
+) -> list[dict]:
     """Run on a and b, SIGKILL the runner after its first result, restart it; with stop_b, stop server b as soon as
     the restarted runner has queued a sample on it, else let both servers finish the run."""
-    cmd = [sys.executable, str(REPO / "scripts" / script), "--out", str(out), "--server", a.url, "--server", b.url,
-           "--models-dir", str(model_root), "--weights-label", LABEL, *args]
+    cmd = [
+        sys.executable,
+        str(REPO / "scripts" / script),
+        "--out",
+        str(out),
+        "--server",
+        a.url,
+        "--server",
+        b.url,
+        "--models-dir",
+        str(model_root),
+        "--weights-label",
+        LABEL,
+        *args,
+    ]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     log = open(out.parent / f"{script}.log", "a")
     first = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -151,10 +166,30 @@ def test_face_adapter_runner(comfy, second_comfy, model_root, tmp_path):
     write_frames(data / "ffpp" / "000", carphone[[20]])
     write_frames(data / "ffpp" / "001", [cv2.resize(load_rgb("astronaut.png"), (256, 256))])
     out = tmp_path / "fa_out"
-    results = run_with_interruptions("run_face_adapter.py", ["--dataset", str(data), "--same", "2", "--cross", "1",
-                                                             "--swap-frames", "1", "--swap-pairs", "1", "--steps", "1",
-                                                             "--gallery-frames", "1"],
-                                     out, comfy, second_comfy, 4, model_root)
+    results = run_with_interruptions(
+        "run_face_adapter.py",
+        [
+            "--dataset",
+            str(data),
+            "--same",
+            "2",
+            "--cross",
+            "1",
+            "--swap-frames",
+            "1",
+            "--swap-pairs",
+            "1",
+            "--steps",
+            "1",
+            "--gallery-frames",
+            "1",
+        ],
+        out,
+        comfy,
+        second_comfy,
+        4,
+        model_root,
+    )
     assert all(r["status"] == "ok" for r in results), results
     same = [r for r in results if r["kind"] == "same"]
     assert all(np.isfinite(r["PSNR"]) and r["LPIPS"] > 0 and "Pose" in r and -1 <= r["CSIM"] <= 1 for r in same)
@@ -187,8 +222,9 @@ def test_dva_runner(comfy, second_comfy, model_root, tmp_path):
     shutil.copyfile(media_path("carphone_pristine.mp4"), data / "reconstruction" / "clip_c.mp4")
     write_video(data / "edit" / "clip_d.mp4", frames[60:64])
     out = tmp_path / "dva_out"
-    results = run_with_interruptions("run_dva.py", ["--dataset", str(data), "--steps", "2", "--frames", "2"],
-                                     out, comfy, second_comfy, 4, model_root)
+    results = run_with_interruptions(
+        "run_dva.py", ["--dataset", str(data), "--steps", "2", "--frames", "2"], out, comfy, second_comfy, 4, model_root
+    )
     assert all(r["status"] == "ok" for r in results), results
     recon = [r for r in results if r["kind"] == "reconstruction"]
     assert all(len(r["SSIM"]) == 2 and len(r["LPIPS"]) == 2 for r in recon)
@@ -202,8 +238,16 @@ def test_pie_runner(comfy, second_comfy, model_root, tmp_path):
     write_frames(data / "portraits", [load_rgb("astronaut.png")])
     (data / "edits.csv").write_text("portrait,yaw,smile,light_from_right\n*,15,,\n*,,0.5,\n*,,,0.3\n*,-10,,\n")
     out = tmp_path / "pie_out"
-    results = run_with_interruptions("run_pie.py", ["--dataset", str(data), "--embed-steps", "1", "--edit-steps", "1"],
-                                     out, comfy, second_comfy, 4, model_root, stop_b=True)
+    results = run_with_interruptions(
+        "run_pie.py",
+        ["--dataset", str(data), "--embed-steps", "1", "--edit-steps", "1"],
+        out,
+        comfy,
+        second_comfy,
+        4,
+        model_root,
+        stop_b=True,
+    )
     assert all(r["status"] == "ok" for r in results), results
     assert all(-1 <= r["identity"] <= 1 for r in results)
     table = (out / "table.md").read_text()

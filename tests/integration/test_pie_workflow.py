@@ -6,6 +6,7 @@ the saved PNGs with the same landmark network and ICT model files, must see the 
 +15 degree slider asks (positive yaw: nose towards image right). The same check runs with the BFM face model
 (Deep3DFaceRecon's regressor in the epoch_20.pth layout and a BFM_model_front.mat of the test weights).
 """
+
 from __future__ import annotations
 
 import copy
@@ -15,20 +16,20 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from comfy_test_utils import saved_image, timed_run
 
 from comfy_client import WorkflowError, load_workflow
-from comfy_test_utils import saved_image, timed_run
 from media import load_rgb
 
 pytestmark = pytest.mark.integration
 
 
 def _formation(model_root):
-    from test_weights import pie as weights
-
     from facecontrol.face.ict_model import load_ict_model
     from facecontrol.models.dva_face_encoder import load_landmark_net
     from facecontrol.pipelines import pie
+
+    from test_weights import pie as weights
 
     net = load_landmark_net(model_root / weights.LANDMARK_FILE)
     model = load_ict_model(model_root / weights.ICT_FILE)
@@ -36,9 +37,9 @@ def _formation(model_root):
 
 
 def _bfm_formation(model_root):
-    from test_weights import pie as weights
-
     from facecontrol.pipelines.pie.bfm import load_bfm_formation
+
+    from test_weights import pie as weights
 
     landmark_net = _formation(model_root).landmark_net
     return load_bfm_formation(model_root / weights.BFM_FILE, model_root / weights.D3DFR_FILE, landmark_net).eval()
@@ -72,7 +73,9 @@ def test_yaw_plus_15_turns_the_regressed_head_to_image_right(comfy, pie_run, mod
     formation = _formation(model_root)
     before = _regressed_yaw(formation, saved_image(comfy, pie_run, "12"), 64)
     after = _regressed_yaw(formation, saved_image(comfy, pie_run, "11"), 64)
-    assert after - before > math.radians(1.0), f"regressed yaw {math.degrees(before):.2f} -> {math.degrees(after):.2f} deg"
+    assert after - before > math.radians(1.0), (
+        f"regressed yaw {math.degrees(before):.2f} -> {math.degrees(after):.2f} deg"
+    )
 
 
 def test_rignet_mode_without_rignet_and_reference_without_image_are_clear_errors(comfy):
@@ -123,7 +126,9 @@ def test_bfm_face_model_edit_turns_the_regressed_head_to_image_right(comfy, mode
     formation = _bfm_formation(model_root)
     before = _regressed_yaw(formation, saved_image(comfy, entry, "12"), 64)
     after = _regressed_yaw(formation, saved_image(comfy, entry, "11"), 64)
-    assert after - before > math.radians(1.0), f"regressed yaw {math.degrees(before):.2f} -> {math.degrees(after):.2f} deg"
+    assert after - before > math.radians(1.0), (
+        f"regressed yaw {math.degrees(before):.2f} -> {math.degrees(after):.2f} deg"
+    )
     assert saved_image(comfy, entry, "10").shape == load_rgb("astronaut.png").shape
 
 

@@ -1,4 +1,5 @@
 """The pack in a real ComfyUI server: loading, /object_info, the shipped face workflows, bad inputs."""
+
 from __future__ import annotations
 
 import json
@@ -9,10 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from comfy_test_utils import outputs_of, png, server_decoded, timed_run
 from PIL import Image
 
 from comfy_client import WorkflowError, load_workflow
-from comfy_test_utils import outputs_of, png, server_decoded, timed_run
 from media import load_rgb
 
 pytestmark = pytest.mark.integration
@@ -38,7 +39,12 @@ def test_pack_loads_without_import_failure(comfy):
 def test_object_info_lists_every_node(comfy):
     info = comfy.get_json("/object_info")
     expected = pack_node_ids()
-    assert {"FaceControlDetectFaces", "FaceControlAlignFaces", "FaceControlPasteBack", "FaceControlPreviewFaces"} <= expected
+    assert {
+        "FaceControlDetectFaces",
+        "FaceControlAlignFaces",
+        "FaceControlPasteBack",
+        "FaceControlPreviewFaces",
+    } <= expected
     missing = expected - set(info)
     assert not missing, f"not in /object_info: {missing}"
     for node_id in expected:

@@ -1,6 +1,7 @@
 """Hostile and damaged generator files in a real ComfyUI server (Load StyleGAN2 of the PIE workflow): each is
 refused with a message naming the file, nothing it carries runs, and the server answers the next prompt.
 The same files against the loaders alone: tests/unit/test_hostile_files.py."""
+
 from __future__ import annotations
 
 import os
@@ -27,6 +28,7 @@ class WritesMarker:
 
 def _bomb_pickle(monkeypatch) -> bytes:
     """~340 bytes whose persistent record's _init_kwargs expand to 10**8 objects through shared references."""
+
     def reconstruct(meta):
         return meta
 

@@ -1,13 +1,14 @@
 """The Spatial Condition Generator workflow in a real ComfyUI server: open backend + geometric mask (no
 downloaded weights), Face-Adapter's BFM backend and networks (filled weights in the released layouts), and
 the errors a user sees when wiring it wrong."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 import pytest
-from comfy_client import WorkflowError, load_workflow
 from comfy_test_utils import saved_image, timed_run
+
+from comfy_client import WorkflowError, load_workflow
 
 pytestmark = pytest.mark.integration
 WORKFLOW = "face_adapter_spatial_condition"

@@ -5,6 +5,7 @@ in ComfyUI's environment with nothing left to install, and a start that lists ev
 The ComfyUI tree is a temporary copy of the one in use (COMFYUI_DIR), so the checkout's own link is absent,
 and the server runs without the tests' PYTHONPATH, so nothing but the copied folder can provide the nodes.
 """
+
 from __future__ import annotations
 
 import re
@@ -23,8 +24,9 @@ SKIP_IN_COMFYUI = shutil.ignore_patterns("__pycache__", ".git", "facecontrol", "
 
 def pack_files() -> list[str]:
     """What a clone holds: the tracked files plus new ones not ignored (so a working tree is tested as is)."""
-    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO_ROOT,
-                         capture_output=True, check=True).stdout.decode()
+    out = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO_ROOT, capture_output=True, check=True
+    ).stdout.decode()
     return [name for name in out.split("\0") if name and (REPO_ROOT / name).is_file()]
 
 
@@ -49,8 +51,21 @@ def user_comfyui(tmp_path_factory) -> Path:
 
 def test_requirements_install_nothing_new(user_comfyui):
     requirements = user_comfyui / "custom_nodes" / "facecontrol" / "requirements.txt"
-    done = subprocess.run([str(venv_python()), "-m", "pip", "install", "--dry-run", "--no-index", "--disable-pip-version-check",
-                           "-r", str(requirements)], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            str(venv_python()),
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--no-index",
+            "--disable-pip-version-check",
+            "-r",
+            str(requirements),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Would install" not in done.stdout, done.stdout
 

@@ -1,5 +1,6 @@
 """Face Video Metrics in a real server: both SSIM forms, LPIPS from the metrics model folder (filled weights in the
 lpips package's layout), dlib's chip identity; identical sequences score as identical."""
+
 import json
 import re
 
@@ -11,12 +12,16 @@ pytestmark = pytest.mark.integration
 def metrics_prompt(result_source: list) -> dict:
     return {
         "1": {"class_type": "LoadImage", "inputs": {"image": "astronaut.png"}},
-        "2": {"class_type": "ImageScale", "inputs": {"image": ["1", 0], "upscale_method": "area", "width": 256,
-                                                     "height": 256, "crop": "center"}},
+        "2": {
+            "class_type": "ImageScale",
+            "inputs": {"image": ["1", 0], "upscale_method": "area", "width": 256, "height": 256, "crop": "center"},
+        },
         "3": {"class_type": "RepeatImageBatch", "inputs": {"image": ["2", 0], "amount": 2}},
         "4": {"class_type": "ImageBlur", "inputs": {"image": ["3", 0], "blur_radius": 3, "sigma": 2.0}},
-        "5": {"class_type": "FaceControlVideoMetrics", "inputs": {"original": ["3", 0], "result": result_source,
-                                                                 "identity": "dlib"}},
+        "5": {
+            "class_type": "FaceControlVideoMetrics",
+            "inputs": {"original": ["3", 0], "result": result_source, "identity": "dlib"},
+        },
         "6": {"class_type": "PreviewAny", "inputs": {"source": ["5", 0]}},
     }
 

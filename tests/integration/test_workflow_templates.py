@@ -1,6 +1,7 @@
 """ComfyUI's template browser finds the pack's UI workflows: /workflow_templates lists every one of
 example_workflows/*.json under the pack's folder name, and the workflow and its thumbnail are served where
 the frontend fetches them (/api/workflow_templates/<pack>/<name>.json and .jpg)."""
+
 from __future__ import annotations
 
 import io

@@ -13,6 +13,7 @@
   them), at width 64, one layer per tower, patch 32, 224 px, with the real 49408-token vocabulary and
   77-token context, so the CLIP edit runs in CI. The pack reads its tensors without its code.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -38,7 +39,9 @@ def _fill():
 
 
 def _shapes(module: torch.nn.Module) -> dict:
-    return {k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")} for k, v in module.state_dict().items()}
+    return {
+        k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")} for k, v in module.state_dict().items()
+    }
 
 
 def dva_state(seed: int = 5) -> dict[str, torch.Tensor]:
@@ -58,19 +61,30 @@ def dva_state(seed: int = 5) -> dict[str, torch.Tensor]:
 
 
 def classifier_state(seed: int = 5) -> dict[str, torch.Tensor]:
-    shapes = {"classifier.weight": [40, 512], "classifier.bias": [40], "ema_classifier.weight": [40, 512],
-              "ema_classifier.bias": [40], "conds_mean": [1, 512], "conds_std": [1, 512]}
+    shapes = {
+        "classifier.weight": [40, 512],
+        "classifier.bias": [40],
+        "ema_classifier.weight": [40, 512],
+        "ema_classifier.bias": [40],
+        "conds_mean": [1, 512],
+        "conds_std": [1, 512],
+    }
     state = _fill().fill_state_dict(shapes, seed)
     state["conds_std"] = state["conds_std"].abs() + 0.05  # a standard deviation is positive
     return state
 
 
 def clip_state(seed: int = 5) -> dict[str, torch.Tensor]:
-    from open_clip.model import CLIP as OpenClip, CLIPTextCfg, CLIPVisionCfg
+    from open_clip.model import CLIP as OpenClip
+    from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 
     with torch.device("meta"):
-        model = OpenClip(32, CLIPVisionCfg(layers=1, width=64, patch_size=32, image_size=224),
-                         CLIPTextCfg(context_length=77, vocab_size=49408, width=64, heads=1, layers=1), quick_gelu=True)
+        model = OpenClip(
+            32,
+            CLIPVisionCfg(layers=1, width=64, patch_size=32, image_size=224),
+            CLIPTextCfg(context_length=77, vocab_size=49408, width=64, heads=1, layers=1),
+            quick_gelu=True,
+        )
     state = _fill().fill_state_dict(_shapes(model), seed)
     state["logit_scale"] = torch.tensor(4.6052)
     return state
@@ -78,18 +92,26 @@ def clip_state(seed: int = 5) -> dict[str, torch.Tensor]:
 
 def clip_module(state: dict[str, torch.Tensor]) -> torch.nn.Module:
     """open_clip's CLIP (QuickGELU, float32) holding a state dict in OpenAI's key layout."""
-    from open_clip.model import CLIP as OpenClip, CLIPTextCfg, CLIPVisionCfg
+    from open_clip.model import CLIP as OpenClip
+    from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 
     vision_width, patch = state["visual.conv1.weight"].shape[0], state["visual.conv1.weight"].shape[-1]
     grid = round((state["visual.positional_embedding"].shape[0] - 1) ** 0.5)
     text_width = state["ln_final.weight"].shape[0]
     vision_layers = len({k.split(".")[3] for k in state if k.startswith("visual.transformer.resblocks.")})
     text_layers = len({k.split(".")[2] for k in state if k.startswith("transformer.resblocks.")})
-    model = OpenClip(state["text_projection"].shape[1],
-                     CLIPVisionCfg(layers=vision_layers, width=vision_width, patch_size=patch, image_size=patch * grid),
-                     CLIPTextCfg(context_length=state["positional_embedding"].shape[0],
-                                 vocab_size=state["token_embedding.weight"].shape[0], width=text_width,
-                                 heads=max(1, text_width // 64), layers=text_layers), quick_gelu=True)
+    model = OpenClip(
+        state["text_projection"].shape[1],
+        CLIPVisionCfg(layers=vision_layers, width=vision_width, patch_size=patch, image_size=patch * grid),
+        CLIPTextCfg(
+            context_length=state["positional_embedding"].shape[0],
+            vocab_size=state["token_embedding.weight"].shape[0],
+            width=text_width,
+            heads=max(1, text_width // 64),
+            layers=text_layers,
+        ),
+        quick_gelu=True,
+    )
     model.load_state_dict(state)
     return model.eval()
 
@@ -104,8 +126,11 @@ def write_openai_clip_archive(model: torch.nn.Module, path: Path) -> torch.nn.Mo
     released = copy.deepcopy(model).eval()
     convert_weights_to_fp16(released)
     image_size = released.visual.image_size
-    metadata = {"input_resolution": image_size[0] if isinstance(image_size, (tuple, list)) else image_size,
-                "context_length": released.context_length, "vocab_size": released.vocab_size}
+    metadata = {
+        "input_resolution": image_size[0] if isinstance(image_size, (tuple, list)) else image_size,
+        "context_length": released.context_length,
+        "vocab_size": released.vocab_size,
+    }
     for name, value in metadata.items():
         if hasattr(released, name):
             delattr(released, name)
@@ -117,8 +142,14 @@ def write_openai_clip_archive(model: torch.nn.Module, path: Path) -> torch.nn.Mo
 
 
 def _lightning(state: dict) -> dict:
-    return {"epoch": 51, "global_step": 1000000, "pytorch-lightning_version": "1.4.5", "state_dict": state,
-            "optimizer_states": [], "lr_schedulers": []}
+    return {
+        "epoch": 51,
+        "global_step": 1000000,
+        "pytorch-lightning_version": "1.4.5",
+        "state_dict": state,
+        "optimizer_states": [],
+        "lr_schedulers": [],
+    }
 
 
 def install(model_root: Path) -> None:

@@ -15,6 +15,7 @@ The ControlNet and the UNet share one block layout, as a real Face-Adapter Contr
 generated once into a cache folder (FACECONTROL_TEST_WEIGHTS_CACHE, default ~/.cache/facecontrol/test_weights)
 and linked into each test session's model folder.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,17 +34,44 @@ CKPT_NAME = "v1-5-pruned-emaonly.safetensors"
 VAE_NAME = "vae-ft-mse-840000-ema-pruned.safetensors"
 
 UNET_CONFIG = dict(
-    sample_size=64, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(320, 320),
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-    cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32,
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=1,
+    block_out_channels=(320, 320),
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    cross_attention_dim=768,
+    attention_head_dim=8,
+    norm_num_groups=32,
 )
 # The same UNet in ComfyUI's (ldm) terms, for the key conversion.
-LDM_UNET_CONFIG = {"num_res_blocks": [1, 1], "channel_mult": [1, 1], "transformer_depth": [0, 1],
-                   "transformer_depth_output": [0, 0, 1, 1], "transformer_depth_middle": 1}
-CLIP_TEXT_CONFIG = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                        num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu")
-VISION_CONFIG = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=1, num_attention_heads=16,
-                     image_size=224, patch_size=14, hidden_act="gelu", projection_dim=1024)
+LDM_UNET_CONFIG = {
+    "num_res_blocks": [1, 1],
+    "channel_mult": [1, 1],
+    "transformer_depth": [0, 1],
+    "transformer_depth_output": [0, 0, 1, 1],
+    "transformer_depth_middle": 1,
+}
+CLIP_TEXT_CONFIG = dict(
+    vocab_size=49408,
+    hidden_size=768,
+    intermediate_size=3072,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    max_position_embeddings=77,
+    hidden_act="quick_gelu",
+)
+VISION_CONFIG = dict(
+    hidden_size=1280,
+    intermediate_size=5120,
+    num_hidden_layers=1,
+    num_attention_heads=16,
+    image_size=224,
+    patch_size=14,
+    hidden_act="gelu",
+    projection_dim=1024,
+)
 
 
 def cache_dir() -> Path:
@@ -52,8 +80,10 @@ def cache_dir() -> Path:
 
 
 def filled(module: torch.nn.Module, seed: int = SEED) -> dict[str, torch.Tensor]:
-    shapes = {k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
-              for k, v in module.state_dict().items()}
+    shapes = {
+        k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
+        for k, v in module.state_dict().items()
+    }
     return _fill_module().fill_state_dict(shapes, seed)
 
 
@@ -63,11 +93,22 @@ def filled_module(module: torch.nn.Module, seed: int = SEED) -> torch.nn.Module:
 
 
 # Full SD1.5 and ViT-H/14 sizes, for benchmarks (scripts/bench_face_adapter.py --size full).
-FULL_UNET_CONFIG = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
-                        block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, attention_head_dim=8)
-FULL_LDM_UNET_CONFIG = {"num_res_blocks": [2, 2, 2, 2], "channel_mult": [1, 2, 4, 4],
-                        "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
-                        "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0], "transformer_depth_middle": 1}
+FULL_UNET_CONFIG = dict(
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=(320, 640, 1280, 1280),
+    cross_attention_dim=768,
+    attention_head_dim=8,
+)
+FULL_LDM_UNET_CONFIG = {
+    "num_res_blocks": [2, 2, 2, 2],
+    "channel_mult": [1, 2, 4, 4],
+    "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
+    "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
+    "transformer_depth_middle": 1,
+}
 FULL_VISION_CONFIG = dict(VISION_CONFIG, num_hidden_layers=32)
 
 
@@ -81,15 +122,24 @@ def diffusers_controlnet(config: dict = UNET_CONFIG):
     from diffusers import ControlNetModel, UNet2DConditionModel
 
     shell = UNet2DConditionModel(**config)
-    return filled_module(ControlNetModel.from_unet(shell, conditioning_embedding_out_channels=(16, 32, 96, 256)), SEED + 1)
+    return filled_module(
+        ControlNetModel.from_unet(shell, conditioning_embedding_out_channels=(16, 32, 96, 256)), SEED + 1
+    )
 
 
 def diffusers_vae():
     from diffusers import AutoencoderKL
 
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, sample_size=512,
-                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                        block_out_channels=(128, 256, 512, 512), layers_per_block=2)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        sample_size=512,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(128, 256, 512, 512),
+        layers_per_block=2,
+    )
     return filled_module(vae, SEED + 2)
 
 
@@ -158,8 +208,12 @@ def build_cache(root: Path, full: bool = False) -> None:
     vae = diffusers_vae().state_dict()
     (tmp / "vae").mkdir()
     save_file(_half(vae if full else tiny_vae_state()), tmp / "vae" / VAE_NAME)
-    checkpoint = {f"model.diffusion_model.{k}": v for k, v in unet_to_ldm(diffusers_unet(unet_config).state_dict(),
-                                                                                FULL_LDM_UNET_CONFIG if full else LDM_UNET_CONFIG).items()}
+    checkpoint = {
+        f"model.diffusion_model.{k}": v
+        for k, v in unet_to_ldm(
+            diffusers_unet(unet_config).state_dict(), FULL_LDM_UNET_CONFIG if full else LDM_UNET_CONFIG
+        ).items()
+    }
     checkpoint.update({f"first_stage_model.{k}": v for k, v in vae.items()})
     checkpoint.update({f"cond_stage_model.transformer.{k}": v for k, v in clip_text_model().state_dict().items()})
     (tmp / "checkpoints").mkdir()

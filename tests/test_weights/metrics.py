@@ -8,6 +8,7 @@ dlib's descriptor and 5-point predictor are the real files, found in the face_re
 The Inception file (96 MB) is generated once into a cache folder (FACECONTROL_TEST_WEIGHTS_CACHE, default
 ~/.cache/facecontrol/test_weights) and linked into each session's model folder.
 """
+
 from __future__ import annotations
 
 import os

@@ -25,6 +25,7 @@
   fill rule except the seven 1x1 heads, rescaled so that on the test generator's faces each coefficient
   has mean 0 and a small spread (about 5 degrees of pose): fill-rule heads give angles of hundreds of radians.
 """
+
 from __future__ import annotations
 
 import collections
@@ -37,8 +38,9 @@ from pathlib import Path
 
 import torch
 
-from media import ict_facekit_dir
 from facecontrol import model_names as names
+
+from media import ict_facekit_dir
 
 GENERATOR_FILE = Path("stylegan2/ffhq.pkl")
 VGG_FILE = Path(names.PIE_VGG16)
@@ -50,9 +52,15 @@ D3DFR_FILE = Path(names.PIE_D3DFR)
 # spread of each Deep3DFaceRecon head's outputs on the test generator's faces: id, exp, tex, angle, gamma, txy, tz
 HEAD_SPREAD = (0.3, 0.2, 0.3, 0.08, 0.05, 0.03, 0.05)
 CM_TO_BFM = 0.1  # the BFM front model is in decimetres
-GENERATOR_KWARGS = {"z_dim": 512, "c_dim": 0, "w_dim": 512, "img_resolution": 64, "img_channels": 3,
-                    "mapping_kwargs": {"num_layers": 8, "layer_features": 64},
-                    "synthesis_kwargs": {"channel_base": 4096, "channel_max": 64, "num_fp16_res": 0, "conv_clamp": None}}
+GENERATOR_KWARGS = {
+    "z_dim": 512,
+    "c_dim": 0,
+    "w_dim": 512,
+    "img_resolution": 64,
+    "img_channels": 3,
+    "mapping_kwargs": {"num_layers": 8, "layer_features": 64},
+    "synthesis_kwargs": {"channel_base": 4096, "channel_max": 64, "num_fp16_res": 0, "conv_clamp": None},
+}
 
 
 @torch.no_grad()
@@ -99,8 +107,10 @@ def landmark_state(seed: int = 8) -> dict[str, torch.Tensor]:
 def _fill(module: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
     from golden_fixtures import _fill_module
 
-    shapes = {k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
-              for k, v in module.state_dict().items()}
+    shapes = {
+        k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
+        for k, v in module.state_dict().items()
+    }
     return _fill_module().fill_state_dict(shapes, seed)
 
 
@@ -185,8 +195,13 @@ class _Persistent:
     """Pickles as ``torch_utils.persistence._reconstruct_persistent_obj(meta)``, as NVlabs snapshots do."""
 
     def __init__(self, class_name: str, state: dict) -> None:
-        self.meta = {"type": "class", "version": 6, "module_src": "# FaceControl test weights: no code here\n",
-                     "class_name": class_name, "state": state}
+        self.meta = {
+            "type": "class",
+            "version": 6,
+            "module_src": "# FaceControl test weights: no code here\n",
+            "class_name": class_name,
+            "state": state,
+        }
 
     def __reduce__(self):
         return sys.modules["torch_utils.persistence"]._reconstruct_persistent_obj, (self.meta,)
@@ -208,6 +223,7 @@ def _persistent_tree(module: torch.nn.Module, init_kwargs: dict | None = None) -
 @contextmanager
 def _stand_in_persistence():
     """Make the NVlabs reconstruct function picklable by reference, only while writing."""
+
     def _reconstruct_persistent_obj(meta):  # never called: only its name goes into the file
         raise RuntimeError("stand-in")
 
@@ -254,7 +270,10 @@ def install(model_root: Path) -> None:
 
     root = Path(model_root)
     _write(root / GENERATOR_FILE, lambda p: write_generator_pickle(p, tiny_generator()))
-    _write(root / VGG_FILE, lambda p: torch.save({f"features.{k}": v for k, v in _fill(VGGPerceptual().features, 7).items()}, p))
+    _write(
+        root / VGG_FILE,
+        lambda p: torch.save({f"features.{k}": v for k, v in _fill(VGGPerceptual().features, 7).items()}, p),
+    )
     _write(root / LANDMARK_FILE, lambda p: torch.save({"state_dict": landmark_state()}, p))
     _write(root / ICT_FILE, lambda p: shutil.copyfile(ict_facekit_dir() / "face_model.npz", p))
     generator = tiny_generator()

@@ -1,6 +1,7 @@
 """Spatial Condition Generator weights in Face-Adapter's released layout (face_adapter/...), filled by the
 golden fill rule: the d3dfr regressor (``module.``-prefixed, as DataParallel saves it), the adapting-area
 UNet, BiSeNet, and the golden fixture's synthetic BFM_model_front.mat."""
+
 from __future__ import annotations
 
 import shutil
@@ -12,8 +13,10 @@ from golden_fixtures import _fill_module, golden_dir
 
 
 def filled_state(module: torch.nn.Module, seed: int = 0, prefix: str = "") -> dict[str, torch.Tensor]:
-    shapes = {k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
-              for k, v in module.state_dict().items()}
+    shapes = {
+        k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
+        for k, v in module.state_dict().items()
+    }
     state = _fill_module().fill_state_dict(shapes, seed)
     return {prefix + k: v for k, v in state.items()}
 

@@ -3,11 +3,13 @@
 Tests that need ComfyUI in the process belong in tests/comfy (fixture `comfy_in_process`); tests that need a
 server belong in tests/integration.
 """
+
 from __future__ import annotations
 
 import sys
 
 import pytest
+
 from comfy_client import comfyui_dir
 
 

@@ -1,5 +1,6 @@
 """scripts/bench_device.sh at reduced size on the CPU (what CI can run): every paper's benchmark runs in its
 own process and lands in the one table, with the authors' comparison filled in."""
+
 from __future__ import annotations
 
 import json
@@ -12,9 +13,22 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def test_device_benchmark_runs_at_reduced_size(tmp_path):
     rows_path = tmp_path / "rows.json"
-    done = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "bench_device.sh"), "--cpu", "--quick", "--json", str(rows_path),
-                           "--workdir", str(tmp_path / "work")], capture_output=True, text=True, timeout=3000,
-                          env=dict(os.environ, PYTHON=os.environ.get("PYTHON", str(REPO_ROOT / ".venv" / "bin" / "python"))))
+    done = subprocess.run(
+        [
+            "bash",
+            str(REPO_ROOT / "scripts" / "bench_device.sh"),
+            "--cpu",
+            "--quick",
+            "--json",
+            str(rows_path),
+            "--workdir",
+            str(tmp_path / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=3000,
+        env=dict(os.environ, PYTHON=os.environ.get("PYTHON", str(REPO_ROOT / ".venv" / "bin" / "python"))),
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table = json.loads(rows_path.read_text())
     assert "reduced size" in table["header"] and "CPU" in table["header"]

@@ -4,19 +4,20 @@ Stated tolerance: the gradient of E_synth (L2 + VGG) + E_recognition with respec
 cosine similarity of at least 0.99 with the float32 one, and its norm is within 5% of it; the energies agree
 within 2%. bf16 has an 8-bit mantissa (about 0.4% per rounding), so a tighter bound would test rounding noise.
 """
+
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from pie_stand_ins import astronaut_crop
-from test_weights.pie import _fill, tiny_generator
-
 from facecontrol.models.checkpoint import strip_prefix
 from facecontrol.models.dva_face_encoder import IdentityNet
 from facecontrol.models.precision import AutocastModule, with_precision
 from facecontrol.pipelines import pie
+
+from pie_stand_ins import astronaut_crop
+from test_weights.pie import _fill, tiny_generator
 
 MIN_COSINE = 0.99
 MAX_NORM_RATIO_ERROR = 0.05

@@ -1,4 +1,5 @@
 """scripts/build_ict_facekit.py on a tiny synthetic kit with the real kit's file structure."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -9,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from media import ict_facekit_dir
 from facecontrol.face.ict_model import load_ict_model
+
+from media import ict_facekit_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,8 +81,10 @@ def synthetic_kit(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
         "idx_to_rigid_landmark_idx": [0, 36, 39, 42, 45, 16, 28, 31, 35],
     }
     (model_dir / "vertex_indices.json").write_text(json.dumps(index_info))
-    lists = {k: ", ".join(map(str, v)) for k, v in
-             dict(right=RIGHT_JAW, left=LEFT_JAW, ext_right=EXT_RIGHT, ext_left=EXT_LEFT).items()}
+    lists = {
+        k: ", ".join(map(str, v))
+        for k, v in dict(right=RIGHT_JAW, left=LEFT_JAW, ext_right=EXT_RIGHT, ext_left=EXT_LEFT).items()
+    }
     (tmp_path / "kit" / "README.md").write_text(README.format(**lists))
     return tmp_path / "kit", meshes
 

@@ -1,4 +1,5 @@
 """OpenAI CLIP's TorchScript archive is read without its code (models/clip_archive.py)."""
+
 import copy
 import importlib.util
 import zipfile
@@ -15,7 +16,9 @@ from facecontrol.models.safe_pickle import UnsafePickleError
 
 
 def _test_weights():
-    spec = importlib.util.spec_from_file_location("dva_test_weights", Path(__file__).parents[1] / "test_weights" / "dva.py")
+    spec = importlib.util.spec_from_file_location(
+        "dva_test_weights", Path(__file__).parents[1] / "test_weights" / "dva.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -60,8 +63,9 @@ def test_released_layout_archive_gives_the_outputs_of_the_module_it_was_saved_fr
         x = images if name == "encode_image" else tokens
         ours = getattr(loaded, name)(x)
         torch.testing.assert_close(ours, getattr(reference, name)(x), rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(ours, getattr(scripted, name)(x.half() if name == "encode_image" else x).float(),
-                                   rtol=2e-2, atol=2e-2)
+        torch.testing.assert_close(
+            ours, getattr(scripted, name)(x.half() if name == "encode_image" else x).float(), rtol=2e-2, atol=2e-2
+        )
 
 
 @torch.no_grad()

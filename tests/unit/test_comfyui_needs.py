@@ -1,13 +1,13 @@
 """scripts/comfyui_needs.py and setup.sh --torch-plan on fake ComfyUI trees shaped like 0.3.75 and 0.33."""
+
 from __future__ import annotations
 
 import os
 import subprocess
 from pathlib import Path
 
-import pytest
-
 import comfyui_needs
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,17 +54,29 @@ def test_new_tree_needs_torchaudio_and_says_where(tmp_path):
 
 
 def test_import_inside_an_if_still_counts(tmp_path):
-    root = write_tree(tmp_path, {**OLD_TREE, "comfy/model_management.py": "import sys\nif sys:\n    import torchaudio\n"})
+    root = write_tree(
+        tmp_path, {**OLD_TREE, "comfy/model_management.py": "import sys\nif sys:\n    import torchaudio\n"}
+    )
     assert comfyui_needs.needs_torchaudio(root)
 
 
-@pytest.mark.parametrize("tree, expected", [(OLD_TREE, "torch pair torch==2.14.1 torchvision==0.29.1"),
-                                            (NEW_TREE, "torch trio torch==2.9.1 torchvision==0.24.1 torchaudio==2.9.*")])
+@pytest.mark.parametrize(
+    "tree, expected",
+    [
+        (OLD_TREE, "torch pair torch==2.14.1 torchvision==0.29.1"),
+        (NEW_TREE, "torch trio torch==2.9.1 torchvision==0.24.1 torchaudio==2.9.*"),
+    ],
+)
 def test_setup_says_the_trio_in_its_log(tmp_path, tree, expected):
     root = write_tree(tmp_path, tree)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TORCH")}
-    out = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "setup.sh"), "--torch-plan"], env=dict(env, COMFYUI_DIR=str(root)),
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "setup.sh"), "--torch-plan"],
+        env=dict(env, COMFYUI_DIR=str(root)),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert expected in out
 
 

@@ -1,6 +1,7 @@
 """The composite nodes' recipes still fit the shipped API workflows they expand (a renumbered node, a renamed
 input or a loader that is still needed fails here, not in a user's graph), and an expansion is the
 workflow's own sub-graph: the same nodes and values, the composite's inputs where the loaders were."""
+
 from __future__ import annotations
 
 import sys
@@ -52,16 +53,24 @@ def test_widget_defaults_are_the_example_workflows_values(composites):
     inputs = {i.id: i for i in composites.PIEEditPortrait.define_schema().inputs}
     assert inputs["yaw"].default == api["7"]["inputs"]["yaw"]
     assert (inputs["yaw"].min, inputs["yaw"].max) == next(
-        (s.min, s.max) for s in composites.pack_node("FaceControlPIEEdit").define_schema().inputs if s.id == "yaw")
+        (s.min, s.max) for s in composites.pack_node("FaceControlPIEEdit").define_schema().inputs if s.id == "yaw"
+    )
 
 
 def test_expansion_is_the_workflows_subgraph(composites):
     api = load_workflow("face_adapter_reenactment")
-    values = {"source_image": "SOURCE", "driver_image": "DRIVER", "model": "MODEL", "clip": "CLIP", "vae": "VAE",
-              "seed": 5, "steps": 3}
+    values = {
+        "source_image": "SOURCE",
+        "driver_image": "DRIVER",
+        "model": "MODEL",
+        "clip": "CLIP",
+        "vae": "VAE",
+        "seed": 5,
+        "steps": 3,
+    }
     graph, outputs = composites.expand(composites.FACE_ADAPTER_REENACT, values, api)
     prefix = outputs[0][0][: -len("31")]
-    by_id = {key[len(prefix):]: node for key, node in graph.items()}
+    by_id = {key[len(prefix) :]: node for key, node in graph.items()}
     dropped = {"1", "2", "20", "21", "32", "33", "34"}  # the loaders fed by the composite and the save nodes
     assert set(by_id) == set(api) - dropped
     assert outputs == [[prefix + "31", 0], [prefix + "30", 0]]

@@ -3,6 +3,7 @@
 The payload is built the way core's MediaPipe Face Landmarker builds it (comfy_extras/nodes_mediapipe.py of
 ComfyUI 0.23+): per frame a list of face dicts with landmarks_xy in pixels and landmarks_3d in canonical units.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from facecontrol.face import core_landmarks
 from facecontrol.face.select import Selection, detect_face_set, finish_selection, select_over_frames
+
 from media import load_rgb
 
 
@@ -22,9 +24,15 @@ def t1_faces(detector):
 def _core_face(face, scale: float = 0.4) -> dict:
     xy = face.lm478[:, :2].astype(np.float32)
     canonical = np.concatenate([(xy - xy.mean(0)) * scale, face.lm478[:, 2:] * scale], axis=1)
-    return {"bbox_xyxy": np.concatenate([xy.min(0), xy.max(0)]).astype(np.float32),
-            "blendshapes": {"_neutral": 0.1, "jawOpen": 0.4}, "landmarks_xy": xy, "landmarks_3d": canonical,
-            "presence": 3.0, "score": 0.9, "transformation_matrix": np.eye(4)}
+    return {
+        "bbox_xyxy": np.concatenate([xy.min(0), xy.max(0)]).astype(np.float32),
+        "blendshapes": {"_neutral": 0.1, "jawOpen": 0.4},
+        "landmarks_xy": xy,
+        "landmarks_3d": canonical,
+        "presence": 3.0,
+        "score": 0.9,
+        "transformation_matrix": np.eye(4),
+    }
 
 
 def test_core_faces_select_like_detect_faces(t1_faces, detector):
@@ -38,8 +46,9 @@ def test_core_faces_select_like_detect_faces(t1_faces, detector):
     np.testing.assert_allclose(ours.faces[0].lm5, theirs.faces[0].lm5, atol=1e-3)
     assert names == ["_neutral", "jawOpen"] and ours.faces[0].blendshapes.tolist() == pytest.approx([0.1, 0.4])
     # depth comes back in pixels: the canonical scale (0.4) is undone from the x, y spread
-    np.testing.assert_allclose(ours.faces[0].lm478[:, 2], theirs.faces[0].lm478[:, 2] - theirs.faces[0].lm478[:, 2].mean(),
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        ours.faces[0].lm478[:, 2], theirs.faces[0].lm478[:, 2] - theirs.faces[0].lm478[:, 2].mean(), atol=1e-3
+    )
 
 
 def test_faces_round_trip_through_the_core_payload(t1_faces):
@@ -50,7 +59,9 @@ def test_faces_round_trip_through_the_core_payload(t1_faces):
     payload = core_landmarks.core_payload(face_set)
     assert [len(f) for f in payload["frames"]] == [1, 0, 1]
     assert payload["frames"][0][0]["landmarks_xy"].shape == (478, 2)
-    assert {"face_oval", "lips", "left_eye", "right_eye", "irises", "nose", "contours", "all"} <= set(payload["connection_sets"])
+    assert {"face_oval", "lips", "left_eye", "right_eye", "irises", "nose", "contours", "all"} <= set(
+        payload["connection_sets"]
+    )
     assert all(a < 478 and b < 478 for a, b in payload["connection_sets"]["all"])
     frames, _, _ = core_landmarks.faces_from_core(payload)
     np.testing.assert_allclose(frames[2][0].lm68, faces[3].lm68, atol=1e-3)

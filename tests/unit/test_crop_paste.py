@@ -1,5 +1,6 @@
 """Crops and paste-back on real frames: an unchanged crop pasted back reproduces the frame, and DVA's
 temporal smoothing makes video crops steadier."""
+
 import logging
 
 import numpy as np
@@ -9,6 +10,7 @@ from facecontrol.face import align
 from facecontrol.face.paste import crop_area_mask, paste_back
 from facecontrol.face.select import Selection, detect_face_set
 from facecontrol.face.types import apply_affine
+
 from media import load_rgb, load_video_rgb
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,9 @@ def test_unchanged_crop_pasted_back_reproduces_the_face(detector, convention):
     else:
         crop = align.faceadapter512_crop(face_set.boxes(), image.shape[:2])
     crops = align.warp_frames(image[None], crop.forward, crop.crop_size)
-    out, used = paste_back(image[None].astype(np.float32), crops.astype(np.float32), crop, crop_area_mask(crop.crop_size)[None], 16)
+    out, used = paste_back(
+        image[None].astype(np.float32), crops.astype(np.float32), crop, crop_area_mask(crop.crop_size)[None], 16
+    )
     region = face_region(face, image.shape)
     value = psnr(out[0][region], image[region])
     log.info("%s: paste-back of the unchanged crop, PSNR %.1f dB in the face box", convention, value)
@@ -53,6 +57,7 @@ def test_crop_maps_landmarks_to_the_template(detector):
     crop = align.arcface_crop(face_set.lm5(), image.shape[:2], 256)
     mapped = apply_affine(crop.forward[0], face_set.lm5()[0])
     from facecontrol.face.landmarks import FACEADAPTER_TEMPLATE_256
+
     assert np.abs(mapped - FACEADAPTER_TEMPLATE_256).max() < 13  # a similarity fit of 5 points: within 5% of the crop
     back = apply_affine(crop.inverse[0], mapped)
     np.testing.assert_allclose(back, face_set.lm5()[0], atol=1e-6)

@@ -1,11 +1,18 @@
 """The 3DMM regressor and seg-UNet loaders read files written in the released layouts."""
+
 import pytest
 import torch
-from golden_fixtures import load_fixture
 
-from facecontrol.models.d3dfr import (D3DFRRegressor, Deep3DFaceReconRegressor, load_d3dfr,
-                                      load_deep3dfacerecon, split_coeffs)
+from facecontrol.models.d3dfr import (
+    D3DFRRegressor,
+    Deep3DFaceReconRegressor,
+    load_d3dfr,
+    load_deep3dfacerecon,
+    split_coeffs,
+)
 from facecontrol.models.seg_unet import load_seg_unet
+
+from golden_fixtures import load_fixture
 
 
 @pytest.fixture(scope="module")

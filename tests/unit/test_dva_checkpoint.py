@@ -1,12 +1,11 @@
 """DVA checkpoint readers on small files written in the released Lightning layouts."""
+
 import json
 import sys
 import types
 
 import pytest
 import torch
-
-from golden_fixtures import golden_dir, load_fixture
 
 from facecontrol.models.dva_checkpoint import (
     load_lightning_checkpoint,
@@ -17,9 +16,16 @@ from facecontrol.models.dva_checkpoint import (
 from facecontrol.models.dva_face_encoder import build_dva_face_encoder
 from facecontrol.models.dva_unet import DVAUNet, build_dva_unet
 
+from golden_fixtures import golden_dir, load_fixture
+
 SMALL_UNET = dict(
-    image_size=16, model_channels=32, channel_mult=(1, 2), num_res_blocks=1,
-    attention_resolutions=(8,), embed_channels=64, dropout=0.0,
+    image_size=16,
+    model_channels=32,
+    channel_mult=(1, 2),
+    num_res_blocks=1,
+    attention_resolutions=(8,),
+    embed_channels=64,
+    dropout=0.0,
 )
 
 
@@ -29,8 +35,14 @@ def _small_unet_state(seed: int) -> dict:
 
 
 def _lightning_file(path, state_dict, extra=None):
-    checkpoint = {"epoch": 51, "global_step": 1000000, "pytorch-lightning_version": "1.4.5",
-                  "state_dict": state_dict, "optimizer_states": [], "lr_schedulers": []}
+    checkpoint = {
+        "epoch": 51,
+        "global_step": 1000000,
+        "pytorch-lightning_version": "1.4.5",
+        "state_dict": state_dict,
+        "optimizer_states": [],
+        "lr_schedulers": [],
+    }
     checkpoint.update(extra or {})
     torch.save(checkpoint, path)
     return path
@@ -132,8 +144,7 @@ def test_lightning_metadata_objects_are_read_without_their_classes(tmp_path, mon
     with monkeypatch.context() as patch:
         AttributeDict, ModelCheckpoint = _fake_lightning_modules(patch)
         hparams = AttributeDict(name="diffusion_video_autoencoder", T=1000)
-        extra = {"hyper_parameters": hparams,
-                 "callbacks": {ModelCheckpoint: {"best_model_score": torch.tensor(0.5)}}}
+        extra = {"hyper_parameters": hparams, "callbacks": {ModelCheckpoint: {"best_model_score": torch.tensor(0.5)}}}
         path = _lightning_file(tmp_path / "last.ckpt", load_fixture("dva_cls_edit").filled_state_dict(), extra)
 
     checkpoint = load_lightning_checkpoint(path)
@@ -147,7 +158,6 @@ class _RunsCode:
 
 
 def test_foreign_pickled_code_is_refused(tmp_path):
-    path = _lightning_file(tmp_path / "bad.ckpt", {"classifier.weight": torch.zeros(40, 512)},
-                           {"payload": _RunsCode()})
+    path = _lightning_file(tmp_path / "bad.ckpt", {"classifier.weight": torch.zeros(40, 512)}, {"payload": _RunsCode()})
     with pytest.raises(ValueError, match="builtins.print"):
         load_lightning_checkpoint(path)

@@ -1,5 +1,6 @@
 """The CLIP edit against a plain transcription of the authors' loop (editing_CLIP.py 259-351 and
 losses/clip_loss.py), on filled weights in the released layouts and a real face."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from facecontrol.models.clip_archive import load_openai_clip as load_clip
 from facecontrol.models.dva_checkpoint import load_dva_networks
 from facecontrol.pipelines import dva
@@ -20,13 +22,15 @@ from facecontrol.pipelines.dva_clip import (
     imagenet_templates,
     prepare_clip_edit,
 )
+
 from golden_fixtures import load_fixture
 from media import load_rgb
 
 
 def _weights():
-    spec = importlib.util.spec_from_file_location("dva_test_weights",
-                                                  Path(__file__).parents[1] / "test_weights" / "dva.py")
+    spec = importlib.util.spec_from_file_location(
+        "dva_test_weights", Path(__file__).parents[1] / "test_weights" / "dva.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -40,8 +44,9 @@ def networks(tmp_path_factory):
     # the released encoders at their sizes; a UNet in the released layout but two levels deep, so that
     # a batch-5 forward and backward stays a few seconds on two CPU cores
     with torch.device("meta"):
-        shapes = weights._shapes(DVAUNet(model_channels=32, channel_mult=(1, 2), num_res_blocks=1,
-                                         attention_resolutions=(16,), dropout=0.0))
+        shapes = weights._shapes(
+            DVAUNet(model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(16,), dropout=0.0)
+        )
     state = {"ema_model." + k: v for k, v in weights._fill().fill_state_dict(shapes, 5).items()}
     state.update({"ema_model.encoder." + k: v for k, v in load_fixture("dva_face_code").filled_state_dict().items()})
     unet, encoder = load_dva_networks(state)
@@ -58,6 +63,7 @@ def frame0():
 
 
 # ------------------------------------------------------------ the authors' loop, written out from the facts
+
 
 def _authors_schedule():
     betas = np.linspace(1e-4, 0.02, 1000, dtype=np.float64)
@@ -154,8 +160,15 @@ def test_presets_are_the_script_defaults_and_the_readme_example():
     assert readme == dict(clip_weight=3.0, id_weight=1.0, l1_weight=5.0, scale=0.5)
     defaults = ClipEditSettings("x")
     assert (defaults.iterations, defaults.lr, defaults.steps) == (2000, 0.002, 5)
-    assert dict(clip_weight=defaults.clip_weight, id_weight=defaults.id_weight, l1_weight=defaults.l1_weight,
-                scale=defaults.scale) == script
+    assert (
+        dict(
+            clip_weight=defaults.clip_weight,
+            id_weight=defaults.id_weight,
+            l1_weight=defaults.l1_weight,
+            scale=defaults.scale,
+        )
+        == script
+    )
 
 
 def _ours(unet, encoder, clip, frame0, settings, offset=None):

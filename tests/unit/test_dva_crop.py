@@ -1,25 +1,30 @@
 """DVA's preprocessing for exact reproduction: scipy-reflect smoothing, the authors' PIL crop chain, and the
 pack's crop placed on the same pixel grid (no half-pixel shift)."""
+
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
+from scipy.ndimage import gaussian_filter1d
+
 from facecontrol.face import align
 from facecontrol.face.temporal import smooth_over_frames
 from facecontrol.face.types import FaceCrop, invert_affines
+
 from media import load_rgb
-from scipy.ndimage import gaussian_filter1d
 
 
 @pytest.mark.parametrize("frames", [5, 40])
 def test_reflect_smoothing_is_scipys_default(frames):
     values = np.random.default_rng(0).normal(size=(frames, 2)).cumsum(0)
     for sigma in (1.0, 3.0):
-        assert np.allclose(smooth_over_frames(values, sigma, "reflect"), gaussian_filter1d(values, sigma, axis=0),
-                           atol=1e-10)
-        assert np.allclose(smooth_over_frames(values, sigma), gaussian_filter1d(values, sigma, axis=0, mode="nearest"),
-                           atol=1e-10)
+        assert np.allclose(
+            smooth_over_frames(values, sigma, "reflect"), gaussian_filter1d(values, sigma, axis=0), atol=1e-10
+        )
+        assert np.allclose(
+            smooth_over_frames(values, sigma), gaussian_filter1d(values, sigma, axis=0, mode="nearest"), atol=1e-10
+        )
 
 
 def _crop(side: float, size: int = 256) -> FaceCrop:
@@ -58,8 +63,9 @@ def test_authors_chain_is_warp_jpeg_resize():
     image = load_rgb("astronaut.png")
     crop = _crop(260.0)
     quad = np.array([[125.0, 0.0], [125.0, 260.0], [385.0, 260.0], [385.0, 0.0]])  # its corners, pixel-centre coords
-    big = Image.fromarray(image).transform((1024, 1024), Image.Transform.QUAD, (quad + 0.5).flatten().tolist(),
-                                           Image.Resampling.BILINEAR)
+    big = Image.fromarray(image).transform(
+        (1024, 1024), Image.Transform.QUAD, (quad + 0.5).flatten().tolist(), Image.Resampling.BILINEAR
+    )
     buffer = BytesIO()
     big.save(buffer, "JPEG")  # PIL's default quality, 75
     expected = np.asarray(Image.open(buffer).convert("RGB").resize((256, 256), Image.Resampling.BILINEAR))

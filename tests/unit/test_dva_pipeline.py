@@ -1,5 +1,6 @@
 """DVA pipeline beyond the golden fixtures: architecture from a checkpoint, encoders from their own files,
 DPM-Solver++, streaming, the CLIP edit loop and the video metrics."""
+
 from __future__ import annotations
 
 import json
@@ -9,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from golden_fixtures import golden_dir, load_fixture
-
 from facecontrol.models.dva_checkpoint import load_dva_networks
 from facecontrol.models.dva_face_encoder import encoder_state_from_files
 from facecontrol.models.dva_unet import DVAUNet, unet_config_from_state
 from facecontrol.pipelines import dva, dva_solvers
 from facecontrol.pipelines import video_metrics as vm
+
+from golden_fixtures import golden_dir, load_fixture
 
 
 def test_unet_config_read_from_the_released_keys():
@@ -27,10 +28,13 @@ def test_unet_config_read_from_the_released_keys():
     assert config["embed_channels"] == 512
 
 
-@pytest.mark.parametrize("kwargs", [dict(model_channels=32, channel_mult=(1, 2, 4), num_res_blocks=1,
-                                         attention_resolutions=(64,)),
-                                    dict(model_channels=64, channel_mult=(1, 2), num_res_blocks=3,
-                                         attention_resolutions=(256, 128))])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(model_channels=32, channel_mult=(1, 2, 4), num_res_blocks=1, attention_resolutions=(64,)),
+        dict(model_channels=64, channel_mult=(1, 2), num_res_blocks=3, attention_resolutions=(256, 128)),
+    ],
+)
 def test_unet_config_round_trips(kwargs):
     with torch.device("meta"):
         state = DVAUNet(**kwargs).state_dict()
@@ -68,14 +72,18 @@ def test_load_networks_model_copy_falls_back_to_the_frozen_encoders(tmp_path):
 def test_aux_files_replace_the_checkpoint_copies(tmp_path):
     encoder = _filled_encoder_state()
     other = {k: (v + 1 if v.is_floating_point() else v) for k, v in encoder.items()}
-    ir = {k[len("idnet.backbone."):]: v for k, v in other.items() if k.startswith("idnet.backbone.")}
-    lnd = {"module." + k[len("lndnet.backbone."):]: v for k, v in other.items() if k.startswith("lndnet.backbone.")}
-    bg = {k[len("bgnet.backbone."):]: v for k, v in other.items() if k.startswith("bgnet.backbone.")}
+    ir = {k[len("idnet.backbone.") :]: v for k, v in other.items() if k.startswith("idnet.backbone.")}
+    lnd = {"module." + k[len("lndnet.backbone.") :]: v for k, v in other.items() if k.startswith("lndnet.backbone.")}
+    bg = {k[len("bgnet.backbone.") :]: v for k, v in other.items() if k.startswith("bgnet.backbone.")}
     torch.save(ir, tmp_path / "model_ir_se50.pth")
     torch.save({"state_dict": lnd, "epoch": 1}, tmp_path / "mobilenet.pth.tar")
     torch.save(bg, tmp_path / "79999_iter.pth")
-    merged = encoder_state_from_files(encoder, str(tmp_path / "model_ir_se50.pth"),
-                                          str(tmp_path / "mobilenet.pth.tar"), str(tmp_path / "79999_iter.pth"))
+    merged = encoder_state_from_files(
+        encoder,
+        str(tmp_path / "model_ir_se50.pth"),
+        str(tmp_path / "mobilenet.pth.tar"),
+        str(tmp_path / "79999_iter.pth"),
+    )
     assert set(merged) == set(encoder)
     for key in merged:
         expected = encoder[key] if key.startswith("linear.") else other[key]
@@ -100,8 +108,9 @@ def test_dpmpp_first_order_step_equals_ddim():
     schedule = dva.DDIMSchedule.from_steps(2)
     x0 = torch.rand(2, 3, 8, 8) * 2 - 1
     z = torch.randn(2, 16)
-    assert torch.allclose(dva_solvers.dpmpp_invert(_toy_model, x0, z, schedule),
-                          dva.ddim_invert(_toy_model, x0, z, schedule), atol=1e-5)
+    assert torch.allclose(
+        dva_solvers.dpmpp_invert(_toy_model, x0, z, schedule), dva.ddim_invert(_toy_model, x0, z, schedule), atol=1e-5
+    )
 
 
 def test_dpmpp_makes_the_same_number_of_calls_and_reconstructs():
@@ -112,7 +121,7 @@ def test_dpmpp_makes_the_same_number_of_calls_and_reconstructs():
         return _toy_model(x, t, z)
 
     schedule = dva.DDIMSchedule.from_steps(20)
-    x0 = (torch.rand(1, 3, 8, 8) * 1.6 - 0.8)
+    x0 = torch.rand(1, 3, 8, 8) * 1.6 - 0.8
     z = torch.randn(1, 16)
     x_T = dva_solvers.dpmpp_invert(model, x0, z, schedule)
     assert calls == list(schedule.timestep_map[:-1])
@@ -129,11 +138,15 @@ def test_dpmpp_encode_keeps_the_codes_and_inverts_with_dpmpp():
     ddim = dva.encode_video(_toy_model, encoder, frames, schedule, chunk_size=2)
     dpm = dva.encode_video(_toy_model, encoder, frames, schedule, chunk_size=2, solver="dpm++2m")
     assert dpm.solver == "dpm++2m" and dpm.timestep_map == schedule.timestep_map
-    assert torch.equal(dpm.z_id, ddim.z_id) and torch.equal(dpm.z_lnd, ddim.z_lnd) and torch.equal(dpm.masks, ddim.masks)
+    assert (
+        torch.equal(dpm.z_id, ddim.z_id) and torch.equal(dpm.z_lnd, ddim.z_lnd) and torch.equal(dpm.masks, ddim.masks)
+    )
     z_face = encoder.face_code(dpm.z_id_avg.expand(3, -1), dpm.z_lnd)
     assert torch.allclose(dpm.x_T, dva_solvers.dpmpp_invert(_toy_model, frames, z_face, schedule), atol=1e-6)
     decoded = dva.decode_video(_toy_model, encoder, dpm, schedule, chunk_size=2)  # the latent's solver by default
-    assert torch.allclose(decoded, (dva_solvers.dpmpp_generate(_toy_model, dpm.x_T, z_face, schedule) + 1) / 2, atol=1e-6)
+    assert torch.allclose(
+        decoded, (dva_solvers.dpmpp_generate(_toy_model, dpm.x_T, z_face, schedule) + 1) / 2, atol=1e-6
+    )
 
 
 def test_one_solver_table_serves_encode_decode_and_streaming():
@@ -153,8 +166,11 @@ def test_one_solver_table_serves_encode_decode_and_streaming():
         latent = dva.encode_video(_toy_model, ToyEncoder(), frames, schedule, chunk_size=2, solver="counting")
         assert latent.solver == "counting"
         dva.decode_video(_toy_model, ToyEncoder(), latent, schedule, chunk_size=2)
-        list(dva.stream_edit_video(_toy_model, ToyEncoder(), lambda a, b: frames[a:b], 3, schedule, chunk_size=2,
-                                   solver="counting"))
+        list(
+            dva.stream_edit_video(
+                _toy_model, ToyEncoder(), lambda a, b: frames[a:b], 3, schedule, chunk_size=2, solver="counting"
+            )
+        )
         assert calls == [2, 1, 2, 1]
     finally:
         del dva.SOLVERS["counting"]
@@ -165,8 +181,11 @@ def test_one_solver_table_serves_encode_decode_and_streaming():
 
 def _classifier(width, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(40, width, generator=g), torch.randn(1, width, generator=g) * 0.1,
-            torch.rand(1, width, generator=g) + 0.5)
+    return (
+        torch.randn(40, width, generator=g),
+        torch.randn(1, width, generator=g) * 0.1,
+        torch.rand(1, width, generator=g) + 0.5,
+    )
 
 
 def test_edits_stack_and_reset_returns_to_the_video_code():
@@ -176,8 +195,9 @@ def test_edits_stack_and_reset_returns_to_the_video_code():
     assert torch.equal(latent.current_code(), latent.z_id_avg)
     beard = latent.with_edit(dva.classifier_edit(latent.current_code(), weight, "No_Beard", -0.3, mean, std), "beard")
     both = beard.with_edit(dva.classifier_edit(beard.current_code(), weight, "Young", -0.2, mean, std), "age")
-    expected = dva.classifier_edit(dva.classifier_edit(latent.z_id_avg, weight, "No_Beard", -0.3, mean, std),
-                                   weight, "Young", -0.2, mean, std)
+    expected = dva.classifier_edit(
+        dva.classifier_edit(latent.z_id_avg, weight, "No_Beard", -0.3, mean, std), weight, "Young", -0.2, mean, std
+    )
     assert torch.allclose(both.current_code(), expected) and both.edit_note == "beard + age"
     only_age = dva.classifier_edit(latent.z_id_avg, weight, "Young", -0.2, mean, std)
     assert not torch.allclose(both.current_code(), only_age, atol=1e-3)
@@ -228,8 +248,18 @@ def test_stream_edit_matches_encode_then_decode():
     latent = dva.encode_video(_toy_model, encoder, frames, schedule, chunk_size=2)
     expected = dva.decode_video(_toy_model, encoder, latent, schedule, z_id=edit(latent.z_id_avg), chunk_size=2)
     ticks = []
-    chunks = list(dva.stream_edit_video(_toy_model, encoder, lambda a, b: frames[a:b], len(frames), schedule, edit,
-                                        chunk_size=2, callback=lambda d, t: ticks.append((d, t))))
+    chunks = list(
+        dva.stream_edit_video(
+            _toy_model,
+            encoder,
+            lambda a, b: frames[a:b],
+            len(frames),
+            schedule,
+            edit,
+            chunk_size=2,
+            callback=lambda d, t: ticks.append((d, t)),
+        )
+    )
     streamed = torch.cat([c[1] for c in chunks])
     assert [c[0] for c in chunks] == [0, 2, 4]
     assert torch.allclose(streamed, expected, atol=1e-6)
@@ -247,8 +277,9 @@ def test_cancel_from_the_callback_stops_the_loop():
             raise InterruptedError
 
     with pytest.raises(InterruptedError):
-        dva.generate_frames(_toy_model, torch.randn(4, 3, 8, 8), torch.randn(4, 16), schedule, chunk_size=2,
-                            callback=cancel)
+        dva.generate_frames(
+            _toy_model, torch.randn(4, 3, 8, 8), torch.randn(4, 16), schedule, chunk_size=2, callback=cancel
+        )
     assert seen == [1, 2, 3]
 
 
@@ -263,7 +294,9 @@ def test_clip_edit_lowers_its_loss_and_moves_the_video_code(tmp_path):
     from facecontrol.models.clip_archive import load_openai_clip as load_clip
     from facecontrol.pipelines.dva_clip import ClipEditSettings, clip_direction_edit
 
-    spec = importlib.util.spec_from_file_location("dva_test_weights", Path(__file__).parents[1] / "test_weights" / "dva.py")
+    spec = importlib.util.spec_from_file_location(
+        "dva_test_weights", Path(__file__).parents[1] / "test_weights" / "dva.py"
+    )
     weights = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(weights)
     torch.save(weights.clip_state(), tmp_path / "ViT-B-16.pt")
@@ -276,8 +309,9 @@ def test_clip_edit_lowers_its_loss_and_moves_the_video_code(tmp_path):
     frames = torch.rand(3, 3, 16, 16) * 2 - 1
     encoder = ToyEncoder()
     latent = dva.encode_video(Unet(), encoder, frames, dva.DDIMSchedule.from_steps(2))
-    settings = ClipEditSettings("a face with a beard", iterations=15, lr=0.05, steps=2, scale=1.0, id_weight=0.0,
-                                l1_weight=0.0)
+    settings = ClipEditSettings(
+        "a face with a beard", iterations=15, lr=0.05, steps=2, scale=1.0, id_weight=0.0, l1_weight=0.0
+    )
     edited, losses = clip_direction_edit(Unet(), encoder, clip, frames[:1], latent, settings)
     assert len(losses) == 15 and losses[-1] < losses[0]
     assert edited.shape == (1, latent.z_id.shape[1])
@@ -294,8 +328,9 @@ def test_ssim_matches_scikit_image():
     rng = np.random.default_rng(0)
     a = rng.random((64, 64, 3))
     b = np.clip(a + rng.normal(0, 0.1, a.shape), 0, 1)
-    ref = structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-                                data_range=1.0, channel_axis=2)
+    ref = structural_similarity(
+        a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0, channel_axis=2
+    )
     t = lambda v: torch.from_numpy(v).permute(2, 0, 1)[None].float()  # noqa: E731
     assert abs(float(vm.ssim(t(a), t(b))) - ref) < 1e-5
 
@@ -315,7 +350,8 @@ def test_temporal_identity_definitions():
     flicker = torch.tensor([[1.0, 0.0], [math.cos(0.4), math.sin(0.4)], [1.0, 0.0]])
     assert vm.tl_id(flicker, original) == pytest.approx(math.cos(0.4) / math.cos(0.2))
     assert vm.tg_id(flicker, original) == pytest.approx(
-        ((2 * math.cos(0.4) + 1) / 3) / ((math.cos(0.2) * 2 + math.cos(0.4)) / 3))
+        ((2 * math.cos(0.4) + 1) / 3) / ((math.cos(0.2) * 2 + math.cos(0.4)) / 3)
+    )
 
 
 def test_dlib_identity_on_real_frames():

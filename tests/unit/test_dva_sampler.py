@@ -1,4 +1,5 @@
 """DVA DDIM sampler behaviour beyond the golden fixture's setting (cheap stand-in model, no fixture)."""
+
 import pytest
 import torch
 

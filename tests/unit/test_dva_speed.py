@@ -1,4 +1,5 @@
 """DVA's fast paths against the plain ones: fused attention, bf16 autocast, chunk sizes."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from facecontrol.models.dva_unet import AttentionBlock, DVAUNet
 from facecontrol.pipelines import dva
 
@@ -30,7 +32,9 @@ def test_fused_attention_equals_the_einsum_form(heads):
 
 
 def _filled_unet() -> DVAUNet:
-    spec = importlib.util.spec_from_file_location("dva_test_weights", Path(__file__).parents[1] / "test_weights" / "dva.py")
+    spec = importlib.util.spec_from_file_location(
+        "dva_test_weights", Path(__file__).parents[1] / "test_weights" / "dva.py"
+    )
     weights = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(weights)
     config = dict(model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(16,), dropout=0.0)
@@ -60,8 +64,10 @@ def test_bf16_autocast_encode_decode_step_matches_fp32():
         out16 = dva.ddim_generate(fast, x_T32, z_face, schedule)
     assert eps16.dtype == torch.float32 and x_T16.dtype == torch.float32
     relative = lambda a, b: float((a - b).norm() / b.norm())
-    print("bf16 vs fp32 relative error: eps %.4f x_T %.4f x0 %.4f" % (relative(eps16, eps32), relative(x_T16, x_T32),
-                                                                    relative(out16, out32)))
+    print(
+        "bf16 vs fp32 relative error: eps %.4f x_T %.4f x0 %.4f"
+        % (relative(eps16, eps32), relative(x_T16, x_T32), relative(out16, out32))
+    )
     assert 0 < relative(eps16, eps32) < 0.05
     assert relative(x_T16, x_T32) < 0.05 and relative(out16, out32) < 0.05
 
@@ -87,7 +93,10 @@ def test_dpmpp_at_20_steps_reconstructs_no_worse_than_ddim_at_100():
 
     def error(name: str, steps: int) -> float:
         solver, schedule = dva.get_solver(name), dva.DDIMSchedule.from_steps(steps)
-        return float(((solver.generate(_smooth_model, solver.invert(_smooth_model, x0, z, schedule), z, schedule)
-                       - x0) ** 2).mean())
+        return float(
+            (
+                (solver.generate(_smooth_model, solver.invert(_smooth_model, x0, z, schedule), z, schedule) - x0) ** 2
+            ).mean()
+        )
 
     assert error("dpm++2m", 20) <= error("ddim", 100)

@@ -3,6 +3,7 @@
 The BFM path is checked against the authors' recorded outputs (fa_bfm, fa_draw_pts70); the open ICT path
 on two real faces of t1.jpg.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,6 +18,7 @@ from facecontrol.face.ict_fit import fit_landmarks, interocular_distance
 from facecontrol.face.ict_model import load_ict_model
 from facecontrol.face.select import Selection, detect_face_set
 from facecontrol.face.types import apply_affine
+
 from golden_fixtures import load_fixture
 from media import load_rgb
 
@@ -35,8 +37,9 @@ def ict_model():
 def two_t1_faces(detector):
     """The 1st and 4th face from the left of t1.jpg: different people, different head poses."""
     image = load_rgb("t1.jpg")[None]
-    pick = lambda i: detect_face_set(image, detector, Selection("index", i, "left-right", (0.5, 0.5)), track=False,
-                                     backend="mediapipe")
+    pick = lambda i: detect_face_set(
+        image, detector, Selection("index", i, "left-right", (0.5, 0.5)), track=False, backend="mediapipe"
+    )
     return pick(0), pick(3)
 
 

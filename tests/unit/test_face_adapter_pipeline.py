@@ -1,10 +1,12 @@
 """Face-Adapter's plain steps: CLIP preprocessing, the feathered blend, the flicker measure."""
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 
 from facecontrol.pipelines import face_adapter as fa
+
 from media import load_rgb
 
 

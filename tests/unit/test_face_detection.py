@@ -1,13 +1,15 @@
 """Face detection, landmark conventions and selection on the real test media."""
+
 import logging
 
 import numpy as np
 import pytest
 
-from facecontrol.face.types import head_angles_degrees
 from facecontrol.face.select import Selection, choose_face, detect_face_set, missing_faces_message, order_faces
-from media import load_rgb, load_video_rgb
+from facecontrol.face.types import head_angles_degrees
+
 from face_test_utils import dlib_landmarks
+from media import load_rgb, load_video_rgb
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,9 @@ def test_mediapipe_68_agrees_with_dlib(detector):
                 continue
             errors.append(error)
     errors = np.array(errors)
-    log.info("mediapipe vs dlib 68 points: mean %.4f IOD over %d faces (max %.4f)", errors.mean(), len(errors), errors.max())
+    log.info(
+        "mediapipe vs dlib 68 points: mean %.4f IOD over %d faces (max %.4f)", errors.mean(), len(errors), errors.max()
+    )
     assert len(errors) >= 5
     assert errors.mean() < 0.05
 

@@ -1,5 +1,6 @@
 """The 3DMM face generator (models/face_generator.py): one StyleGAN2 interface, W+ layers feeding their own
 parameter groups, a safetensors round trip, and faces an independent eye (mediapipe) sees turn as theta says."""
+
 from __future__ import annotations
 
 import functools
@@ -7,12 +8,17 @@ import functools
 import numpy as np
 import torch
 
-from media import ict_facekit_dir
-
 from facecontrol.face.ict_model import load_ict_model
-from facecontrol.models.face_generator import (GROUP_LAYERS, build_face_generator, is_face_generator_file,
-                                               load_face_generator, save_face_generator)
+from facecontrol.models.face_generator import (
+    GROUP_LAYERS,
+    build_face_generator,
+    is_face_generator_file,
+    load_face_generator,
+    save_face_generator,
+)
 from facecontrol.models.stylegan_interface import StyleGAN2Generator
+
+from media import ict_facekit_dir
 
 PARAMETERS = {"pose": "angles", "identity": "identity", "expression": "expression", "appearance": "light"}
 
@@ -61,9 +67,9 @@ def test_file_round_trip_and_format_check(tmp_path):
 
 def _mediapipe_nose_offset(images: torch.Tensor) -> list[float]:
     """Nose tip minus the eye-corner midpoint along x, in inter-ocular distances (mediapipe's 478 points)."""
-    from face_test_utils import mediapipe_model_path
-
     from facecontrol.face.detect_mediapipe import MediaPipeFaceDetector
+
+    from face_test_utils import mediapipe_model_path
 
     detector = MediaPipeFaceDetector(mediapipe_model_path(), max_faces=1)
     offsets = []

@@ -2,12 +2,12 @@
 look-alike, and a Hugging Face hub look-alike whose resolve URLs answer HEAD with the hub's metadata headers
 (X-Repo-Commit, X-Linked-Etag = the LFS sha256, X-Linked-Size; a small file's ETag = its git blob sha1) and
 redirect GET to a CDN path, as huggingface.co does."""
+
 import hashlib
 import importlib.util
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -92,7 +92,7 @@ class FakeServer(SimpleHTTPRequestHandler):
         if url.path == "/login.bin":
             return self.send_bytes(b"<html><body>please sign in</body></html>", "text/html; charset=utf-8")
         if url.path.startswith("/redirect/"):
-            return self.redirect(urllib.parse.unquote(url.path[len("/redirect/"):]))
+            return self.redirect(urllib.parse.unquote(url.path[len("/redirect/") :]))
         return super().do_GET()
 
     # --------------------------------------------------------------- hub look-alike
@@ -163,7 +163,7 @@ class FakeServer(SimpleHTTPRequestHandler):
         self.end_headers()
         try:
             for i in range(0, len(SLOW), 4096):
-                self.wfile.write(SLOW[i:i + 4096])
+                self.wfile.write(SLOW[i : i + 4096])
                 self.wfile.flush()
                 time.sleep(0.2)
         except (BrokenPipeError, ConnectionResetError):
@@ -227,8 +227,15 @@ def on_hub(server, repo_path: str, data: bytes, lfs: bool = True, cdn: bytes | N
 
 
 def model(name_path: str, source: dict, folder: str = "face_adapter", **extra) -> dict:
-    entry = {"folder": folder, "path": name_path, "source": source, "license": "test licence",
-             "non_commercial": True, "papers": ["face_adapter"], "used_by": "test"}
+    entry = {
+        "folder": folder,
+        "path": name_path,
+        "source": source,
+        "license": "test licence",
+        "non_commercial": True,
+        "papers": ["face_adapter"],
+        "used_by": "test",
+    }
     entry.update(extra)
     return entry
 
@@ -246,15 +253,31 @@ def leftovers(directory: Path) -> list:
 def run_main(tmp_path, server, models, *extra):
     manifest = write_manifest(tmp_path, models)
     models_dir = tmp_path / "models"
-    argv = ["--models-dir", str(models_dir), "--manifest", str(manifest), "--hf-endpoint", server["url"],
-            "--gdrive-url", f"{server['url']}/uc", "--timeout", "10", *extra]
+    argv = [
+        "--models-dir",
+        str(models_dir),
+        "--manifest",
+        str(manifest),
+        "--hf-endpoint",
+        server["url"],
+        "--gdrive-url",
+        f"{server['url']}/uc",
+        "--timeout",
+        "10",
+        *extra,
+    ]
     return fetch.main(argv), models_dir
 
 
 def outcomes_of(tmp_path, server, models, allow_unverified=False):
     manifest = mf.load_manifest(write_manifest(tmp_path, models))
-    ctx = fetch.FetchContext(models_dir=tmp_path / "models", work_dir=tmp_path / "work", hf_endpoint=server["url"],
-                             timeout=10, allow_unverified=allow_unverified)
+    ctx = fetch.FetchContext(
+        models_dir=tmp_path / "models",
+        work_dir=tmp_path / "work",
+        hf_endpoint=server["url"],
+        timeout=10,
+        allow_unverified=allow_unverified,
+    )
     return {o.name: o for o in fetch.fetch_all(list(manifest.values()), ctx)}, tmp_path / "models"
 
 
@@ -314,9 +337,15 @@ def test_hub_metadata_verifies_hugging_face_files(tmp_path, server):
     models = [
         model("sub/model.safetensors", {"hf_repo": "Org/Repo", "path": "sub/model.safetensors"}),
         model("sub/config.json", {"hf_repo": "Org/Repo", "path": "sub/config.json"}),
-        model("weights/model.safetensors", {"hf_repo": "Org/Repo", "path": "weights/model.safetensors",
-                                            "fallback_paths": ["weights/pytorch_model.bin"]},
-              alternatives=[{"folder": "face_adapter", "path": "weights/pytorch_model.bin"}]),
+        model(
+            "weights/model.safetensors",
+            {
+                "hf_repo": "Org/Repo",
+                "path": "weights/model.safetensors",
+                "fallback_paths": ["weights/pytorch_model.bin"],
+            },
+            alternatives=[{"folder": "face_adapter", "path": "weights/pytorch_model.bin"}],
+        ),
         model("swapped.pth", {"hf_repo": "Org/Repo", "path": "swapped.pth"}),
         model("changed.pth", {"hf_repo": "Org/Repo", "path": "changed.pth"}, sha256=sha(GOOD)),
         model("bigger.pth", {"hf_repo": "Org/Repo", "path": "bigger.pth"}, size=len(GOOD) - 1),
@@ -333,8 +362,13 @@ def test_hub_metadata_verifies_hugging_face_files(tmp_path, server):
     assert (folder / "sub/config.json").read_bytes() == config
     fallback = outcomes["face_adapter/weights/model.safetensors"]
     assert fallback.status == "downloaded" and fallback.path.name == "pytorch_model.bin"
-    assert mf.resolve(mf.load_manifest(tmp_path / "manifest.json")["face_adapter/weights/model.safetensors"],
-                      mf.default_folders(models_dir)) == fallback.path
+    assert (
+        mf.resolve(
+            mf.load_manifest(tmp_path / "manifest.json")["face_adapter/weights/model.safetensors"],
+            mf.default_folders(models_dir),
+        )
+        == fallback.path
+    )
     assert f"/Org/Repo/resolve/{COMMIT}/sub/model.safetensors" in server["requests"]  # pinned to the commit
 
     assert outcomes["face_adapter/swapped.pth"].status == "failed"
@@ -342,7 +376,9 @@ def test_hub_metadata_verifies_hugging_face_files(tmp_path, server):
     assert outcomes["face_adapter/changed.pth"].status == "failed"
     assert "the file was changed" in outcomes["face_adapter/changed.pth"].message
     assert outcomes["face_adapter/bigger.pth"].status == "failed"
-    assert outcomes["face_adapter/absent.pth"].status == "failed" and "404" in outcomes["face_adapter/absent.pth"].message
+    assert (
+        outcomes["face_adapter/absent.pth"].status == "failed" and "404" in outcomes["face_adapter/absent.pth"].message
+    )
     for name in ("swapped.pth", "changed.pth", "bigger.pth", "absent.pth"):
         assert not (folder / name).exists()
     assert f"/cdn/{sha(b'a newer upload')}" not in server["requests"]  # refused before the body
@@ -367,9 +403,16 @@ def test_broken_bodies_and_redirects_are_refused(tmp_path, server):
     ]
     outcomes, models_dir = outcomes_of(tmp_path, server, models)
     folder = models_dir / "face_adapter"
-    expected_words = {"wrong_size.bin": "announces", "short.bin": "cut short", "no_length.bin": "cut short",
-                      "no_length_no_size.bin": "does not match", "too_long.bin": "more than",
-                      "page.bin": "web page", "redirected.bin": "does not match", "to_file.bin": "redirect"}
+    expected_words = {
+        "wrong_size.bin": "announces",
+        "short.bin": "cut short",
+        "no_length.bin": "cut short",
+        "no_length_no_size.bin": "does not match",
+        "too_long.bin": "more than",
+        "page.bin": "web page",
+        "redirected.bin": "does not match",
+        "to_file.bin": "redirect",
+    }
     for name, words in expected_words.items():
         outcome = outcomes[f"face_adapter/{name}"]
         assert outcome.status == "failed", (name, outcome)
@@ -386,8 +429,12 @@ def test_killed_download_leaves_a_part_file_that_the_next_run_removes(tmp_path, 
     models_dir = tmp_path / "models"
     env = {k: v for k, v in os.environ.items() if k not in PROXY_VARS}
     env["NO_PROXY"] = "127.0.0.1"
-    process = subprocess.Popen([sys.executable, str(SCRIPT), "--models-dir", str(models_dir), "--manifest", str(manifest),
-                                "--timeout", "10"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--models-dir", str(models_dir), "--manifest", str(manifest), "--timeout", "10"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while not [p for p in leftovers(models_dir) if p.stat().st_size > 0] and time.monotonic() < deadline:
@@ -429,7 +476,9 @@ def test_google_drive_confirm_page_and_refusal(tmp_path, server):
     assert status == 2  # only a manual step remains
 
     manifest = mf.load_manifest(tmp_path / "manifest.json")
-    ctx = fetch.FetchContext(models_dir=models_dir, work_dir=tmp_path / "w", gdrive_url=f"{server['url']}/uc", timeout=10)
+    ctx = fetch.FetchContext(
+        models_dir=models_dir, work_dir=tmp_path / "w", gdrive_url=f"{server['url']}/uc", timeout=10
+    )
     outcome = fetch.fetch_entry(manifest["dva/blocked.ckpt"], ctx)
     assert outcome.status == "manual"
     assert "drive.google.com/file/d/quota/view" in outcome.message and str(dva_dir / "blocked.ckpt") in outcome.message
@@ -440,9 +489,11 @@ def test_drive_confirm_from_cookie_and_link():
 
     link_page = '<a href="/uc?export=download&amp;confirm=abc&amp;id=F">Download anyway</a>'
     assert fetch.drive_confirm_url(link_page, "https://drive.example/uc?id=F", []) == (
-        "https://drive.example/uc?export=download&confirm=abc&id=F")
-    cookie = http.cookiejar.Cookie(0, "download_warning_1", "tok", None, False, "d", False, False, "/", False,
-                                   False, None, False, None, None, {})
+        "https://drive.example/uc?export=download&confirm=abc&id=F"
+    )
+    cookie = http.cookiejar.Cookie(
+        0, "download_warning_1", "tok", None, False, "d", False, False, "/", False, False, None, False, None, None, {}
+    )
     assert fetch.drive_confirm_url("<html></html>", "https://d/uc?id=F", [cookie]) == "https://d/uc?id=F&confirm=tok"
     assert fetch.drive_confirm_url("<html>quota</html>", "https://d/uc?id=F", []) is None
 
@@ -468,13 +519,13 @@ def test_archive_members(tmp_path, server):
     assert server["requests"].count("/pretrained_models.zip") == 1  # downloaded once for all members
 
 
-FAKE_BUILDER = '''
+FAKE_BUILDER = """
 from pathlib import Path
 def build_from_kit(kit_dir: Path, out_dir: Path) -> None:
     data = (Path(kit_dir) / "FaceXModel" / "generic_neutral_mesh.obj").read_bytes()
     (Path(out_dir) / "face_model.npz").write_bytes(b"built:" + data)
     (Path(out_dir) / "landmarks_model.npz").write_bytes(b"corrupt")
-'''
+"""
 
 
 def test_build_hook_with_fake_kit_archive(tmp_path, server):

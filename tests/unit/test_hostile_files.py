@@ -5,6 +5,7 @@ written outside the model folder, and the refusal names the file. The probe of i
 hole (DVA's CLIP loaded with torch.jit.load) and the pickle bomb; the others are the same class of hole in the
 other loaders. docs/RELIABILITY.md lists them.
 """
+
 from __future__ import annotations
 
 import collections
@@ -40,6 +41,7 @@ class WritesMarker:
 
 def _persistence_module(monkeypatch):
     """torch_utils.persistence as NVlabs pickles reference it, so a test can pickle a persistent record."""
+
     def reconstruct(meta):
         return meta
 
@@ -112,8 +114,12 @@ def test_reduce_pickle_in_a_torch_file(room, loader):
     models, marker = room
     path = models / "weights.pth"
     torch.save({"state_dict": {"w": torch.zeros(1)}, "payload": WritesMarker(marker)}, path)
-    call = {"token_mapper": load_token_mapper, "lightning": load_lightning_checkpoint,
-            "rosinality": read_rosinality_checkpoint, "bisenet": load_bisenet}[loader]
+    call = {
+        "token_mapper": load_token_mapper,
+        "lightning": load_lightning_checkpoint,
+        "rosinality": read_rosinality_checkpoint,
+        "bisenet": load_bisenet,
+    }[loader]
     refused(call, path, "posix.system", "Nothing of it was run")
 
 
@@ -148,8 +154,8 @@ class WritesOnLoad(torch.nn.Module):
 def test_torchscript_that_writes_on_load(room):
     """The finding of the probe: DVA's text edit read dva/clip/ViT-B-16.pt with torch.jit.load."""
     from facecontrol.models.checkpoint import read_state
-    from facecontrol.models.safe_pickle import UnsafePickleError
     from facecontrol.models.clip_archive import load_openai_clip as load_clip
+    from facecontrol.models.safe_pickle import UnsafePickleError
 
     models, marker = room
     path = models / "ViT-B-16.pt"
@@ -166,8 +172,10 @@ def test_pickle_bomb_in_an_nvlabs_snapshot(room, monkeypatch):
     from facecontrol.models.stylegan2_nvlabs import load_nvlabs_pkl
 
     models, _ = room
-    record = Persistent(_persistence_module(monkeypatch), {"type": "class", "class_name": "Generator",
-                                                            "state": {"_init_kwargs": {"k": shared_nesting(8)}}})
+    record = Persistent(
+        _persistence_module(monkeypatch),
+        {"type": "class", "class_name": "Generator", "state": {"_init_kwargs": {"k": shared_nesting(8)}}},
+    )
     path = models / "ffhq.pkl"
     path.write_bytes(pickle.dumps({"G_ema": record}, protocol=4))
     start = time.perf_counter()
@@ -194,16 +202,21 @@ def test_npz_with_object_arrays(room):
 
     models, marker = room
     path = models / "face_model.npz"
-    np.savez(path, mean=np.zeros((3, 3)), id_basis=np.array([WritesMarker(marker)], dtype=object),
-             exp_basis=np.zeros((1, 3, 3)), exp_names=np.array(["a"]))
+    np.savez(
+        path,
+        mean=np.zeros((3, 3)),
+        id_basis=np.array([WritesMarker(marker)], dtype=object),
+        exp_basis=np.zeros((1, 3, 3)),
+        exp_names=np.array(["a"]),
+    )
     refused(load_ict_model, path, "pickled Python objects")
 
 
-MODELING_PY = '''
+MODELING_PY = """
 from pathlib import Path
 Path({marker!r}).write_text("custom code ran")
 from transformers import CLIPVisionModel as EvilModel
-'''
+"""
 
 
 @pytest.mark.parametrize("how", ["auto_map", "code file only"])
@@ -215,8 +228,9 @@ def test_transformers_folder_with_custom_code(room, how):
     models, marker = room
     folder = models / "vision_encoder"
     folder.mkdir()
-    config = CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2,
-                              image_size=32, patch_size=16).to_dict()
+    config = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=16
+    ).to_dict()
     if how == "auto_map":
         config["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
     (folder / "config.json").write_text(json.dumps(config))
@@ -226,7 +240,6 @@ def test_transformers_folder_with_custom_code(room, how):
 
 
 def test_onnx_with_external_data(room):
-    import onnx
     from onnx import TensorProto, helper
 
     from facecontrol.face.detect_scrfd import ScrfdFaceDetector
@@ -237,9 +250,13 @@ def test_onnx_with_external_data(room):
     for key, value in (("location", "../../../../etc/passwd"), ("offset", "0"), ("length", "16")):
         entry = weight.external_data.add()
         entry.key, entry.value = key, value
-    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [weight])
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+        [weight],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     path = models / "scrfd_10g_bnkps.onnx"
@@ -281,16 +298,25 @@ def test_truncated_files_say_download_again(room, kind):
         from onnx import TensorProto, helper, numpy_helper
 
         weight = numpy_helper.from_array(np.arange(4096, dtype=np.float32), "w")
-        graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
-                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4096])],
-                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4096])], [weight])
+        graph = helper.make_graph(
+            [helper.make_node("Add", ["x", "w"], ["y"])],
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4096])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4096])],
+            [weight],
+        )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
         model.ir_version = 8
         path.write_bytes(model.SerializeToString())
         call = ScrfdFaceDetector
     elif kind == ".npz":
-        np.savez(path, mean=np.zeros((300, 3)), id_basis=np.zeros((2, 300, 3)), exp_basis=np.zeros((2, 300, 3)),
-                 exp_names=np.array(["a", "b"]))
+        np.savez(
+            path,
+            mean=np.zeros((300, 3)),
+            id_basis=np.zeros((2, 300, 3)),
+            exp_basis=np.zeros((2, 300, 3)),
+            exp_names=np.array(["a", "b"]),
+        )
         call = load_ict_model
     else:
         from scipy.io import savemat

@@ -2,6 +2,7 @@
 
 Real-photo checks use dlib's HOG detector + 68-point predictor (test-only dependency) on the shared media.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -12,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from media import ict_facekit_dir
-
+from facecontrol.face.gaze import gaze_from_iris, gaze_points
+from facecontrol.face.geometry import matrix_to_angles, rotation_matrix
 from facecontrol.face.ict_fit import (
     fit_landmarks,
     interocular_distance,
@@ -23,13 +24,14 @@ from facecontrol.face.ict_fit import (
     reprojection_error,
     smooth_fit,
 )
-from facecontrol.face.geometry import matrix_to_angles, rotation_matrix
-from facecontrol.face.gaze import gaze_from_iris, gaze_points
 from facecontrol.face.ict_model import load_ict_model
+
+from media import ict_facekit_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MAX_ERROR_IOD = 0.03  # target: mean 68-point reprojection error below 3% of the inter-ocular distance
 JAW_OPEN_MIN_CORRELATION = 0.5  # Pearson r between jawOpen and the inner-lip gap over carphone frames
+
 
 @pytest.fixture(scope="module")
 def model():
@@ -106,8 +108,12 @@ def test_angles_round_trip_and_sign_convention(model):
 
     def landmarks(yaw=0.0, pitch=0.0, roll=0.0):
         return project_landmarks(
-            model, torch.zeros(1, 100), torch.zeros(1, 53), torch.tensor([[yaw, pitch, roll]]),
-            torch.tensor([10.0]), torch.tensor([[200.0, 200.0]]),
+            model,
+            torch.zeros(1, 100),
+            torch.zeros(1, 53),
+            torch.tensor([[yaw, pitch, roll]]),
+            torch.tensor([10.0]),
+            torch.tensor([[200.0, 200.0]]),
         )[0]
 
     frontal = landmarks()
@@ -156,14 +162,20 @@ def test_result_shapes_groups_and_recombination(model):
     assert not torch.equal(per_image.identity[0], per_image.identity[1])
 
     grouped = fit_landmarks(points, model, identity_index=torch.tensor([5, 5, 2, 2]))
-    assert torch.equal(grouped.identity[0], grouped.identity[1]) and torch.equal(grouped.identity[2], grouped.identity[3])
+    assert torch.equal(grouped.identity[0], grouped.identity[1]) and torch.equal(
+        grouped.identity[2], grouped.identity[3]
+    )
     assert not torch.equal(grouped.identity[0], grouped.identity[2])
 
     source = fit_landmarks(points[:1], model)
     mixed = recombine(source, per_image)
     assert torch.equal(mixed.identity, source.identity.expand(4, -1))
     expected = project_landmarks(
-        model, source.identity.expand(4, -1), per_image.expression, per_image.angles, per_image.scale,
+        model,
+        source.identity.expand(4, -1),
+        per_image.expression,
+        per_image.angles,
+        per_image.scale,
         per_image.translation,
     )
     torch.testing.assert_close(project(mixed), expected)
@@ -285,6 +297,8 @@ def test_dense_and_landmark_models_agree(model):
     vertices = dense.shape(identity, expression)
     assert vertices.shape == (2, 7474, 3)
     torch.testing.assert_close(vertices[:, dense.lmk68], model.landmarks3d(identity, expression), atol=1e-4, rtol=0)
-    torch.testing.assert_close(dense.landmarks3d(identity, expression), model.landmarks3d(identity, expression), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        dense.landmarks3d(identity, expression), model.landmarks3d(identity, expression), atol=1e-4, rtol=0
+    )
     outer_canthi = (model.mean[45] - model.mean[36]).norm()
     assert outer_canthi.item() == pytest.approx(8.92, abs=0.01)  # cm, as the data README states

@@ -4,6 +4,7 @@ Pixel metrics against scikit-image and transcriptions of their formulas; LPIPS a
 and `pytorch-fid` packages themselves, with filled weights written in those packages' file layouts;
 dlib's chip identity against face_recognition's pipeline on the real media; 3DMM errors on a known rotation.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -20,6 +21,7 @@ from scipy import ndimage
 from facecontrol import model_files
 from facecontrol import model_names as names
 from facecontrol.pipelines import metrics as m
+
 from media import load_rgb, load_video_rgb
 
 
@@ -77,8 +79,9 @@ def test_ssim_valid_equals_scikit_image_and_both_forms_equal_their_formulas(astr
     for b in degraded_pairs(astronaut256):
         x, y = torch.from_numpy(a).permute(2, 0, 1)[None], torch.from_numpy(b).permute(2, 0, 1)[None]
         valid, zero = float(m.ssim(x, y, "valid")), float(m.ssim(x, y, "zero"))
-        sk = structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-                                   data_range=1.0, channel_axis=2)
+        sk = structural_similarity(
+            a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0, channel_axis=2
+        )
         assert valid == pytest.approx(sk, abs=1e-6)
         assert valid == pytest.approx(ssim_formula(a, b, False)[0], abs=1e-6)
         assert zero == pytest.approx(ssim_formula(a, b, True)[0], abs=1e-6)
@@ -146,7 +149,10 @@ def test_lpips_equals_the_lpips_package(filled_metric_files, astronaut256):
 
     from facecontrol.models.lpips_alex import load_lpips_alex
 
-    heads, backbone = filled_metric_files / "lpips/weights/v0.1/alex.pth", filled_metric_files / "torchvision/alexnet-owt-7be5be79.pth"
+    heads, backbone = (
+        filled_metric_files / "lpips/weights/v0.1/alex.pth",
+        filled_metric_files / "torchvision/alexnet-owt-7be5be79.pth",
+    )
     ours = load_lpips_alex(heads, backbone)
     theirs = lpips_package.LPIPS(net="alex", pnet_rand=True, model_path=str(heads), verbose=False).eval()
     alexnet = torchvision.models.alexnet(weights=None)
@@ -155,8 +161,13 @@ def test_lpips_equals_the_lpips_package(filled_metric_files, astronaut256):
         for layer_index, layer in getattr(theirs.net, f"slice{index}").named_children():
             layer.load_state_dict(alexnet.features[int(layer_index)].state_dict())
     x = unit(astronaut256).float().repeat(3, 1, 1, 1)
-    y = torch.cat([x[:1], unit(cv2.GaussianBlur(astronaut256, (0, 0), 1.5)).float(),
-                   unit(np.roll(astronaut256, 4, axis=1)).float()])
+    y = torch.cat(
+        [
+            x[:1],
+            unit(cv2.GaussianBlur(astronaut256, (0, 0), 1.5)).float(),
+            unit(np.roll(astronaut256, 4, axis=1)).float(),
+        ]
+    )
     ours_values = m.lpips(ours, x, y)
     with torch.no_grad():
         theirs_values = theirs(x * 2 - 1, y * 2 - 1).flatten()
@@ -165,8 +176,8 @@ def test_lpips_equals_the_lpips_package(filled_metric_files, astronaut256):
 
 
 def test_lpips_real_heads_load_from_the_package_copy():
-    from facecontrol.models.lpips_alex import LPIPSAlex
     from facecontrol.models.checkpoint import read_state_dict
+    from facecontrol.models.lpips_alex import LPIPSAlex
 
     path = resolve(names.METRIC_LPIPS_ALEX)
     assert model_files.verify_sha256(path, model_files.get_entry(names.METRIC_LPIPS_ALEX).sha256)
@@ -188,8 +199,9 @@ def test_fid_inception_equals_pytorch_fid(filled_metric_files, astronaut256, mon
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     theirs = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
     ours = load_fid_inception(path)
-    images = torch.cat([unit(astronaut256), unit(astronaut256).flip(-1), unit(cv2.resize(load_rgb("t1.jpg"), (200, 150)))]
-                       [:2]).float()
+    images = torch.cat(
+        [unit(astronaut256), unit(astronaut256).flip(-1), unit(cv2.resize(load_rgb("t1.jpg"), (200, 150)))][:2]
+    ).float()
     with torch.no_grad():
         reference = theirs(images)[0].flatten(1).double().numpy()
     assert np.allclose(m.fid_features(ours, images), reference, rtol=1e-5, atol=1e-6)
@@ -225,7 +237,8 @@ def face_recognition_module():
 
     shim = types.ModuleType("pkg_resources")
     shim.resource_filename = lambda package, rel: str(
-        Path(importlib.util.find_spec(package).submodule_search_locations[0]) / rel)
+        Path(importlib.util.find_spec(package).submodule_search_locations[0]) / rel
+    )
     sys.modules["pkg_resources"] = shim
     try:  # face_recognition_models binds resource_filename at import; the shim must not outlive that
         return importlib.import_module("face_recognition")
@@ -258,7 +271,7 @@ def t1_faces() -> list[np.ndarray]:
     for r in dlib.get_frontal_face_detector()(image, 1):
         cx, cy, half = (r.left() + r.right()) // 2, (r.top() + r.bottom()) // 2, r.width()
         y0, x0 = max(0, cy - half), max(0, cx - half)
-        cuts.append(np.ascontiguousarray(image[y0:cy + half, x0:cx + half]))
+        cuts.append(np.ascontiguousarray(image[y0 : cy + half, x0 : cx + half]))
     return cuts
 
 
@@ -320,7 +333,7 @@ def test_coefficient_errors_on_a_known_rotation_and_expression():
     driver = torch.randn(4, 261, generator=torch.Generator().manual_seed(0)) * 0.3
     result = driver.clone()
     start = COEFF_LAYOUT["angle"][0]
-    result[:, start:start + 3] += torch.tensor([0.03, -0.04, 0.0])  # a 0.05 rad rotation of the pose
+    result[:, start : start + 3] += torch.tensor([0.03, -0.04, 0.0])  # a 0.05 rad rotation of the pose
     exp = slice(*COEFF_LAYOUT["exp"])
     result[:, exp] += 0.5 / math.sqrt(64)  # every expression coefficient: distance 0.5
     errors = m.coefficient_errors(result, driver)

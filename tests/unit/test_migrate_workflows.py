@@ -1,5 +1,6 @@
 """scripts/migrate_workflows.py turns a workflow saved with the old type names into the shipped one, and leaves
 core nodes' sockets alone (core has a FACE_LANDMARKS type of its own)."""
+
 from __future__ import annotations
 
 import json
@@ -29,10 +30,14 @@ def test_every_shipped_ui_workflow_migrates_back_to_itself(tmp_path):
 
 
 def test_core_nodes_keep_their_own_face_landmarks_type():
-    graph = {"nodes": [{"id": 1, "type": "MediaPipeFaceLandmarker", "outputs": [{"type": "FACE_LANDMARKS"}]},
-                       {"id": 2, "type": "DrawFaceLandmarks", "inputs": [{"type": "FACE_LANDMARKS"}]},
-                       {"id": 3, "type": "FaceControlAdaptingMask", "inputs": [{"type": "FACE_LANDMARKS"}]}],
-             "links": [[1, 1, 0, 2, 0, "FACE_LANDMARKS"], [2, 4, 1, 3, 0, "FACE_LANDMARKS"]]}
+    graph = {
+        "nodes": [
+            {"id": 1, "type": "MediaPipeFaceLandmarker", "outputs": [{"type": "FACE_LANDMARKS"}]},
+            {"id": 2, "type": "DrawFaceLandmarks", "inputs": [{"type": "FACE_LANDMARKS"}]},
+            {"id": 3, "type": "FaceControlAdaptingMask", "inputs": [{"type": "FACE_LANDMARKS"}]},
+        ],
+        "links": [[1, 1, 0, 2, 0, "FACE_LANDMARKS"], [2, 4, 1, 3, 0, "FACE_LANDMARKS"]],
+    }
     assert migrate_workflows.migrate_graph(graph, migrate_workflows.renamed_types()) == 2
     assert graph["nodes"][0]["outputs"][0]["type"] == "FACE_LANDMARKS"
     assert graph["nodes"][1]["inputs"][0]["type"] == "FACE_LANDMARKS"

@@ -1,4 +1,5 @@
 """The model manifest and the pack's one model-file resolver (no ComfyUI, no weights)."""
+
 import hashlib
 import json
 import re
@@ -7,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from media import ict_facekit_dir
 from facecontrol import model_files as mf
+
+from media import ict_facekit_dir
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -25,8 +27,12 @@ def write_manifest(path: Path, models: list[dict]) -> Path:
 
 def entry_dict(**overrides) -> dict:
     base = {
-        "folder": "face_adapter", "path": "net_x.pth", "source": {"hf_repo": "Org/Repo", "path": "net_x.pth"},
-        "license": "test-licence (non-commercial)", "non_commercial": True, "papers": ["face_adapter"],
+        "folder": "face_adapter",
+        "path": "net_x.pth",
+        "source": {"hf_repo": "Org/Repo", "path": "net_x.pth"},
+        "license": "test-licence (non-commercial)",
+        "non_commercial": True,
+        "papers": ["face_adapter"],
         "used_by": "a test",
     }
     base.update(overrides)
@@ -49,25 +55,45 @@ def test_manifest_entries_are_complete(manifest):
             assert not Path(location.path).is_absolute() and ".." not in Path(location.path).parts, name
 
 
-@pytest.mark.parametrize("name", [
-    "face_adapter/net_id2token.pth", "face_adapter/net_image2token.pth", "face_adapter/net_seg_res18.pth",
-    "face_adapter/controlnet/config.json", "face_adapter/controlnet/diffusion_pytorch_model.safetensors",
-    "face_adapter/vision_encoder/config.json", "face_adapter/third_party/d3dfr_res50_nofc.pth",
-    "face_adapter/third_party/BFM_model_front.mat", "face_adapter/third_party/insightface_glint360k.pth",
-    "face_adapter/third_party/79999_iter.pth", "face_adapter/third_party/models/antelopev2/scrfd_10g_bnkps.onnx",
-    "checkpoints/v1-5-pruned-emaonly.safetensors", "vae/vae-ft-mse-840000-ema-pruned.safetensors",
-    "dva/diffusion_video_autoencoder/epoch=51-step=1000000.ckpt", "dva/diffusion_video_autoencoder/latent.pkl",
-    "dva/diffusion_video_autoencoder_cls/last.ckpt", "dva/pretrained_models/model_ir_se50.pth",
-    "face_3dmm/deep3dfacerecon/epoch_20.pth", "stylegan2/ffhq.pkl", "stylegan2/stylegan2-ffhq-config-f.pt",
-    "mediapipe/face_landmarker.task", "face_3dmm/ict_facekit/face_model.npz", "face_3dmm/ict_facekit/landmarks_model.npz",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "face_adapter/net_id2token.pth",
+        "face_adapter/net_image2token.pth",
+        "face_adapter/net_seg_res18.pth",
+        "face_adapter/controlnet/config.json",
+        "face_adapter/controlnet/diffusion_pytorch_model.safetensors",
+        "face_adapter/vision_encoder/config.json",
+        "face_adapter/third_party/d3dfr_res50_nofc.pth",
+        "face_adapter/third_party/BFM_model_front.mat",
+        "face_adapter/third_party/insightface_glint360k.pth",
+        "face_adapter/third_party/79999_iter.pth",
+        "face_adapter/third_party/models/antelopev2/scrfd_10g_bnkps.onnx",
+        "checkpoints/v1-5-pruned-emaonly.safetensors",
+        "vae/vae-ft-mse-840000-ema-pruned.safetensors",
+        "dva/diffusion_video_autoencoder/epoch=51-step=1000000.ckpt",
+        "dva/diffusion_video_autoencoder/latent.pkl",
+        "dva/diffusion_video_autoencoder_cls/last.ckpt",
+        "dva/pretrained_models/model_ir_se50.pth",
+        "face_3dmm/deep3dfacerecon/epoch_20.pth",
+        "stylegan2/ffhq.pkl",
+        "stylegan2/stylegan2-ffhq-config-f.pt",
+        "mediapipe/face_landmarker.task",
+        "face_3dmm/ict_facekit/face_model.npz",
+        "face_3dmm/ict_facekit/landmarks_model.npz",
+    ],
+)
 def test_manifest_lists_every_needed_file(manifest, name):
     assert name in manifest
 
 
 def test_licences_flag_non_commercial_files(manifest):
-    for name in ("face_adapter/third_party/BFM_model_front.mat", "face_adapter/third_party/insightface_glint360k.pth",
-                 "face_adapter/third_party/models/antelopev2/scrfd_10g_bnkps.onnx", "stylegan2/ffhq.pkl"):
+    for name in (
+        "face_adapter/third_party/BFM_model_front.mat",
+        "face_adapter/third_party/insightface_glint360k.pth",
+        "face_adapter/third_party/models/antelopev2/scrfd_10g_bnkps.onnx",
+        "stylegan2/ffhq.pkl",
+    ):
         assert manifest[name].non_commercial is True, name
     for name in ("mediapipe/face_landmarker.task", "face_3dmm/ict_facekit/face_model.npz"):
         assert manifest[name].non_commercial is False, name
@@ -80,7 +106,8 @@ def test_pointers_go_to_comfy_folders(manifest):
 
 def test_google_drive_ids_are_the_authors(manifest):
     assert manifest["dva/diffusion_video_autoencoder/epoch=51-step=1000000.ckpt"].source["gdrive_id"] == (
-        "1Q6z7Wmo9xve5SgfDJExohpDSSNi4QxcH")
+        "1Q6z7Wmo9xve5SgfDJExohpDSSNi4QxcH"
+    )
     assert manifest["dva/pretrained_models/79999_iter.pth"].source["archive"] == "zip"
 
 
@@ -129,8 +156,11 @@ def test_miss_names_every_path_source_licence_and_command(tmp_path, manifest):
     error = info.value
     assert isinstance(error, FileNotFoundError)
     message = str(error)
-    expected = [tmp_path / "one/third_party/BFM_model_front.mat", tmp_path / "two/third_party/BFM_model_front.mat",
-                tmp_path / "three/BFM/BFM_model_front.mat"]
+    expected = [
+        tmp_path / "one/third_party/BFM_model_front.mat",
+        tmp_path / "two/third_party/BFM_model_front.mat",
+        tmp_path / "three/BFM/BFM_model_front.mat",
+    ]
     assert error.searched == expected
     for path in expected:
         assert str(path) in message
@@ -150,8 +180,14 @@ def test_package_copy_found_by_spec_without_import(tmp_path, monkeypatch):
     (package / "__init__.py").write_text("raise RuntimeError('must not be imported')\n")
     (package / "models" / "thing.task").write_bytes(b"task")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    models = [entry_dict(folder="mediapipe", path="thing.task", source={"url": "http://127.0.0.1:9/thing.task"},
-                         package_copies=[{"package": "fc_fake_models_pkg", "path": "models/thing.task"}])]
+    models = [
+        entry_dict(
+            folder="mediapipe",
+            path="thing.task",
+            source={"url": "http://127.0.0.1:9/thing.task"},
+            package_copies=[{"package": "fc_fake_models_pkg", "path": "models/thing.task"}],
+        )
+    ]
     manifest = mf.load_manifest(write_manifest(tmp_path / "m.json", models))
     empty = {"mediapipe": [tmp_path / "mp"]}
     assert mf.resolve("thing.task", empty, manifest) == package / "models" / "thing.task"
@@ -161,8 +197,14 @@ def test_package_copy_found_by_spec_without_import(tmp_path, monkeypatch):
 
 
 def test_missing_package_is_listed_in_error(tmp_path):
-    models = [entry_dict(folder="mediapipe", path="thing.task", source={"url": "http://127.0.0.1:9/thing.task"},
-                         package_copies=[{"package": "fc_not_installed_pkg", "path": "models/thing.task"}])]
+    models = [
+        entry_dict(
+            folder="mediapipe",
+            path="thing.task",
+            source={"url": "http://127.0.0.1:9/thing.task"},
+            package_copies=[{"package": "fc_not_installed_pkg", "path": "models/thing.task"}],
+        )
+    ]
     manifest = mf.load_manifest(write_manifest(tmp_path / "m.json", models))
     with pytest.raises(mf.ModelFileNotFound, match="fc_not_installed_pkg"):
         mf.resolve("thing.task", {}, manifest)

@@ -1,4 +1,5 @@
 """docs/MODELS.md's file table is what model_manifest.json gives (regenerate: python scripts/make_models_doc.py)."""
+
 from make_models_doc import BEGIN, DOC, render
 
 

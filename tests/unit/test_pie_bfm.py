@@ -1,5 +1,6 @@
 """PIE's BFM image formation (Deep3DFaceRecon regressor + BFM_model_front.mat layout): alignment, pose
 conventions shared with the ICT backend, gradients, the released file layouts, and PIE on top of it."""
+
 from __future__ import annotations
 
 import math
@@ -9,13 +10,17 @@ import pytest
 import torch
 from scipy.io import savemat
 
-from pie_stand_ins import TinyLandmarkNet, astronaut_crop, bfm_test_file, small_bfm_formation, small_models
-
 from facecontrol.face.align import ffhq_quad_params
 from facecontrol.face.bfm import BFMProjector
 from facecontrol.pipelines import pie
-from facecontrol.pipelines.pie.bfm import (BFMFaceFormation, load_bfm_formation, read_standard_landmarks,
-                                           standard_view_landmarks)
+from facecontrol.pipelines.pie.bfm import (
+    BFMFaceFormation,
+    load_bfm_formation,
+    read_standard_landmarks,
+    standard_view_landmarks,
+)
+
+from pie_stand_ins import astronaut_crop, bfm_test_file, small_models
 
 BFM = "bfm_deep3dfacerecon"
 
@@ -27,9 +32,14 @@ def formation() -> BFMFaceFormation:
 
 def _zero_theta(formation: BFMFaceFormation, batch: int = 1, **angles_deg) -> pie.Theta:
     angles = torch.tensor([[angles_deg.get(k, 0.0) for k in ("yaw", "pitch", "roll")]] * batch) * math.pi / 180
-    return {"identity": torch.zeros(batch, 80), "expression": torch.zeros(batch, 64),
-            "texture": torch.zeros(batch, 80), "angles": angles, "light": torch.zeros(batch, 27),
-            "translation": torch.zeros(batch, 3)}
+    return {
+        "identity": torch.zeros(batch, 80),
+        "expression": torch.zeros(batch, 64),
+        "texture": torch.zeros(batch, 80),
+        "angles": angles,
+        "light": torch.zeros(batch, 27),
+        "translation": torch.zeros(batch, 3),
+    }
 
 
 def test_the_standard_face_fills_the_ffhq_crop_exactly(formation):
@@ -52,15 +62,18 @@ def test_view_puts_crop_content_where_align_img_puts_the_standard_landmarks(form
     image = -torch.ones(1, 3, size, size)
     for index in picked:
         x, y = crop_points[index]
-        blob = torch.exp(-((cols - x) ** 2 + (rows - y) ** 2) / (2 * 6.0 ** 2))
+        blob = torch.exp(-((cols - x) ** 2 + (rows - y) ** 2) / (2 * 6.0**2))
         image = torch.maximum(image, blob * 2 - 1)
     view = formation.view(image)[0, 0]
     expected = standard_view_landmarks(formation.bfm)[picked]
-    for (ex, ey) in expected:
-        window = view[int(ey) - 6:int(ey) + 7, int(ex) - 6:int(ex) + 7]
+    for ex, ey in expected:
+        window = view[int(ey) - 6 : int(ey) + 7, int(ex) - 6 : int(ex) + 7]
         weights = window / window.sum()
-        wy, wx = torch.meshgrid(torch.arange(int(ey) - 6, int(ey) + 7).float(),
-                                torch.arange(int(ex) - 6, int(ex) + 7).float(), indexing="ij")
+        wy, wx = torch.meshgrid(
+            torch.arange(int(ey) - 6, int(ey) + 7).float(),
+            torch.arange(int(ex) - 6, int(ex) + 7).float(),
+            indexing="ij",
+        )
         found = ((weights * wx).sum().item(), (weights * wy).sum().item())
         assert abs(found[0] - ex) < 0.75 and abs(found[1] - ey) < 0.75, (found, (ex, ey))
 
@@ -68,6 +81,7 @@ def test_view_puts_crop_content_where_align_img_puts_the_standard_landmarks(form
 def test_pose_angles_follow_the_pack_convention(formation):
     """+yaw moves the nose to image right, +pitch down, +roll turns the eye line counter-clockwise:
     the same (yaw, pitch, roll) meaning as the ICT backend, so PIE Edit's sliders work on both."""
+
     def nose_offset(**angles):
         points = formation.landmarks(_zero_theta(formation, **angles), 256)[0]
         return points[30] - (points[36] + points[45]) / 2
@@ -121,8 +135,13 @@ def test_released_file_layouts_build_the_formation(tmp_path):
     with torch.no_grad():
         theta = formation.regress(astronaut_crop(64))
     assert {k: tuple(v.shape) for k, v in theta.items()} == {
-        "identity": (1, 80), "expression": (1, 64), "texture": (1, 80), "angles": (1, 3), "light": (1, 27),
-        "translation": (1, 3)}
+        "identity": (1, 80),
+        "expression": (1, 64),
+        "texture": (1, 80),
+        "angles": (1, 3),
+        "light": (1, 27),
+        "translation": (1, 3),
+    }
     with pytest.raises(ValueError, match="224 view"):
         BFMFaceFormation(BFMProjector.face_adapter(bfm_test_file()), regressor, landmark_net)
 
@@ -170,8 +189,17 @@ def test_embedding_with_the_bfm_lowers_the_energies():
 
     models = small_models(face_model=BFM)
     image = astronaut_crop(models.generator.resolution)
-    weights = pie.PIEWeights(l2=1.0, perceptual=0.05, identity=300.0, edit=10.0, invariance=30.0,
-                             recognition=20.0, recognition_edit=20.0, photo=1.0, landmark=10.0)
+    weights = pie.PIEWeights(
+        l2=1.0,
+        perceptual=0.05,
+        identity=300.0,
+        edit=10.0,
+        invariance=30.0,
+        recognition=20.0,
+        recognition_edit=20.0,
+        photo=1.0,
+        landmark=10.0,
+    )
     rignet = _random_rignet(models)
     config = pie.EmbedConfig(steps_w=12, steps_wplus=12, lr=0.03, weights=weights, taus=("pose",))
     result = pie.embed(models, image, config, rignet=rignet)

@@ -1,12 +1,13 @@
 """PIE Embed over a batch in chunks, the AdaDelta option, and the weight calibration script's ranking."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from pie_stand_ins import astronaut_crop, small_models
-
 from facecontrol.pipelines import pie
+
+from pie_stand_ins import astronaut_crop, small_models
 
 
 @pytest.fixture(scope="module")

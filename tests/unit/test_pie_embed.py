@@ -1,13 +1,14 @@
 """PIE embedding on the astronaut's FFHQ crop with a small generator: every energy term goes down."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from pie_stand_ins import astronaut_crop, small_models
-
 from facecontrol.models.rignet import RigNetBundle
 from facecontrol.pipelines import pie
+
+from pie_stand_ins import astronaut_crop, small_models
 
 TERMS = ("synth", "identity", "edit", "invariance", "recognition")
 
@@ -29,12 +30,26 @@ def _window_mean(history, term, start, stop):
 def test_every_energy_term_decreases_over_the_w_then_wplus_schedule():
     models = small_models()
     image = astronaut_crop(models.generator.resolution)
-    weights = pie.PIEWeights(l2=1.0, perceptual=0.05, identity=300.0, edit=1.0, invariance=1.0,
-                             recognition=20.0, recognition_edit=20.0, photo=1.0, landmark=10.0)
+    weights = pie.PIEWeights(
+        l2=1.0,
+        perceptual=0.05,
+        identity=300.0,
+        edit=1.0,
+        invariance=1.0,
+        recognition=20.0,
+        recognition_edit=20.0,
+        photo=1.0,
+        landmark=10.0,
+    )
     config = pie.EmbedConfig(steps_w=8, steps_wplus=8, lr=0.03, weights=weights, taus=("pose",))
     steps_seen = []
-    result = pie.embed(models, image, config, rignet=_random_rignet(models),
-                       on_step=lambda step, total, record, preview: steps_seen.append((step, total)))
+    result = pie.embed(
+        models,
+        image,
+        config,
+        rignet=_random_rignet(models),
+        on_step=lambda step, total, record, preview: steps_seen.append((step, total)),
+    )
     history = result.history
     assert [h["stage"] for h in history] == ["w"] * 8 + ["w+"] * 8
     assert steps_seen[-1] == (15, 16)

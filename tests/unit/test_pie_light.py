@@ -1,13 +1,14 @@
 """Light apart from skin colour on the ICT path: light carries shading, the albedo carries colour; light sliders
 stay where the irradiance is non-negative; the edit report prints light and expression changes."""
+
 from __future__ import annotations
 
 import torch
-
 from test_face_generator import generator
-from pie_stand_ins import small_models
 
 from facecontrol.pipelines import pie
+
+from pie_stand_ins import small_models
 
 CHROMA_BOUND = 0.005  # largest move of the face's mean chromaticity (r, g of rgb / sum) under a light edit
 
@@ -71,7 +72,12 @@ def test_light_sliders_stop_where_the_irradiance_would_go_negative():
     theta = {"angles": torch.zeros(2, 3), "expression": torch.zeros(2, 53), "light": light}
     small = pie.edited_theta(theta, [], light_offsets={"from_top": 0.2})
     assert torch.allclose(pie.light_summary(small["light"])[:, 1], torch.full((2,), 0.2))
-    for offsets in ({"from_top": 1.0}, {"from_right": -1.0}, {"intensity": -1.0}, {"from_front": -1.0, "from_top": 0.5}):
+    for offsets in (
+        {"from_top": 1.0},
+        {"from_right": -1.0},
+        {"intensity": -1.0},
+        {"from_front": -1.0, "from_top": 0.5},
+    ):
         edited = pie.edited_theta(theta, [], light_offsets=offsets)
         assert (pie.min_irradiance(edited["light"]) >= -1e-3).all(), offsets
         assert (pie.min_irradiance(edited["light"]) < 0.05).all(), offsets  # stopped at the limit, not before
@@ -80,7 +86,9 @@ def test_light_sliders_stop_where_the_irradiance_would_go_negative():
 def test_edit_report_prints_light_and_expression_changes():
     names = ["mouthSmile_L", "mouthSmile_R", "jawOpen"]
     theta = {"angles": torch.zeros(1, 3), "expression": torch.zeros(1, 3), "light": torch.zeros(1, 27)}
-    target = pie.edited_theta(theta, names, yaw=10, expression_offsets={"smile": 0.5}, light_offsets={"from_right": 0.2})
+    target = pie.edited_theta(
+        theta, names, yaw=10, expression_offsets={"smile": 0.5}, light_offsets={"from_right": 0.2}
+    )
     report = pie.edit_report(theta, target, target, ("pose", "expression", "illumination"), "direct", names)
     assert "light intensity/top/right/front +0.00/+0.00/+0.00/+0.00 -> +0.00/+0.00/+0.20/+0.00" in report
     assert "mouthSmile_L 0.00 -> 0.50 -> 0.50" in report and "jawOpen" not in report

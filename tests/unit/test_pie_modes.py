@@ -1,4 +1,5 @@
 """PIE Edit's mode choice: auto runs RigNet when one is loaded for the edited groups, direct otherwise."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """The differentiable rasteriser: coverage and z-buffer, gradients against finite differences, SH shading,
 and the fitted ICT-FaceKit face of the astronaut rendered over the photo."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,11 +17,22 @@ from facecontrol.face.render import (
 )
 
 
-
 def _two_layer_scene(dtype=torch.float64):
     # a far quad behind a near triangle
-    vertices = torch.tensor([[[1.3, 1.6, 5.0], [30.7, 1.2, 5.0], [30.4, 30.8, 5.0], [1.1, 30.2, 5.0],
-                              [6.3, 5.2, 1.0], [26.1, 9.7, 1.0], [12.4, 27.9, 2.0]]], dtype=dtype)
+    vertices = torch.tensor(
+        [
+            [
+                [1.3, 1.6, 5.0],
+                [30.7, 1.2, 5.0],
+                [30.4, 30.8, 5.0],
+                [1.1, 30.2, 5.0],
+                [6.3, 5.2, 1.0],
+                [26.1, 9.7, 1.0],
+                [12.4, 27.9, 2.0],
+            ]
+        ],
+        dtype=dtype,
+    )
     faces = torch.tensor([[0, 1, 2], [0, 2, 3], [4, 5, 6]])
     return vertices, faces
 
@@ -88,11 +100,11 @@ def test_sh_shading_gradient_and_lambertian_direction():
 
 
 def test_fitted_ict_face_of_the_astronaut_lands_on_the_detected_landmarks(detector):
-    from media import ict_facekit_dir, load_rgb
-
-    from facecontrol.face.ict_fit import fit_landmarks, interocular_distance
     from facecontrol.face.geometry import rotation_matrix
+    from facecontrol.face.ict_fit import fit_landmarks, interocular_distance
     from facecontrol.face.ict_model import load_ict_model
+
+    from media import ict_facekit_dir, load_rgb
 
     image = load_rgb("astronaut.png")
     faces = detector.detect(image)
@@ -102,9 +114,14 @@ def test_fitted_ict_face_of_the_astronaut_lands_on_the_detected_landmarks(detect
     fit = fit_landmarks(detected, model)
     shape = model.shape(fit.identity, fit.expression)
     rotated = shape @ rotation_matrix(fit.angles).transpose(1, 2)
-    screen = torch.stack([fit.scale[:, None] * rotated[..., 0] + fit.translation[:, None, 0],
-                          fit.translation[:, None, 1] - fit.scale[:, None] * rotated[..., 1],
-                          -rotated[..., 2]], -1)
+    screen = torch.stack(
+        [
+            fit.scale[:, None] * rotated[..., 0] + fit.translation[:, None, 0],
+            fit.translation[:, None, 1] - fit.scale[:, None] * rotated[..., 1],
+            -rotated[..., 2],
+        ],
+        -1,
+    )
     height, width = image.shape[:2]
     colors = torch.ones_like(screen)
     rendered, mask, fragments = render_colors(screen, model.triangles, colors, (height, width))

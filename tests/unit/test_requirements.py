@@ -1,11 +1,13 @@
 """requirements.txt (what ComfyUI-Manager and a `git clone` install) is pyproject's dependency list, and
 pyproject carries the registry's [tool.comfy] fields."""
+
 from __future__ import annotations
 
 import ast
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,7 +41,9 @@ def test_registry_fields_follow_the_spec():
     """What comfy-cli's `comfy node validate` reads (docs/COMPATIBILITY.md: it passes offline): a node id of
     letters, digits and single - _ . not starting with a digit, a three-number version, a repository URL."""
     project = pyproject()["project"]
-    assert re.fullmatch(r"[A-Za-z](?:[A-Za-z0-9]|[-_.](?=[A-Za-z0-9]))*", project["name"]) and len(project["name"]) < 100
+    assert (
+        re.fullmatch(r"[A-Za-z](?:[A-Za-z0-9]|[-_.](?=[A-Za-z0-9]))*", project["name"]) and len(project["name"]) < 100
+    )
     assert "comfyui" not in project["name"].lower()
     assert re.fullmatch(r"\d+\.\d+\.\d+", project["version"])
     assert project["urls"]["Repository"].startswith("https://")
@@ -55,4 +59,6 @@ def test_no_exec_or_eval_in_the_pack():
         lines = path.read_text(errors="replace").splitlines()
         for node in ast.walk(ast.parse("\n".join(lines))):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in {"exec", "eval"}:
-                assert "noqa: S102" in lines[node.lineno - 1] or "noqa: S307" in lines[node.lineno - 1], f"{rel}:{node.lineno}"
+                assert "noqa: S102" in lines[node.lineno - 1] or "noqa: S307" in lines[node.lineno - 1], (
+                    f"{rel}:{node.lineno}"
+                )

@@ -1,13 +1,14 @@
 """RigNet: the StyleRig layout, its file, and self-supervised training whose losses go down."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
+from facecontrol.models.rignet import RigNet, RigNetBundle, load_rignet, save_rignet
+
 from media import ict_facekit_dir
 from pie_stand_ins import small_models
-
-from facecontrol.models.rignet import RigNet, RigNetBundle, load_rignet, save_rignet
 
 
 def test_rignet_is_per_layer_encoder_code_joined_with_theta_then_decoder():
@@ -52,9 +53,17 @@ def test_training_a_few_hundred_steps_lowers_every_loss():
     torch.manual_seed(0)
     bundle = RigNetBundle(models.generator.num_ws, models.generator.w_dim, {"pose": 3}, code_dim=16)
     logged = []
-    history, _ = train_rignet.train(models, bundle, steps=200, batch=2, lr=1e-3, taus=("pose",),
-                                    weights=pie.RigNetLossWeights(reconstruction=100.0),
-                                    on_log=lambda step, record: logged.append(step), log_every=50)
+    history, _ = train_rignet.train(
+        models,
+        bundle,
+        steps=200,
+        batch=2,
+        lr=1e-3,
+        taus=("pose",),
+        weights=pie.RigNetLossWeights(reconstruction=100.0),
+        on_log=lambda step, record: logged.append(step),
+        log_every=50,
+    )
     assert logged == [50, 100, 150, 200]
     for key in ("reconstruction", "edit", "consistency"):
         first = _mean(history, key, lambda h: h[:25])
@@ -90,16 +99,19 @@ def test_edit_and_consistency_are_rendered_losses():
     theta_w, theta_v = models.formation.regress(image_w), models.formation.regress(image_v)
     edit = pie.image_loss(models.formation, image_v, pie.with_tau(theta_v, theta_w, "pose"), 1.0, 10.0).mean()
     consistency = pie.image_loss(models.formation, image_w, theta_w, 1.0, 10.0).mean()
-    assert torch.allclose(losses["edit"], edit, rtol=1e-4) and torch.allclose(losses["consistency"], consistency, rtol=1e-4, atol=1e-7)
+    assert torch.allclose(losses["edit"], edit, rtol=1e-4) and torch.allclose(
+        losses["consistency"], consistency, rtol=1e-4, atol=1e-7
+    )
     assert float(losses["reconstruction"]) == 0.0 and set(losses) == {"reconstruction", "edit", "consistency"}
 
 
 @pytest.mark.slow  # an optimisation loop: minutes on the 2-core CI machine; stays in CI
 def test_script_saves_logs_and_resumes(tmp_path):
     import train_rignet
-    from test_weights import pie as weights
 
     from facecontrol.models.checkpoint import read_state
+
+    from test_weights import pie as weights
 
     generator_path = tmp_path / "g.pkl"
     weights.write_generator_pickle(generator_path, weights.tiny_generator())
@@ -108,10 +120,34 @@ def test_script_saves_logs_and_resumes(tmp_path):
 
     torch.save({"state_dict": {f"module.{k}": v for k, v in MobileNetGDConv(136).state_dict().items()}}, landmark_path)
     out = tmp_path / "rig.safetensors"
-    common = ["--generator", str(generator_path), "--ict", str(ict_facekit_dir() / "face_model.npz"),
-              "--landmark-net", str(landmark_path), "--out", str(out), "--batch", "1", "--taus", "pose",
-              "--save-every", "2", "--log-every", "1", "--device", "cpu", "--edit-weight", "2", "--consistency-weight",
-              "0.5", "--mixing", "3", "--schedule", "cosine"]
+    common = [
+        "--generator",
+        str(generator_path),
+        "--ict",
+        str(ict_facekit_dir() / "face_model.npz"),
+        "--landmark-net",
+        str(landmark_path),
+        "--out",
+        str(out),
+        "--batch",
+        "1",
+        "--taus",
+        "pose",
+        "--save-every",
+        "2",
+        "--log-every",
+        "1",
+        "--device",
+        "cpu",
+        "--edit-weight",
+        "2",
+        "--consistency-weight",
+        "0.5",
+        "--mixing",
+        "3",
+        "--schedule",
+        "cosine",
+    ]
     train_rignet.main(common + ["--steps", "2"])
     first = {k: v.clone() for k, v in read_state(out).items()}
     state = torch.load(str(out) + ".state.pt", weights_only=True)
@@ -129,9 +165,10 @@ def test_script_trains_for_the_bfm_face_model(tmp_path):
     gets the BFM's 64 expression coefficients and records its face model."""
     import train_rignet
     from safetensors import safe_open
-    from test_weights import pie as weights
 
     from facecontrol.models.mobilenet_gdconv import MobileNetGDConv
+
+    from test_weights import pie as weights
 
     generator_path = tmp_path / "g.pkl"
     weights.write_generator_pickle(generator_path, weights.tiny_generator())
@@ -141,9 +178,30 @@ def test_script_trains_for_the_bfm_face_model(tmp_path):
     weights.write_ict_bfm(bfm_path)
     torch.save({"net_recon": weights.calibrated_regressor().state_dict()}, d3dfr_path)
     out = tmp_path / "rig_bfm.safetensors"
-    train_rignet.main(["--generator", str(generator_path), "--face-model", "bfm_deep3dfacerecon", "--bfm", str(bfm_path),
-                       "--d3dfr", str(d3dfr_path), "--landmark-net", str(landmark_path), "--out", str(out),
-                       "--batch", "1", "--taus", "pose,expression", "--steps", "2", "--device", "cpu"])
+    train_rignet.main(
+        [
+            "--generator",
+            str(generator_path),
+            "--face-model",
+            "bfm_deep3dfacerecon",
+            "--bfm",
+            str(bfm_path),
+            "--d3dfr",
+            str(d3dfr_path),
+            "--landmark-net",
+            str(landmark_path),
+            "--out",
+            str(out),
+            "--batch",
+            "1",
+            "--taus",
+            "pose,expression",
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    )
     assert load_rignet(out).tau_dims == {"pose": 3, "expression": 64}
     with safe_open(str(out), "pt") as handle:
         assert handle.metadata()["face_model"] == "bfm_deep3dfacerecon"

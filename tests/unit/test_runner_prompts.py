@@ -1,11 +1,11 @@
 """The runners find their nodes in the shipped API workflows by class and title, and the samples a dataset
 folder gives (the integration test runs them on real servers)."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
-
 import run_dataset as rd
 import run_dva
 import run_face_adapter
@@ -39,8 +39,9 @@ def test_face_adapter_prompts(tmp_path):
 
 def test_dva_reconstruction_takes_the_edit_out(tmp_path):
     paper = run_dva.DVAPaper(rd.Networks(lambda n: n, "dlib"), 2, 3)
-    prompt, saves = paper.prompt(rd.Sample("r", {"video": "v.mp4"}, {"kind": "reconstruction"}), {"video": "up.mp4"},
-                                 ObjectInfo())
+    prompt, saves = paper.prompt(
+        rd.Sample("r", {"video": "v.mp4"}, {"kind": "reconstruction"}), {"video": "up.mp4"}, ObjectInfo()
+    )
     assert not rd.nodes_of(prompt, "FaceControlDVAEditClassifier")
     decode = prompt[rd.one_node(prompt, "FaceControlDVADecode")]
     assert prompt[decode["inputs"]["dva_latent"][0]]["class_type"] == "FaceControlDVAEncode"
@@ -49,8 +50,11 @@ def test_dva_reconstruction_takes_the_edit_out(tmp_path):
     assert prompt[prompt[saves["original"]]["inputs"]["images"][0]]["class_type"] == "FaceControlAlignFaces"
     assert any("average code" in n for n in paper.protocol_notes)
     whole = run_dva.DVAPaper(rd.Networks(lambda n: n, "dlib"), 2, None)
-    prompt, _ = whole.prompt(rd.Sample("e", {"video": "v.mp4"}, {"kind": "edit", "attribute": "Eyeglasses", "scale": 0.3}),
-                             {"video": "up.mp4"}, ObjectInfo())
+    prompt, _ = whole.prompt(
+        rd.Sample("e", {"video": "v.mp4"}, {"kind": "edit", "attribute": "Eyeglasses", "scale": 0.3}),
+        {"video": "up.mp4"},
+        ObjectInfo(),
+    )
     assert not rd.nodes_of(prompt, "ImageFromBatch") and linked_ids(prompt) <= set(prompt)
     edit = prompt[rd.one_node(prompt, "FaceControlDVAEditClassifier")]["inputs"]
     assert (edit["attribute"], edit["scale"]) == ("Eyeglasses", 0.3)
@@ -58,15 +62,18 @@ def test_dva_reconstruction_takes_the_edit_out(tmp_path):
 
 def test_pie_prompt_sets_only_the_requested_sliders():
     paper = run_pie.PIEPaper(rd.Networks(lambda n: n, "dlib"), 1, 2)
-    prompt, saves = paper.prompt(rd.Sample("p", {"portrait": "a.png"}, {"edit": {"smile": 0.5}}), {"portrait": "up.png"},
-                                 ObjectInfo())
+    prompt, saves = paper.prompt(
+        rd.Sample("p", {"portrait": "a.png"}, {"edit": {"smile": 0.5}}), {"portrait": "up.png"}, ObjectInfo()
+    )
     edit = prompt[rd.one_node(prompt, "FaceControlPIEEdit")]["inputs"]
     assert edit["smile"] == 0.5 and edit["yaw"] == 0.0
     assert prompt[rd.one_node(prompt, "FaceControlPIEEditSettings")]["inputs"]["steps"] == 2
     assert prompt[rd.one_node(prompt, "FaceControlPIEEmbedSettings")]["inputs"]["steps_w"] == 1
     assert set(saves) == {"aligned", "edited", "reconstruction"}
     with pytest.raises(ValueError, match="no input"):
-        paper.prompt(rd.Sample("p", {"portrait": "a.png"}, {"edit": {"tilt": 1.0}}), {"portrait": "up.png"}, ObjectInfo())
+        paper.prompt(
+            rd.Sample("p", {"portrait": "a.png"}, {"edit": {"tilt": 1.0}}), {"portrait": "up.png"}, ObjectInfo()
+        )
 
 
 def test_dataset_layouts_give_the_samples(tmp_path):

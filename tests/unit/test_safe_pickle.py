@@ -1,4 +1,5 @@
 """The restricted NVlabs pickle reader refuses code and never runs persistence module_src."""
+
 import builtins
 import collections
 import os
@@ -57,7 +58,9 @@ def test_code_calling_pickle_is_refused(tmp_path, attack):
 
 def test_malicious_nested_storage_is_refused(tmp_path):
     marker = tmp_path / "marker"
-    path = write_pickle(tmp_path / "evil.pkl", {"G_ema": NestedStorageBytes(pickle.dumps(CallsOsSystem(marker), protocol=2))})
+    path = write_pickle(
+        tmp_path / "evil.pkl", {"G_ema": NestedStorageBytes(pickle.dumps(CallsOsSystem(marker), protocol=2))}
+    )
     with pytest.raises(UnsafePickleError, match="tensor storage"):
         load_network_pickle(path)
     assert not marker.exists()
@@ -103,7 +106,9 @@ def stub_tree(module: nn.Module, module_src: str, init_kwargs: dict | None = Non
         "_parameters": collections.OrderedDict(module._parameters),
         "_buffers": collections.OrderedDict(module._buffers),
         "_non_persistent_buffers_set": set(),
-        "_modules": collections.OrderedDict((name, stub_tree(child, module_src)) for name, child in module._modules.items()),
+        "_modules": collections.OrderedDict(
+            (name, stub_tree(child, module_src)) for name, child in module._modules.items()
+        ),
         "_init_args": (),
         "_init_kwargs": init_kwargs or {},
         "weight_gain": np.float64(0.125),
@@ -146,8 +151,15 @@ def test_same_pickle_does_run_module_src_with_plain_pickle(tmp_path, fake_persis
 def test_tiny_nvlabs_generator_round_trip(tmp_path, fake_persistence):
     marker = tmp_path / "marker"
     torch.manual_seed(0)
-    kwargs = {"z_dim": 16, "c_dim": 0, "w_dim": 16, "img_resolution": 8, "img_channels": 3,
-              "mapping_kwargs": {"num_layers": 2}, "synthesis_kwargs": {"channel_base": 64, "channel_max": 8}}
+    kwargs = {
+        "z_dim": 16,
+        "c_dim": 0,
+        "w_dim": 16,
+        "img_resolution": 8,
+        "img_channels": 3,
+        "mapping_kwargs": {"num_layers": 2},
+        "synthesis_kwargs": {"channel_base": 64, "channel_max": 8},
+    }
     original = Generator(**kwargs).eval()
     with torch.no_grad():
         for param in original.parameters():

@@ -3,6 +3,7 @@
 No SCRFD weights can be downloaded here, so the test writes an ONNX model with SCRFD's nine outputs
 whose constant values encode one face at a known place, and checks boxes, points and scaling.
 """
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -26,7 +27,9 @@ def _scrfd_like_model(path, face_box, kps):
             k = int(np.argmin(np.linalg.norm(centres - [cx, cy], axis=1)))
             c = centres[k]
             scores[k] = 0.9
-            dist[k] = np.array([c[0] - face_box[0], c[1] - face_box[1], face_box[2] - c[0], face_box[3] - c[1]]) / stride
+            dist[k] = (
+                np.array([c[0] - face_box[0], c[1] - face_box[1], face_box[2] - c[0], face_box[3] - c[1]]) / stride
+            )
             offs[k] = ((kps - c) / stride).reshape(-1)
         levels.append((scores, dist, offs))
     for j, kind in enumerate(("score", "bbox", "kps")):
@@ -35,7 +38,9 @@ def _scrfd_like_model(path, face_box, kps):
             value = levels[i][j]
             nodes.append(helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value, name + "_v")))
             outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(value.shape)))
-    graph = helper.make_graph(nodes, "scrfd_like", [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, SIZE, SIZE])], outputs)
+    graph = helper.make_graph(
+        nodes, "scrfd_like", [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, SIZE, SIZE])], outputs
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.save(model, path)

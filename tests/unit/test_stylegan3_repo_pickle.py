@@ -6,6 +6,7 @@ That repository's ``training/networks_stylegan2.py`` Generator takes the synthes
 stylegan2-ada-pytorch's nested ``synthesis_kwargs``. Its alias-free StyleGAN3 generator is refused with
 a message naming the file.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -17,14 +18,20 @@ import pytest
 import torch
 from torch import nn
 
-from test_weights.pie import _fill, _persistent_tree, _stand_in_persistence
-
 from facecontrol.models.stylegan2 import load_stylegan2
 from facecontrol.models.stylegan2_nvlabs import Generator, UnsupportedGeneratorError, load_nvlabs_pkl
 
-ADA_KWARGS = {"z_dim": 32, "c_dim": 0, "w_dim": 32, "img_resolution": 16, "img_channels": 3,
-              "mapping_kwargs": {"num_layers": 2},
-              "synthesis_kwargs": {"channel_base": 256, "channel_max": 32, "num_fp16_res": 2, "conv_clamp": 256}}
+from test_weights.pie import _fill, _persistent_tree, _stand_in_persistence
+
+ADA_KWARGS = {
+    "z_dim": 32,
+    "c_dim": 0,
+    "w_dim": 32,
+    "img_resolution": 16,
+    "img_channels": 3,
+    "mapping_kwargs": {"num_layers": 2},
+    "synthesis_kwargs": {"channel_base": 256, "channel_max": 32, "num_fp16_res": 2, "conv_clamp": 256},
+}
 
 
 class EasyDict(dict):
@@ -52,14 +59,23 @@ def stand_in_dnnlib():
 def stylegan3_repo_kwargs() -> dict:
     """The G_ema init kwargs a stylegan3-repository ``--cfg=stylegan2`` run records: flat synthesis arguments."""
     flat = {key: value for key, value in ADA_KWARGS.items() if key not in ("mapping_kwargs", "synthesis_kwargs")}
-    return EasyDict(**flat, mapping_kwargs=EasyDict(ADA_KWARGS["mapping_kwargs"]), **ADA_KWARGS["synthesis_kwargs"],
-                    fused_modconv_default="inference_only")
+    return EasyDict(
+        **flat,
+        mapping_kwargs=EasyDict(ADA_KWARGS["mapping_kwargs"]),
+        **ADA_KWARGS["synthesis_kwargs"],
+        fused_modconv_default="inference_only",
+    )
 
 
 def write_snapshot(path, module: nn.Module, init_kwargs: dict) -> None:
     record = _persistent_tree(module, init_kwargs)
-    snapshot = {"G": record, "D": None, "G_ema": record, "augment_pipe": None,
-                "training_set_kwargs": EasyDict(class_name="training.dataset.ImageFolderDataset")}
+    snapshot = {
+        "G": record,
+        "D": None,
+        "G_ema": record,
+        "augment_pipe": None,
+        "training_set_kwargs": EasyDict(class_name="training.dataset.ImageFolderDataset"),
+    }
     with _stand_in_persistence(), stand_in_dnnlib(), open(path, "wb") as handle:
         pickle.dump(snapshot, handle, protocol=4)
 
@@ -116,8 +132,18 @@ def stylegan3_generator_tree() -> nn.Module:
 
 def test_stylegan3_generator_is_refused_with_the_file_named(tmp_path):
     path = tmp_path / "stylegan3-t-ffhq-1024x1024.pkl"
-    kwargs = EasyDict(z_dim=32, c_dim=0, w_dim=32, img_resolution=16, img_channels=3, mapping_kwargs=EasyDict(num_layers=2),
-                      channel_base=32768, channel_max=512, magnitude_ema_beta=0.999, conv_clamp=256)
+    kwargs = EasyDict(
+        z_dim=32,
+        c_dim=0,
+        w_dim=32,
+        img_resolution=16,
+        img_channels=3,
+        mapping_kwargs=EasyDict(num_layers=2),
+        channel_base=32768,
+        channel_max=512,
+        magnitude_ema_beta=0.999,
+        conv_clamp=256,
+    )
     record = _persistent_tree(stylegan3_generator_tree(), kwargs)
     record.meta["class_name"] = "Generator"
     with _stand_in_persistence(), stand_in_dnnlib(), open(path, "wb") as handle:

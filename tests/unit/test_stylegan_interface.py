@@ -1,13 +1,14 @@
 """Both StyleGAN2 generators (rosinality, NVlabs) answer the one interface the rest of the pack uses."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from test_weights.pie import tiny_generator
-
 from facecontrol.models.stylegan2 import Generator as RosinalityGenerator
 from facecontrol.models.stylegan_interface import StyleGAN2Generator
+
+from test_weights.pie import tiny_generator
 
 
 def rosinality_generator() -> RosinalityGenerator:

@@ -1,4 +1,5 @@
 """The one temporal smoother and the shared rotations, checked against independent references."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,7 +24,9 @@ def test_smoother_equals_scipy_gaussian_filter_nearest(sigma):
 def test_smoother_leaves_short_or_unsmoothed_input_alone():
     values = np.arange(6.0).reshape(3, 2)
     assert smooth_over_frames(values, 0.0) is values
-    assert smooth_over_frames(values[:1], 2.0) is not None and np.array_equal(smooth_over_frames(values[:1], 2.0), values[:1])
+    assert smooth_over_frames(values[:1], 2.0) is not None and np.array_equal(
+        smooth_over_frames(values[:1], 2.0), values[:1]
+    )
     np.testing.assert_allclose(smooth_over_frames(np.ones((9, 3)) * 4.0, 2.0), 4.0)
 
 

@@ -1,12 +1,14 @@
 """Loading Face-Adapter token mappers from plain torch.save files (float32 and bfloat16), and iresnet read-outs."""
+
 from collections import OrderedDict
 
 import pytest
 import torch
-from golden_fixtures import load_fixture, relative_error
 
 from facecontrol.models.iresnet import IResNet
 from facecontrol.models.token_mappers import ID2Token, Image2Token, load_token_mapper
+
+from golden_fixtures import load_fixture, relative_error
 
 # bf16 keeps 8 mantissa bits; on the fa_id2token fixture the bf16 copy measures 6.7e-3 relative error
 BF16_RELATIVE_ERROR_MAX = 2e-2

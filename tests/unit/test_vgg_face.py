@@ -1,22 +1,38 @@
 """VGG-Face descriptor loader: pytorch-mcn's vgg_face_dag.pth layout, filled weights, real face crops."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
+from facecontrol.models.vgg_face import DESCRIPTOR_DIM, NUM_IDENTITIES, VGGFace, load_vgg_face
+
 from pie_stand_ins import astronaut_crop
 from test_weights.pie import _fill
 
-from facecontrol.models.vgg_face import DESCRIPTOR_DIM, NUM_IDENTITIES, VGGFace, load_vgg_face
-
 # The released file's keys, in its order (conv blocks, then the three fully connected layers).
 RELEASED_SHAPES = {
-    **{f"{name}.weight": (out, inp, 3, 3) for name, inp, out in [
-        ("conv1_1", 3, 64), ("conv1_2", 64, 64), ("conv2_1", 64, 128), ("conv2_2", 128, 128),
-        ("conv3_1", 128, 256), ("conv3_2", 256, 256), ("conv3_3", 256, 256), ("conv4_1", 256, 512),
-        ("conv4_2", 512, 512), ("conv4_3", 512, 512), ("conv5_1", 512, 512), ("conv5_2", 512, 512),
-        ("conv5_3", 512, 512)]},
-    "fc6.weight": (4096, 25088), "fc7.weight": (4096, 4096), "fc8.weight": (2622, 4096),
+    **{
+        f"{name}.weight": (out, inp, 3, 3)
+        for name, inp, out in [
+            ("conv1_1", 3, 64),
+            ("conv1_2", 64, 64),
+            ("conv2_1", 64, 128),
+            ("conv2_2", 128, 128),
+            ("conv3_1", 128, 256),
+            ("conv3_2", 256, 256),
+            ("conv3_3", 256, 256),
+            ("conv4_1", 256, 512),
+            ("conv4_2", 512, 512),
+            ("conv4_3", 512, 512),
+            ("conv5_1", 512, 512),
+            ("conv5_2", 512, 512),
+            ("conv5_3", 512, 512),
+        ]
+    },
+    "fc6.weight": (4096, 25088),
+    "fc7.weight": (4096, 4096),
+    "fc8.weight": (2622, 4096),
 }
 
 
