@@ -4,22 +4,13 @@ workflow's own sub-graph: the same nodes and values, the composite's inputs wher
 
 from __future__ import annotations
 
-import sys
-
 import pytest
-import torch
 
-from comfy_client import comfyui_dir, load_workflow
+from comfy_client import load_workflow
 
 
 @pytest.fixture(scope="module")
-def composites():
-    if str(comfyui_dir()) not in sys.path:
-        sys.path.insert(0, str(comfyui_dir()))
-    import comfy.cli_args
-
-    if not torch.cuda.is_available():
-        comfy.cli_args.args.cpu = True  # read when comfy.model_management is first imported
+def composites(comfy_in_process):
     from facecontrol.nodes import composite_nodes
     from facecontrol.nodes.common import register_model_folders
 
@@ -71,14 +62,17 @@ def test_expansion_is_the_workflows_subgraph(composites):
     graph, outputs = composites.expand(composites.FACE_ADAPTER_REENACT, values, api)
     prefix = outputs[0][0][: -len("31")]
     by_id = {key[len(prefix) :]: node for key, node in graph.items()}
-    dropped = {"1", "2", "20", "21", "32", "33", "34"}  # the loaders fed by the composite and the save nodes
+    shown = {nid for nid, node in api.items() if node["class_type"] in ("SaveImage", "PreviewAny")}
+    dropped = {"1", "2", "20", "21"} | shown  # the loaders fed by the composite, and the save and preview nodes
     assert set(by_id) == set(api) - dropped
     assert outputs == [[prefix + "31", 0], [prefix + "30", 0]]
     for nid, node in by_id.items():
         assert node["class_type"] == api[nid]["class_type"]
     assert by_id["3"]["inputs"]["image"] == "SOURCE" and by_id["4"]["inputs"]["image"] == "DRIVER"
     assert by_id["22"]["inputs"]["clip"] == "CLIP" and by_id["29"]["inputs"]["vae"] == "VAE"
-    assert by_id["28"]["inputs"]["model"] == "MODEL" and by_id["28"]["inputs"]["seed"] == 5
+    # the sampler takes the user's MODEL through the release-UNet switch, as in the workflow
+    assert by_id["35"]["inputs"]["model"] == "MODEL" and by_id["28"]["inputs"]["model"] == [prefix + "35", 0]
+    assert by_id["28"]["inputs"]["seed"] == 5
     assert by_id["28"]["inputs"]["positive"] == [prefix + "26", 0]
     assert by_id["4"]["inputs"]["select"] == "largest"
     assert by_id["5"]["inputs"] == api["5"]["inputs"] | {"image": "SOURCE", "faces": [prefix + "3", 0]}
