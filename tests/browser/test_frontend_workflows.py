@@ -216,8 +216,10 @@ def test_template_browser_shows_the_packs_workflows_with_thumbnails(page, comfy,
     )
     cards = page.evaluate("() => [...document.querySelectorAll('[role=dialog] h3')].map(h => h.textContent.trim())")
     assert names <= set(cards), f"headings under '{pack}': {cards}"
+    # every card is listed; newer frontends (1.49 with ComfyUI 0.33) draw only the images of the cards in view, so
+    # the count asked for is a first screen's worth (each .jpg is fetched in tests/integration/test_workflow_templates)
     thumbnails = page.evaluate("() => document.querySelectorAll('[role=dialog] img').length")
-    assert thumbnails >= min(8, len(names)), f"only {thumbnails} thumbnails shown"
+    assert thumbnails >= min(6, len(names)), f"only {thumbnails} thumbnails shown"
     folder = Path(os.environ.get("FACECONTROL_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
     folder.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(folder / "template_browser.png"))

@@ -19,7 +19,21 @@ from comfy_client import REPO_ROOT, ComfyServer, comfyui_dir, venv_python
 
 pytestmark = pytest.mark.integration
 
-SKIP_IN_COMFYUI = shutil.ignore_patterns("__pycache__", ".git", "facecontrol", "output", "input", "temp", "user")
+# ComfyUI's own run-time folders, skipped at the top of the tree only: ComfyUI 0.33 has a package
+# comfy_api/input that a pattern matching "input" at any depth would leave out
+TOP_LEVEL_SKIPS = {".git", "output", "input", "temp", "user"}
+
+
+def skip_in_comfyui(root: Path):
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skipped = {name for name in names if name == "__pycache__"}
+        if Path(folder) == root:
+            skipped |= TOP_LEVEL_SKIPS & set(names)
+        if Path(folder) == root / "custom_nodes":
+            skipped |= {"facecontrol"} & set(names)
+        return skipped
+
+    return ignore
 
 
 def pack_files() -> list[str]:
@@ -41,7 +55,7 @@ def expected_node_ids() -> set[str]:
 @pytest.fixture(scope="module")
 def user_comfyui(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("user") / "ComfyUI"
-    shutil.copytree(comfyui_dir(), root, ignore=SKIP_IN_COMFYUI, symlinks=True)
+    shutil.copytree(comfyui_dir(), root, ignore=skip_in_comfyui(comfyui_dir()), symlinks=True)
     pack = root / "custom_nodes" / "facecontrol"
     for name in pack_files():
         (pack / name).parent.mkdir(parents=True, exist_ok=True)
