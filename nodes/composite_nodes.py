@@ -19,6 +19,7 @@ from typing import Any
 from comfy_api.latest import io
 from comfy_execution.graph_utils import GraphBuilder
 
+from ..pipelines.pie.edit import EDIT_SLIDERS
 from .checks import FaceControlNode
 from .dva_nodes import NODES as DVA_NODES
 from .face_adapter_nodes import NODES as FACE_ADAPTER_NODES
@@ -151,19 +152,7 @@ DVA_EDIT_VIDEO = Recipe(
     widgets={"attribute": ("8", "attribute"), "scale": ("8", "scale"), "steps": ("7", "steps")},
     outputs=(("10", 0), ("9", 0)),
 )
-PIE_EDITS = (
-    "yaw",
-    "pitch",
-    "roll",
-    "smile",
-    "jaw_open",
-    "blink",
-    "brows_up",
-    "light_intensity",
-    "light_from_top",
-    "light_from_right",
-    "light_from_front",
-)
+PIE_EDITS = EDIT_SLIDERS
 PIE_EDIT_PORTRAIT = Recipe(
     workflow="pie_portrait_edit",
     feeds={"image": ("1", 0, "LoadImage")},

@@ -35,6 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .pie.edit import LIGHT_SLIDER_NAMES
+
 __all__ = [
     "ssim",
     "ms_ssim",
@@ -459,7 +461,7 @@ def edit_errors(requested: dict[str, float], before: dict[str, float], after: di
 
 # the quantities PIE's edit sliders request (pose in degrees, expression weights, SH light offsets)
 PIE_POSE = ("yaw", "pitch", "roll")
-PIE_LIGHT = ("light_intensity", "light_from_top", "light_from_right", "light_from_front")
+PIE_LIGHT = LIGHT_SLIDER_NAMES
 
 
 def _in_plane_angles(canvas: np.ndarray) -> torch.Tensor:

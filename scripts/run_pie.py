@@ -30,23 +30,13 @@ from typing import Any
 
 import run_dataset as rd
 
+from facecontrol.pipelines.pie.edit import EDIT_SLIDERS, LIGHT_SLIDER_NAMES
+
 WORKFLOW = "pie_portrait_edit"
-SLIDERS = (
-    "yaw",
-    "pitch",
-    "roll",
-    "smile",
-    "jaw_open",
-    "blink",
-    "brows_up",
-    "light_intensity",
-    "light_from_top",
-    "light_from_right",
-    "light_from_front",
-)
+SLIDERS = EDIT_SLIDERS
 DEFAULT_EDITS = ({"yaw": 15.0}, {"pitch": 10.0}, {"smile": 0.5}, {"light_from_right": 0.3})
 POSE, EXPRESSION = ("yaw", "pitch", "roll"), ("smile", "jaw_open", "blink", "brows_up")
-LIGHT = ("light_intensity", "light_from_top", "light_from_right", "light_from_front")
+LIGHT = LIGHT_SLIDER_NAMES
 
 
 def read_edits(path: Path) -> list[tuple[str, dict[str, float]]]:

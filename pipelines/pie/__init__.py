@@ -19,7 +19,9 @@ re-exported here, so ``from facecontrol.pipelines import pie; pie.embed(...)`` i
 from ...models.vgg_perceptual import VGGPerceptual, load_vgg_perceptual
 from .edit import (
     EDIT_MODES,
+    EDIT_SLIDERS,
     EXPRESSION_SLIDERS,
+    LIGHT_SLIDER_NAMES,
     DirectEditConfig,
     EditOutcome,
     EditRequest,
@@ -50,7 +52,9 @@ __all__ = [
     "run_edit",
     "OPTIMIZERS",
     "make_optimizer",
+    "EDIT_SLIDERS",
     "EXPRESSION_SLIDERS",
+    "LIGHT_SLIDER_NAMES",
     "choose_mode",
     "LANDMARK_CROP",
     "TAU_KEYS",

@@ -193,6 +193,9 @@ EXPRESSION_SLIDERS: dict[str, tuple[str, ...]] = {
     "blink": ("eyeBlink_L", "eyeBlink_R"),
     "brows_up": ("browInnerUp_L", "browInnerUp_R", "browOuterUp_L", "browOuterUp_R"),
 }
+LIGHT_SLIDER_NAMES = ("light_intensity", "light_from_top", "light_from_right", "light_from_front")
+# every slider of PIE Edit, in the node's order (the composite node and the PIE runner take them from here)
+EDIT_SLIDERS = ("yaw", "pitch", "roll", *EXPRESSION_SLIDERS, *LIGHT_SLIDER_NAMES)
 
 
 def edited_theta(
