@@ -117,12 +117,13 @@ def run_with_interruptions(
     if not stop_b:
         assert second.wait(900) == 0, (out.parent / f"{script}.log").read_text()[-4000:]
         return check_results(out, a, b, total, before, counts_before, {})
-    started = len(lines(out / "queued.jsonl"))
 
     def on_b_in_flight():
+        # The whole queue log, not only what the restarted runner wrote: it may have queued on b before this test
+        # looked, or reattached a sample the killed runner had left on b; either is a sample b holds.
         done = {r["sample"] for r in lines(out / "results.jsonl")}
-        fresh = [q for q in lines(out / "queued.jsonl")[started:] if q["server"] == b.url and q["sample"] not in done]
-        return fresh[-1] if fresh else None
+        held = [q for q in lines(out / "queued.jsonl") if q["server"] == b.url and q["sample"] not in done]
+        return held[-1] if held else None
 
     held = wait_for(on_b_in_flight, 900, "a sample queued on the second server", second)
     counts_b = history_counts(b)
