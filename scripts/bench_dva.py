@@ -3,10 +3,12 @@
     .venv/bin/python scripts/bench_dva.py memory  [--frames 50 200 1000]   # streamed peak RSS vs length
     .venv/bin/python scripts/bench_dva.py recon   [--steps 2 5 10 20 50]   # s=0 reconstruction vs steps
     .venv/bin/python scripts/bench_dva.py speed   [--steps 20 100]         # frames/s, batching speed-up
+    .venv/bin/python scripts/bench_dva.py clip    [--iterations 3]         # CLIP edit: set-up, s/iteration
 
 Weights: --checkpoint PATH (the released epoch=51-step=1000000.ckpt), else the test checkpoint of
 tests/test_weights/dva.py (filled values, released encoders, 32-channel UNet in the released layout)
-written into a temporary folder. Frames are carphone's FFHQ crops (recon) or synthetic (memory, speed).
+written into a temporary folder; the CLIP edit takes --clip PATH (OpenAI's ViT-B-16.pt archive), else the
+test archive (64 wide, one layer). Frames are carphone's FFHQ crops (recon) or synthetic (memory, speed).
 """
 
 from __future__ import annotations
@@ -32,17 +34,56 @@ from facecontrol.pipelines import dva  # noqa: E402
 from facecontrol.pipelines import video_metrics as vm  # noqa: E402
 
 
-def filled_test_checkpoint() -> str:
+def _test_weights():
     spec = importlib.util.spec_from_file_location("dva_test_weights", REPO_ROOT / "tests" / "test_weights" / "dva.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def filled_test_file(name: str) -> str:
+    """The test weights' file `name` ("CKPT" or "CLIP"), written once into a temporary folder."""
+    module = _test_weights()
     root = Path(tempfile.gettempdir()) / "facecontrol_bench_dva"
-    module.install(root)
-    return str(root / module.CKPT)
+    if not (root / module.CKPT).is_file() or not (root / module.CLIP).is_file():
+        module.install(root)
+    return str(root / getattr(module, name))
+
+
+def filled_released_size_files() -> tuple[str, str]:
+    """A checkpoint with the released UNet width (128 channels) and an OpenAI ViT-B/16 CLIP (safetensors in
+    OpenAI's key layout), both filled deterministically: the released files' cost without the files."""
+    from open_clip.model import CLIP as OpenClip
+    from open_clip.model import CLIPTextCfg, CLIPVisionCfg
+    from safetensors.torch import save_file
+
+    module = _test_weights()
+    root = Path(tempfile.gettempdir()) / "facecontrol_bench_dva_released_size"
+    ckpt, clip = root / module.CKPT, root / "clip" / "ViT-B-16.safetensors"
+    if not ckpt.is_file():
+        module.TEST_UNET = dict(module.TEST_UNET, model_channels=128)
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(module._lightning(module.dva_state()), ckpt)
+    if not clip.is_file():
+        with torch.device("meta"):
+            model = OpenClip(
+                512,
+                CLIPVisionCfg(layers=12, width=768, patch_size=16, image_size=224),
+                CLIPTextCfg(context_length=77, vocab_size=49408, width=512, heads=8, layers=12),
+                quick_gelu=True,
+            )
+        state = module._fill().fill_state_dict(module._shapes(model), 5)
+        state["logit_scale"] = torch.tensor(4.6052)
+        clip.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in state.items()}, str(clip))
+    return str(ckpt), str(clip)
 
 
 def networks(args):
-    unet, encoder = load_dva_networks(args.checkpoint or filled_test_checkpoint())
+    if args.released_size and not args.checkpoint:
+        args.checkpoint, args.clip = filled_released_size_files()
+        args.weights = "filled, released sizes (128-channel UNet, ViT-B/16)"
+    unet, encoder = load_dva_networks(args.checkpoint or filled_test_file("CKPT"))
     return unet.to(args.device), encoder.to(args.device)
 
 
@@ -132,7 +173,10 @@ def carphone_crops(n: int) -> torch.Tensor:
 
     frames = load_video_rgb("carphone_pristine.mp4", max_frames=n)
     detector = MediaPipeFaceDetector(mediapipe_model_path())
-    faces = detect_face_set(frames, detector, Selection())
+    try:
+        faces = detect_face_set(frames, detector, Selection())
+    finally:
+        detector.close()
     crop = align.ffhq_crop(faces.lm68(), frames.shape[1:3], 256, smooth=True)
     crops = align.warp_frames(frames, crop.forward, 256)
     return torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 127.5 - 1
@@ -213,6 +257,52 @@ def speed(args) -> None:
         )
 
 
+# ---------------------------------------------------------------- CLIP edit
+
+
+def clip_edit(args) -> None:
+    """The authors' CLIP edit on carphone's frame 0: the one-off set-up, then seconds per Adam iteration."""
+    from facecontrol.models.clip_archive import load_openai_clip
+    from facecontrol.pipelines import dva_clip
+
+    unet, encoder = networks(args)
+    clip_model = load_openai_clip(args.clip or filled_test_file("CLIP")).to(args.device).float()
+    for module in (unet, encoder, clip_model):
+        dva_clip.make_autograd_ready(module)
+    frame0 = carphone_crops(1).to(args.device)
+    settings = dva_clip.ClipEditSettings(target_text="face with beard", iterations=args.iterations)
+    start = time.perf_counter()
+    state = dva_clip.prepare_clip_edit(unet, encoder, clip_model, frame0, settings)
+    sync(args.device)
+    setup = time.perf_counter() - start
+    edit_code = torch.nn.Parameter(state.z0.clone())
+    optimiser = torch.optim.Adam([edit_code], lr=settings.lr)
+    seconds = []
+    for _ in range(settings.iterations):
+        start = time.perf_counter()
+        optimiser.zero_grad()
+        terms = dva_clip.clip_edit_losses(unet, encoder, state, edit_code)
+        loss = (
+            settings.clip_weight * terms["clip"] + settings.id_weight * terms["id"] + settings.l1_weight * terms["l1"]
+        )
+        loss.backward()
+        optimiser.step()
+        sync(args.device)
+        seconds.append(time.perf_counter() - start)
+    emit(
+        {
+            "bench": "clip_edit",
+            "weights": args.weights,
+            "levels": settings.steps,
+            "setup_seconds": round(setup, 1),
+            "iterations": len(seconds),
+            "seconds_per_iteration": [round(x, 2) for x in seconds],
+            "authors_2000_iterations_hours": round(2000 * float(np.median(seconds)) / 3600, 1) if seconds else None,
+            "threads": args.threads,
+        }
+    )
+
+
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -220,7 +310,7 @@ def sync(device: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["memory", "memory-one", "recon", "speed"])
+    parser.add_argument("what", choices=["memory", "memory-one", "recon", "speed", "clip"])
     parser.add_argument("--frames", type=int, nargs="+", default=None)
     parser.add_argument("--steps", type=int, nargs="+", default=None)
     parser.add_argument("--chunk", type=int, default=8)
@@ -228,18 +318,28 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--size", type=int, default=256, help="synthetic frame size (memory bench)")
+    parser.add_argument("--clip", default=None, help="OpenAI CLIP archive (clip bench)")
+    parser.add_argument(
+        "--released-size", action="store_true", help="filled weights at the released sizes instead of the test ones"
+    )
+    parser.add_argument("--iterations", type=int, default=3, help="CLIP edit iterations to time (clip bench)")
     parser.add_argument("--batch-frames", type=int, default=8, help="frames for the batching comparison (speed)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    args.weights = args.checkpoint or "filled test weights (32-channel UNet, 64-wide CLIP)"
     defaults = {
         "memory": ([50, 200, 1000], [2]),
         "memory-one": ([50], [2]),
         "recon": ([2], [2, 5, 10, 20, 50]),
         "speed": ([8], [20, 100]),
+        "clip": ([1], [5]),
     }
     frames, steps = defaults[args.what]
     args.frames = args.frames or frames
     args.steps = args.steps or steps
+    if args.what == "clip":  # the edit needs gradients
+        clip_edit(args)
+        return
     with torch.inference_mode():
         {"memory": memory, "memory-one": memory_one, "recon": recon, "speed": speed}[args.what](args)
 
