@@ -107,14 +107,17 @@ def build_formation(path: Path) -> pie.ICTFaceFormation:
 def build_bfm_formation(path: Path) -> torch.nn.Module:
     """Deep3DFaceRecon's regressor (``path``, epoch_20.pth) + BFM_model_front.mat + the landmark network;
     similarity_Lm3D_all.mat for the alignment when it is there."""
-    from ..pipelines.pie.bfm import load_bfm_formation
+    from ..face.bfm import BFMProjector, load_standard_landmarks
+    from ..models.d3dfr import load_deep3dfacerecon
+    from ..pipelines.pie.bfm import BFMFaceFormation
 
     try:
-        standard = resolve_model(names.PIE_STANDARD_LANDMARKS)
+        standard = load_standard_landmarks(resolve_model(names.PIE_STANDARD_LANDMARKS))
     except FileNotFoundError:
         standard = None
-    return load_bfm_formation(
-        resolve_model(names.PIE_BFM), path, load_landmark_net(resolve_model(names.DVA_LNDNET)), standard
+    landmark_net = load_landmark_net(resolve_model(names.DVA_LNDNET))
+    return BFMFaceFormation(
+        BFMProjector(resolve_model(names.PIE_BFM)), load_deep3dfacerecon(path), landmark_net, standard
     )
 
 

@@ -119,9 +119,12 @@ def build_models(args: argparse.Namespace, device: torch.device) -> pie.PIEModel
 
 
 def bfm_formation(args: argparse.Namespace, landmark_net: torch.nn.Module) -> pie.FaceFormation:
-    from facecontrol.pipelines.pie.bfm import load_bfm_formation
+    from facecontrol.face.bfm import BFMProjector, load_standard_landmarks
+    from facecontrol.models.d3dfr import load_deep3dfacerecon
+    from facecontrol.pipelines.pie.bfm import BFMFaceFormation
 
-    return load_bfm_formation(args.bfm, args.d3dfr, landmark_net, args.standard_landmarks)
+    standard = load_standard_landmarks(args.standard_landmarks) if args.standard_landmarks else None
+    return BFMFaceFormation(BFMProjector(args.bfm), load_deep3dfacerecon(args.d3dfr), landmark_net, standard)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

@@ -37,12 +37,15 @@ def _formation(model_root):
 
 
 def _bfm_formation(model_root):
-    from facecontrol.pipelines.pie.bfm import load_bfm_formation
+    from facecontrol.face.bfm import BFMProjector
+    from facecontrol.models.d3dfr import load_deep3dfacerecon
+    from facecontrol.pipelines.pie.bfm import BFMFaceFormation
 
     from test_weights import pie as weights
 
     landmark_net = _formation(model_root).landmark_net
-    return load_bfm_formation(model_root / weights.BFM_FILE, model_root / weights.D3DFR_FILE, landmark_net).eval()
+    regressor = load_deep3dfacerecon(model_root / weights.D3DFR_FILE)
+    return BFMFaceFormation(BFMProjector(model_root / weights.BFM_FILE), regressor, landmark_net).eval()
 
 
 def _regressed_yaw(formation, rgb: np.ndarray, size: int) -> float:
