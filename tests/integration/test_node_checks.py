@@ -158,7 +158,17 @@ def test_an_int_widget_given_a_whole_float_runs_and_a_fraction_is_refused(nodes)
     _, _, face_nodes, _ = nodes
     image = torch.rand(1, 64, 64, 3)
     with pytest.raises(ValueError, match=r"'index' must be a whole number, got 1.5"):
-        face_nodes.DetectFaces.execute(image, "mediapipe", "index", 1.5, "left-right", 0.5, 0.5, True, "error")
+        face_nodes.DetectFaces.execute(
+            image,
+            "mediapipe",
+            select="index",
+            index=1.5,
+            order="left-right",
+            x=0.5,
+            y=0.5,
+            track=True,
+            if_no_face="error",
+        )
 
 
 @pytest.mark.parametrize("name, value", [("select", "biggest"), ("order", "random")])
