@@ -56,7 +56,7 @@ def build_models(args) -> "pie.PIEModels":
     import media
     from test_weights import pie as test_weights
 
-    generator = load_stylegan2(args.generator)[0] if args.generator else test_weights.tiny_generator()
+    generator = load_stylegan2(args.generator) if args.generator else test_weights.tiny_generator()
     landmark_net = load_landmark_net(args.landmark_net or test_weights.landmark_state())
     if args.face_model == "bfm_deep3dfacerecon":
         formation = bfm_formation(args, landmark_net, test_weights)

@@ -92,7 +92,9 @@ def test_stylegan3_repo_layout_loads_and_matches(tmp_path, filled):
     path = tmp_path / "stylegan2-ffhq-snapshot.pkl"
     write_snapshot(path, filled, stylegan3_repo_kwargs())
 
-    rebuilt, info = load_stylegan2(path)
+    rebuilt = load_stylegan2(path)
+
+    info = rebuilt.load_info
 
     assert isinstance(rebuilt, Generator) and info["layout"] == "stylegan3-repo"
     assert rebuilt.state_dict().keys() == filled.state_dict().keys()
@@ -106,7 +108,8 @@ def test_stylegan3_repo_layout_loads_and_matches(tmp_path, filled):
 def test_stylegan2_ada_layout_still_loads(tmp_path, filled):
     path = tmp_path / "ada.pkl"
     write_snapshot(path, filled, ADA_KWARGS)
-    rebuilt, info = load_nvlabs_pkl(path)
+    rebuilt = load_nvlabs_pkl(path)
+    info = rebuilt.load_info
     assert info["layout"] == "stylegan2-ada"
     ws = filled.mapping(torch.randn(1, 32))
     assert torch.equal(rebuilt.synthesis(ws), filled.synthesis(ws))
