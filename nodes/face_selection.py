@@ -27,25 +27,16 @@ def selection_inputs() -> list[io.Input]:
         ),
         io.Int.Input("index", default=0, min=0, max=63, tooltip="with select=index: position in 'order'"),
         io.Combo.Input("order", options=list(ORDERS), default="left-right"),
-        io.Float.Input(
-            "x",
-            default=0.5,
-            min=0.0,
-            max=1.0,
-            step=0.01,
-            tooltip="with select=closest: reference x (fraction of width)",
-        ),
-        io.Float.Input(
-            "y",
-            default=0.5,
-            min=0.0,
-            max=1.0,
-            step=0.01,
-            tooltip="with select=closest: reference y (fraction of height)",
-        ),
+        _reference_input("x", "width"),
+        _reference_input("y", "height"),
         io.Boolean.Input("track", default=True, tooltip="follow the chosen face from frame to frame"),
         io.Combo.Input("if_no_face", options=list(IF_NO_FACE), default="error"),
     ]
+
+
+def _reference_input(axis: str, extent: str) -> io.Float.Input:
+    tooltip = f"with select=closest: reference {axis} (fraction of {extent})"
+    return io.Float.Input(axis, default=0.5, min=0.0, max=1.0, step=0.01, tooltip=tooltip)
 
 
 @dataclass(frozen=True)
