@@ -10,7 +10,6 @@ a message naming the file.
 from __future__ import annotations
 
 import pickle
-import sys
 import types
 from contextlib import contextmanager
 
@@ -21,7 +20,7 @@ from torch import nn
 from facecontrol.models.stylegan2 import load_stylegan2
 from facecontrol.models.stylegan2_nvlabs import Generator, UnsupportedGeneratorError, load_nvlabs_pkl
 
-from test_weights.pie import _fill, _persistent_tree, _stand_in_persistence
+from test_weights.pie import _fill, _persistent_tree, _stand_in_persistence, stand_in_modules
 
 ADA_KWARGS = {
     "z_dim": 32,
@@ -44,16 +43,8 @@ def stand_in_dnnlib():
     EasyDict.__module__, EasyDict.__qualname__ = "dnnlib.util", "EasyDict"
     util.EasyDict = EasyDict
     package.util = util
-    saved = {name: sys.modules.get(name) for name in ("dnnlib", "dnnlib.util")}
-    sys.modules.update({"dnnlib": package, "dnnlib.util": util})
-    try:
+    with stand_in_modules({"dnnlib": package, "dnnlib.util": util}):
         yield
-    finally:
-        for name, previous in saved.items():
-            if previous is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = previous
 
 
 def stylegan3_repo_kwargs() -> dict:
