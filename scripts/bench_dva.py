@@ -5,7 +5,7 @@
     .venv/bin/python scripts/bench_dva.py speed   [--steps 20 100]         # frames/s, batching speed-up
 
 Weights: --checkpoint PATH (the released epoch=51-step=1000000.ckpt), else the test checkpoint of
-tests/test_weights/dva.py (filled values, released encoders, 32-channel UNet in the released layout)
+tests/filled_weights/dva.py (filled values, released encoders, 32-channel UNet in the released layout)
 written into a temporary folder. Frames are carphone's FFHQ crops (recon) or synthetic (memory, speed).
 """
 
@@ -33,7 +33,9 @@ from facecontrol.pipelines import video_metrics as vm  # noqa: E402
 
 
 def filled_test_checkpoint() -> str:
-    spec = importlib.util.spec_from_file_location("dva_test_weights", REPO_ROOT / "tests" / "test_weights" / "dva.py")
+    spec = importlib.util.spec_from_file_location(
+        "dva_filled_weights", REPO_ROOT / "tests" / "filled_weights" / "dva.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     root = Path(tempfile.gettempdir()) / "facecontrol_bench_dva"

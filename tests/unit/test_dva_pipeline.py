@@ -295,7 +295,7 @@ def test_clip_edit_lowers_its_loss_and_moves_the_video_code(tmp_path):
     from facecontrol.pipelines.dva_clip import ClipEditSettings, clip_direction_edit
 
     spec = importlib.util.spec_from_file_location(
-        "dva_test_weights", Path(__file__).parents[1] / "test_weights" / "dva.py"
+        "dva_filled_weights", Path(__file__).parents[1] / "filled_weights" / "dva.py"
     )
     weights = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(weights)

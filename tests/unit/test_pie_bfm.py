@@ -120,7 +120,7 @@ def test_image_loss_has_gradients_for_every_parameter_and_the_image(formation):
 
 
 def test_released_file_layouts_build_the_formation(tmp_path):
-    from test_weights.pie import calibrated_regressor
+    from filled_weights.pie import calibrated_regressor
 
     path = tmp_path / "epoch_20.pth"
     torch.save({"net_recon": calibrated_regressor("resnet50").state_dict(), "epoch": 20}, path)

@@ -20,7 +20,7 @@ from torch import nn
 from facecontrol.models.stylegan2 import load_stylegan2
 from facecontrol.models.stylegan2_nvlabs import Generator, UnsupportedGeneratorError, load_nvlabs_pkl
 
-from test_weights.pie import _fill, _persistent_tree, _stand_in_persistence, stand_in_modules
+from filled_weights.pie import _fill, _persistent_tree, _stand_in_persistence, stand_in_modules
 
 ADA_KWARGS = {
     "z_dim": 32,
