@@ -44,6 +44,15 @@ def recombine_identity(coeff_src: torch.Tensor, coeff_drive: torch.Tensor, id_di
     return out
 
 
+def load_standard_landmarks(path: str | Path) -> np.ndarray:
+    """Deep3DFaceRecon's ``similarity_Lm3D_all.mat`` -> (68,3) standard 3D landmarks (plain arrays, no code)."""
+    with reading_model_file(path, "MATLAB file"):
+        points = np.asarray(loadmat(str(path))["lm"], np.float64)
+    if points.shape != (68, 3):
+        raise ValueError(f"{path}: expected 'lm' of shape (68, 3), got {points.shape}")
+    return points
+
+
 class BFMProjector(torch.nn.Module):
     """BFM model from ``BFM_model_front.mat`` with Face-Adapter's camera. All tensors are buffers (follow .to())."""
 

@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 AUTHORS_LARGEST = "largest (Face-Adapter key)"
 SELECTIONS = ("largest", "index", "closest", AUTHORS_LARGEST)
 ORDERS = ("left-right", "right-left", "top-bottom", "largest-first", "score")
+IF_NO_FACE = ("error", "use nearest frame")
 
 
 class FrameDetector(Protocol):
@@ -182,6 +183,8 @@ def missing_faces_message(face_set: FaceSet, selection: Selection, input_name: s
 def finish_selection(face_set: FaceSet, selection: Selection, if_no_face: str, input_name: str = "image") -> FaceSet:
     """Frames without a selected face: an error naming them ('error', or no face anywhere), else each takes the
     nearest frame's face ('use nearest frame')."""
+    if if_no_face not in IF_NO_FACE:
+        raise ValueError(f"if_no_face {if_no_face!r}: choose one of {IF_NO_FACE}")
     if face_set.missing and (if_no_face == "error" or len(face_set.missing) == len(face_set)):
         raise ValueError(missing_faces_message(face_set, selection, input_name))
     return fill_missing(face_set) if face_set.missing else face_set

@@ -205,8 +205,8 @@ def is_face_generator_file(path: str | Path) -> bool:
         return (handle.metadata() or {}).get("format") == FORMAT
 
 
-def load_face_generator(path: str | Path) -> tuple[FaceGenerator, dict]:
-    """(generator, info) from a file of :func:`save_face_generator`; info as the StyleGAN2 loaders give it."""
+def load_face_generator(path: str | Path) -> FaceGenerator:
+    """The generator of a file of :func:`save_face_generator`, ``load_info`` as the StyleGAN2 loaders set it."""
     from safetensors import safe_open
 
     with reading_model_file(path, "safetensors"), safe_open(str(path), "pt") as handle:
@@ -232,13 +232,14 @@ def load_face_generator(path: str | Path) -> tuple[FaceGenerator, dict]:
     )
     load_state_strict(generator, _with_derived(generator, state), str(path))
     generator.eval().requires_grad_(False)
-    return generator, {
+    generator.load_info = {
         "kind": FaceGenerator.kind,
         "resolution": generator.resolution,
         "num_ws": generator.num_ws,
         "w_dim": generator.w_dim,
         "z_dim": generator.z_dim,
     }
+    return generator
 
 
 def _with_derived(generator: FaceGenerator, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

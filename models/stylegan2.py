@@ -13,9 +13,9 @@ Both subclass :class:`facecontrol.models.stylegan_interface.StyleGAN2Generator`,
 ``sample_ws``, ``device``, gradient checkpointing and compute precision); see that module.
 ``synthesis`` ``noise_mode``: ``"const"`` (the stored noise buffers), ``"random"`` (fresh N(0,1)) or ``"none"``.
 
-``load_stylegan2(path) -> (generator, info)`` picks the reader from the file suffix (``.pt``/``.pth``:
-rosinality, ``.pkl``: NVlabs) and returns the generator in eval mode on CPU, float32, plus a dict
-``info`` with ``format``, ``config``, ``resolution``, ``num_ws``, ``w_dim`` and ``w_avg_source``.
+``load_stylegan2(path) -> generator`` picks the reader from the file (``.pt``/``.pth``: rosinality, ``.pkl``:
+NVlabs, ``.safetensors``: the pack's 3DMM face generator) and returns the generator in eval mode on CPU,
+float32, with ``load_info`` (``format``, ``config``, ``resolution``, ``num_ws``, ``w_dim``, ``w_avg_source``).
 
 All resampling runs through :func:`upfirdn2d`, a plain-PyTorch FIR up/filter/down, with the filter
 taken from the state dict (released files carry the filters as buffers).
@@ -474,7 +474,7 @@ def read_rosinality_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
-def build_rosinality_generator(checkpoint: dict[str, Any]) -> tuple[Generator, dict[str, Any]]:
+def build_rosinality_generator(checkpoint: dict[str, Any]) -> Generator:
     """Generator from ``{"g_ema": state, "latent_avg": ...}`` (or a bare ``g_ema`` state dict)."""
     state = checkpoint.get("g_ema", checkpoint)
     config = infer_rosinality_config(state)
@@ -489,7 +489,7 @@ def build_rosinality_generator(checkpoint: dict[str, Any]) -> tuple[Generator, d
         logger.info("no latent_avg in the checkpoint; estimating w_avg from 4096 mapped z")
         generator.w_avg.copy_(generator.mean_latent(4096)[0])
         source = "estimated"
-    info = {
+    generator.load_info = {
         "format": "rosinality",
         "config": config,
         "resolution": generator.resolution,
@@ -497,23 +497,31 @@ def build_rosinality_generator(checkpoint: dict[str, Any]) -> tuple[Generator, d
         "w_dim": generator.w_dim,
         "w_avg_source": source,
     }
-    return generator, info
+    return generator
 
 
-def load_rosinality(path: str | Path) -> tuple[Generator, dict[str, Any]]:
-    generator, info = build_rosinality_generator(read_rosinality_checkpoint(path))
-    info["path"] = str(path)
-    return generator, info
+def load_rosinality(path: str | Path) -> Generator:
+    generator = build_rosinality_generator(read_rosinality_checkpoint(path))
+    generator.load_info["path"] = str(path)
+    return generator
 
 
-def load_stylegan2(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Load a rosinality ``.pt``/``.pth`` or an NVlabs ``.pkl`` generator; see the module docstring."""
+def load_stylegan2(path: str | Path) -> StyleGAN2Generator:
+    """Load a rosinality ``.pt``/``.pth``, an NVlabs ``.pkl`` or a face generator ``.safetensors``; see the
+    module docstring."""
+    # Imported here: the NVlabs and face-generator modules import the shared ops and interface from this one.
+    from .face_generator import is_face_generator_file, load_face_generator
+
     suffix = Path(path).suffix.lower()
     if suffix in (".pt", ".pth"):
         return load_rosinality(path)
     if suffix == ".pkl":
-        # Imported here: the NVlabs module imports the shared ops from this one.
         from .stylegan2_nvlabs import load_nvlabs_pkl
 
         return load_nvlabs_pkl(path)
-    raise ValueError(f"{path}: unknown StyleGAN2 file type {suffix!r}; expected a rosinality .pt or an NVlabs .pkl")
+    if is_face_generator_file(path):
+        return load_face_generator(path)
+    raise ValueError(
+        f"{path}: unknown StyleGAN2 file type {suffix!r}; expected a rosinality .pt, an NVlabs .pkl or a face "
+        "generator .safetensors (scripts/make_face_generator.py)"
+    )

@@ -553,8 +553,8 @@ def build_generator(record: PersistentObject) -> Generator:
     return generator.eval().requires_grad_(False)
 
 
-def load_nvlabs_pkl(path: str | Path, key: str = "G_ema") -> tuple[Generator, dict[str, Any]]:
-    """Read ``key`` from an NVlabs network pickle without running its code; returns ``(G, info)``."""
+def load_nvlabs_pkl(path: str | Path, key: str = "G_ema") -> Generator:
+    """Read ``key`` from an NVlabs network pickle without running its code; returns G with its ``load_info``."""
     data = load_network_pickle(path)
     if not isinstance(data, dict) or not isinstance(data.get(key), PersistentObject):
         found = sorted(data) if isinstance(data, dict) else type(data).__name__
@@ -565,7 +565,7 @@ def load_nvlabs_pkl(path: str | Path, key: str = "G_ema") -> tuple[Generator, di
     except UnsupportedGeneratorError as error:
         raise UnsupportedGeneratorError(f"{path}: {error}") from None
     layout = "stylegan3-repo" if "synthesis_kwargs" not in record.init_kwargs else "stylegan2-ada"
-    info = {
+    generator.load_info = {
         "format": "nvlabs",
         "layout": layout,
         "path": str(path),
@@ -576,4 +576,4 @@ def load_nvlabs_pkl(path: str | Path, key: str = "G_ema") -> tuple[Generator, di
         "w_dim": generator.w_dim,
         "w_avg_source": "mapping.w_avg",
     }
-    return generator, info
+    return generator

@@ -11,6 +11,8 @@ ask which implementation it holds:
   float32, nominally in [-1, 1], not clamped.
 * ``truncate(ws, psi, cutoff=None)`` and ``sample_ws(count, rng, truncation)``.
 * ``device``, ``dtype`` (of the weights; images and latents are float32 whatever the compute precision).
+* ``load_info``: what the loader read (``format`` or ``kind``, ``config``, ``resolution``, ``num_ws``,
+  ``w_dim``, ``w_avg_source``, ``path``); every ``load_*`` returns the generator alone, with this set.
 * Options, both off by default: ``gradient_checkpointing`` (synthesis blocks recompute their activations in
   the backward pass instead of keeping them: far less memory for a few tens of percent more time) and
   ``compute_dtype`` (``torch.bfloat16`` runs synthesis under autocast; see :mod:`.precision`).
@@ -22,6 +24,7 @@ ask which implementation it holds:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -50,10 +53,12 @@ class StyleGAN2Generator(nn.Module):
     z_dim: int
     resolution: int
     w_avg: torch.Tensor
+    load_info: dict[str, Any]
 
     def __init__(self) -> None:
         super().__init__()
         self.options = GeneratorOptions()
+        self.load_info = {}
 
     # ------------------------------------------------------------------ latents
 

@@ -15,7 +15,7 @@ from .. import model_names as names
 from ..face import align as face_align
 from ..face.paste import crop_area_mask, paste_back
 from ..face.preview import draw_face, draw_no_face
-from ..face.select import ORDERS, SELECTIONS, Selection, detect_face_set, fill_missing, missing_faces_message
+from ..face.select import detect_face_set
 from ..face.types import FaceCrop as FaceCropData
 from ..face.types import FaceSet
 from ..model_files import ModelFileNotFound
@@ -30,6 +30,7 @@ from .common import (
     resolve_model,
     uint8_to_image,
 )
+from .face_selection import FaceChoice, selection_inputs
 from .sockets import FACE_CROP, FACES
 
 log = logging.getLogger("facecontrol")
@@ -217,33 +218,7 @@ class DetectFaces(FaceControlNode):
                     "scrfd_10g_bnkps.onnx; auto takes SCRFD when that file is present "
                     "(Face-Adapter's detector), else mediapipe. The report names what ran.",
                 ),
-                io.Combo.Input(
-                    "select",
-                    options=list(SELECTIONS),
-                    default="largest",
-                    tooltip="largest: true box area; 'largest (Face-Adapter key)': the authors' "
-                    "(x2-x1)*y2 - y1 for exact reproduction",
-                ),
-                io.Int.Input("index", default=0, min=0, max=63, tooltip="with select=index: position in 'order'"),
-                io.Combo.Input("order", options=list(ORDERS), default="left-right"),
-                io.Float.Input(
-                    "x",
-                    default=0.5,
-                    min=0.0,
-                    max=1.0,
-                    step=0.01,
-                    tooltip="with select=closest: reference x (fraction of width)",
-                ),
-                io.Float.Input(
-                    "y",
-                    default=0.5,
-                    min=0.0,
-                    max=1.0,
-                    step=0.01,
-                    tooltip="with select=closest: reference y (fraction of height)",
-                ),
-                io.Boolean.Input("track", default=True, tooltip="follow the chosen face from frame to frame"),
-                io.Combo.Input("if_no_face", options=["error", "use nearest frame"], default="error"),
+                *selection_inputs(),
             ],
             outputs=[FACES.Output(display_name="faces"), io.String.Output(display_name="report")],
         )
@@ -253,21 +228,15 @@ class DetectFaces(FaceControlNode):
         return files_stamp([names.SCRFD]) if inputs.get("backend") == "auto" else ""
 
     @classmethod
-    def execute(cls, image, backend, select, index, order, x, y, track, if_no_face) -> io.NodeOutput:
+    def execute(cls, image, backend, **selection) -> io.NodeOutput:
         frames = image_to_uint8(image, "image")
         backend = detector_backend(backend)
         detector = get_detector(backend)
-        selection = Selection(select, index, order, (x, y))
+        choice = FaceChoice.from_inputs(**selection)
         face_set = detect_face_set(
-            frames, detector, selection, track=track, on_frame=progress(len(frames)), backend=backend
+            frames, detector, choice.selection, track=choice.track, on_frame=progress(len(frames)), backend=backend
         )
-        if face_set.missing and (if_no_face == "error" or len(face_set.missing) == len(face_set)):
-            raise ValueError(missing_faces_message(face_set, selection, "image"))
-        if face_set.missing:
-            face_set = fill_missing(face_set)
-        report = face_set.describe()
-        log.info("Detect Faces: %s", report)
-        return io.NodeOutput(face_set, report)
+        return choice.finish(face_set, "image", "Detect Faces")
 
 
 class AlignFaces(FaceControlNode):

@@ -13,10 +13,11 @@ import logging
 from comfy_api.latest import io
 
 from ..face import core_landmarks
-from ..face.select import ORDERS, SELECTIONS, Selection, finish_selection, select_over_frames
+from ..face.select import select_over_frames
 from ..face.types import FaceSet
 from .checks import FaceControlNode
 from .common import progress
+from .face_selection import FaceChoice, selection_inputs
 from .sockets import CORE_FACE_LANDMARKS, FACES
 
 log = logging.getLogger("facecontrol")
@@ -33,41 +34,28 @@ class FacesFromCoreLandmarks(FaceControlNode):
             "face per frame chosen and tracked as Detect Faces does, with its 478, iBUG-68 and 5 points.",
             inputs=[
                 CORE_FACE_LANDMARKS.Input("face_landmarks", tooltip="from core's MediaPipe Face Landmarker"),
-                io.Combo.Input("select", options=list(SELECTIONS), default="largest"),
-                io.Int.Input("index", default=0, min=0, max=63, tooltip="with select=index: position in 'order'"),
-                io.Combo.Input("order", options=list(ORDERS), default="left-right"),
-                io.Float.Input(
-                    "x", default=0.5, min=0.0, max=1.0, step=0.01, tooltip="with select=closest: x (fraction of width)"
-                ),
-                io.Float.Input(
-                    "y", default=0.5, min=0.0, max=1.0, step=0.01, tooltip="with select=closest: y (fraction of height)"
-                ),
-                io.Boolean.Input("track", default=True, tooltip="follow the chosen face from frame to frame"),
-                io.Combo.Input("if_no_face", options=["error", "use nearest frame"], default="error"),
+                *selection_inputs(),
             ],
             outputs=[FACES.Output(display_name="faces"), io.String.Output(display_name="report")],
         )
 
     @classmethod
-    def execute(cls, face_landmarks, select, index, order, x, y, track, if_no_face) -> io.NodeOutput:
+    def execute(cls, face_landmarks, **selection) -> io.NodeOutput:
         core_landmarks.check_payload(face_landmarks, "face_landmarks")
         frames, image_size, names = core_landmarks.faces_from_core(face_landmarks)
-        selection = Selection(select, index, order, (x, y))
+        choice = FaceChoice.from_inputs(**selection)
         face_set = select_over_frames(
             len(frames),
             image_size,
             lambda i: frames[i],
             lambda i, box: frames[i],
-            selection,
-            track,
+            choice.selection,
+            choice.track,
             progress(len(frames)),
             core_landmarks.BACKEND,
         )
         face_set.blendshape_names = names
-        face_set = finish_selection(face_set, selection, if_no_face, "face_landmarks")
-        report = face_set.describe()
-        log.info("Faces from Core Face Landmarks: %s", report)
-        return io.NodeOutput(face_set, report)
+        return choice.finish(face_set, "face_landmarks", "Faces from Core Face Landmarks")
 
 
 class FacesToCoreLandmarks(FaceControlNode):

@@ -80,15 +80,9 @@ class PIELatent:
 
 def build_stylegan2(path: Path) -> torch.nn.Module:
     """A StyleGAN2 file, or the pack's 3DMM face generator (``.safetensors``, scripts/make_face_generator.py)."""
-    from ..models.face_generator import is_face_generator_file, load_face_generator
     from ..models.stylegan2 import load_stylegan2
-    from ..models.stylegan_interface import StyleGAN2Generator
 
-    generator, info = load_face_generator(path) if is_face_generator_file(path) else load_stylegan2(path)
-    if not isinstance(generator, StyleGAN2Generator):
-        raise TypeError(f"{path}: the loader returned a {type(generator).__name__}, not a StyleGAN2Generator")
-    generator.pie_info = info
-    return generator
+    return load_stylegan2(path)
 
 
 def build_rignet(path: Path) -> torch.nn.Module:
@@ -107,14 +101,17 @@ def build_formation(path: Path) -> pie.ICTFaceFormation:
 def build_bfm_formation(path: Path) -> torch.nn.Module:
     """Deep3DFaceRecon's regressor (``path``, epoch_20.pth) + BFM_model_front.mat + the landmark network;
     similarity_Lm3D_all.mat for the alignment when it is there."""
-    from ..pipelines.pie.bfm import load_bfm_formation
+    from ..face.bfm import BFMProjector, load_standard_landmarks
+    from ..models.d3dfr import load_deep3dfacerecon
+    from ..pipelines.pie.bfm import BFMFaceFormation
 
     try:
-        standard = resolve_model(names.PIE_STANDARD_LANDMARKS)
+        standard = load_standard_landmarks(resolve_model(names.PIE_STANDARD_LANDMARKS))
     except FileNotFoundError:
         standard = None
-    return load_bfm_formation(
-        resolve_model(names.PIE_BFM), path, load_landmark_net(resolve_model(names.DVA_LNDNET)), standard
+    landmark_net = load_landmark_net(resolve_model(names.DVA_LNDNET))
+    return BFMFaceFormation(
+        BFMProjector(resolve_model(names.PIE_BFM)), load_deep3dfacerecon(path), landmark_net, standard
     )
 
 
@@ -263,7 +260,7 @@ class LoadStyleGAN2(FaceControlNode):
         path = folder_file("stylegan2", generator, "generator")
         with _autograd_mode():
             patcher = cached_patcher(path, build_stylegan2)
-        info = dict(patcher.model.pie_info)
+        info = dict(patcher.model.load_info)
         info.update(path=str(path), precision=precision, gradient_checkpointing=bool(gradient_checkpointing))
         return io.NodeOutput(StyleGANHandle(patcher, info))
 

@@ -1,19 +1,15 @@
 """The former DVA metrics module, kept for scripts that import it: everything lives in pipelines/metrics.py.
 
-``identity_consistency`` here takes (N,3,H,W) [0,1] tensors and an embedder callable; ``dlib_identity`` gives
-dlib's descriptor on dlib's own chip (metrics.DlibChipIdentity), no longer on the resized crop.
+``identity_consistency`` is metrics.identity_consistency ((N,H,W,3) uint8 frames and an identity network);
+``dlib_identity`` gives that network for dlib's descriptor on dlib's own chip (metrics.DlibChipIdentity).
 """
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Callable
 
-import numpy as np
-import torch
-
-from .metrics import MS_SSIM_WEIGHTS, DlibChipIdentity, ms_ssim, mse, ssim, tg_id, tl_id
+from .metrics import MS_SSIM_WEIGHTS, DlibChipIdentity, identity_consistency, ms_ssim, mse, ssim, tg_id, tl_id
 
 __all__ = [
     "ssim",
@@ -27,24 +23,10 @@ __all__ = [
     "MS_SSIM_WEIGHTS",
 ]
 
-Embedder = Callable[[torch.Tensor], torch.Tensor]
 
-
-def _uint8(frames: torch.Tensor) -> np.ndarray:
-    return (frames.permute(0, 2, 3, 1).clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
-
-
-def identity_consistency(edited: torch.Tensor, original: torch.Tensor, embed: Embedder) -> dict[str, float]:
-    if len(edited) != len(original) or len(edited) < 2:
-        raise ValueError(f"TL-ID/TG-ID need two videos of equal length >= 2, got {len(edited)} and {len(original)}")
-    e, o = embed(edited), embed(original)
-    return {"TL-ID": tl_id(e, o), "TG-ID": tg_id(e, o)}
-
-
-def dlib_identity(model_path: str, predictor_path: str | None = None) -> Embedder:
-    """dlib's descriptor on dlib's aligned chip of each (N,3,H,W) [0,1] frame."""
-    net = DlibChipIdentity(model_path, predictor_path or _package_file("shape_predictor_5_face_landmarks.dat"))
-    return lambda frames: net.embed(_uint8(frames))
+def dlib_identity(model_path: str, predictor_path: str | None = None) -> DlibChipIdentity:
+    """dlib's descriptor on dlib's aligned chip of each (N,H,W,3) uint8 frame."""
+    return DlibChipIdentity(model_path, predictor_path or _package_file("shape_predictor_5_face_landmarks.dat"))
 
 
 def _package_file(name: str) -> str:

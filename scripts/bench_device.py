@@ -107,9 +107,9 @@ def _memory(record: dict) -> dict:
 # ---------------------------------------------------------------- weights at the real sizes
 
 
-def _test_weights(name: str):
+def _filled_weights(name: str):
     spec = importlib.util.spec_from_file_location(
-        f"bench_weights_{name}", REPO / "tests" / "test_weights" / f"{name}.py"
+        f"bench_weights_{name}", REPO / "tests" / "filled_weights" / f"{name}.py"
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -122,7 +122,7 @@ def write_full_dva_checkpoint(path: Path) -> Path:
 
     if path.is_file():
         return path
-    weights = _test_weights("dva")
+    weights = _filled_weights("dva")
     weights.TEST_UNET = dict(weights.TEST_UNET, model_channels=DVA_RELEASED_CHANNELS)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(weights._lightning(weights.dva_state()), path)
@@ -137,7 +137,7 @@ def write_full_generator(path: Path) -> Path:
         return path
     from facecontrol.models.stylegan2_nvlabs import Generator
 
-    weights = _test_weights("pie")
+    weights = _filled_weights("pie")
     weights.GENERATOR_KWARGS = FFHQ_1024
     torch.manual_seed(0)
     with torch.no_grad():

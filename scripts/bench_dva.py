@@ -6,7 +6,7 @@
     .venv/bin/python scripts/bench_dva.py clip    [--iterations 3]         # CLIP edit: set-up, s/iteration
 
 Weights: --checkpoint PATH (the released epoch=51-step=1000000.ckpt), else the test checkpoint of
-tests/test_weights/dva.py (filled values, released encoders, 32-channel UNet in the released layout)
+tests/filled_weights/dva.py (filled values, released encoders, 32-channel UNet in the released layout)
 written into a temporary folder; the CLIP edit takes --clip PATH (OpenAI's ViT-B-16.pt archive), else the
 test archive (64 wide, one layer). Frames are carphone's FFHQ crops (recon) or synthetic (memory, speed).
 """
@@ -34,8 +34,10 @@ from facecontrol.pipelines import dva  # noqa: E402
 from facecontrol.pipelines import video_metrics as vm  # noqa: E402
 
 
-def _test_weights():
-    spec = importlib.util.spec_from_file_location("dva_test_weights", REPO_ROOT / "tests" / "test_weights" / "dva.py")
+def _filled_weights():
+    spec = importlib.util.spec_from_file_location(
+        "dva_filled_weights", REPO_ROOT / "tests" / "filled_weights" / "dva.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -43,7 +45,7 @@ def _test_weights():
 
 def filled_test_file(name: str) -> str:
     """The test weights' file `name` ("CKPT" or "CLIP"), written once into a temporary folder."""
-    module = _test_weights()
+    module = _filled_weights()
     root = Path(tempfile.gettempdir()) / "facecontrol_bench_dva"
     if not (root / module.CKPT).is_file() or not (root / module.CLIP).is_file():
         module.install(root)
@@ -57,7 +59,7 @@ def filled_released_size_files() -> tuple[str, str]:
     from open_clip.model import CLIPTextCfg, CLIPVisionCfg
     from safetensors.torch import save_file
 
-    module = _test_weights()
+    module = _filled_weights()
     root = Path(tempfile.gettempdir()) / "facecontrol_bench_dva_released_size"
     ckpt, clip = root / module.CKPT, root / "clip" / "ViT-B-16.safetensors"
     if not ckpt.is_file():

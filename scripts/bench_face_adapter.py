@@ -124,8 +124,8 @@ def main() -> None:
     comfy_setup(models_dir, cpu)
     source = "real weights"
     if not real_weights_present(models_dir):
-        from test_weights import face_adapter as weights
-        from test_weights import spatial
+        from filled_weights import face_adapter as weights
+        from filled_weights import spatial
 
         models_dir = Path(tempfile.mkdtemp(prefix="fa_bench_"))
         cache = weights.cache_dir().with_name(f"face_adapter_{weights.VERSION}_{args.size}")

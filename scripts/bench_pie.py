@@ -8,7 +8,7 @@ time to bring E_synth below a target, on the astronaut's FFHQ crop.
 
 ``--face-model bfm_deep3dfacerecon`` uses the BFM formation (``--d3dfr`` epoch_20.pth, ``--bfm``
 BFM_model_front.mat; without them the test weights' ResNet-50 ReconNet and ICT-filled BFM file).
-Without files it uses the CI test weights of tests/test_weights/pie.py (64 px StyleGAN2-ADA, face-layout
+Without files it uses the CI test weights of tests/filled_weights/pie.py (64 px StyleGAN2-ADA, face-layout
 landmark net) and random VGG weights: speed is what is measured, not quality.
 """
 
@@ -54,12 +54,12 @@ def build_models(args) -> "pie.PIEModels":
 
     sys.path.insert(0, str(REPO / "tests"))
     import media
-    from test_weights import pie as test_weights
+    from filled_weights import pie as filled_weights
 
-    generator = load_stylegan2(args.generator)[0] if args.generator else test_weights.tiny_generator()
-    landmark_net = load_landmark_net(args.landmark_net or test_weights.landmark_state())
+    generator = load_stylegan2(args.generator) if args.generator else filled_weights.tiny_generator()
+    landmark_net = load_landmark_net(args.landmark_net or filled_weights.landmark_state())
     if args.face_model == "bfm_deep3dfacerecon":
-        formation = bfm_formation(args, landmark_net, test_weights)
+        formation = bfm_formation(args, landmark_net, filled_weights)
     else:
         formation = pie.ICTFaceFormation(
             load_ict_model(args.ict or media.ict_facekit_dir() / "face_model.npz"), landmark_net
@@ -73,7 +73,7 @@ def build_models(args) -> "pie.PIEModels":
     return models
 
 
-def bfm_formation(args, landmark_net, test_weights):
+def bfm_formation(args, landmark_net, filled_weights):
     import tempfile
 
     from facecontrol.face.bfm import BFMProjector
@@ -83,8 +83,8 @@ def bfm_formation(args, landmark_net, test_weights):
     bfm_path = args.bfm
     if bfm_path is None:
         bfm_path = Path(tempfile.mkdtemp()) / "BFM_model_front.mat"
-        test_weights.write_ict_bfm(bfm_path)
-    regressor = load_deep3dfacerecon(args.d3dfr) if args.d3dfr else test_weights.calibrated_regressor()
+        filled_weights.write_ict_bfm(bfm_path)
+    regressor = load_deep3dfacerecon(args.d3dfr) if args.d3dfr else filled_weights.calibrated_regressor()
     return BFMFaceFormation(BFMProjector(bfm_path), regressor, landmark_net)
 
 

@@ -63,8 +63,8 @@ def build(args):
     from facecontrol.pipelines import pie
 
     sys.path.insert(0, str(REPO / "tests"))
+    from filled_weights import pie as filled_weights
     from media import ict_facekit_dir
-    from test_weights import pie as test_weights
 
     torch.manual_seed(0)
     generator = (
@@ -82,7 +82,7 @@ def build(args):
     )
     generator.configure(gradient_checkpointing=args.checkpointing, compute_dtype=args.precision)
     landmark_net = LandmarkNet()
-    landmark_net.backbone.load_state_dict(strip_prefix(test_weights.landmark_state()))
+    landmark_net.backbone.load_state_dict(strip_prefix(filled_weights.landmark_state()))
     formation = pie.ICTFaceFormation(load_ict_model(ict_facekit_dir() / "face_model.npz"), landmark_net)
     recognition = with_precision(IdentityNet().eval().requires_grad_(False), args.precision)
     perceptual = with_precision(pie.VGGPerceptual().eval().requires_grad_(False), args.precision)

@@ -103,11 +103,10 @@ def train(
 def build_models(args: argparse.Namespace, device: torch.device) -> pie.PIEModels:
     from facecontrol.face.ict_model import load_ict_model
     from facecontrol.models.dva_face_encoder import load_landmark_net
-    from facecontrol.models.face_generator import is_face_generator_file, load_face_generator
     from facecontrol.models.stylegan2 import load_stylegan2
 
-    load = load_face_generator if is_face_generator_file(args.generator) else load_stylegan2
-    generator, info = load(args.generator)
+    generator = load_stylegan2(args.generator)
+    info = generator.load_info
     log.info("generator %s: %d px, %d W+ layers", args.generator, info["resolution"], info["num_ws"])
     landmark_net = load_landmark_net(args.landmark_net)
     if args.face_model == "bfm_deep3dfacerecon":
@@ -119,9 +118,12 @@ def build_models(args: argparse.Namespace, device: torch.device) -> pie.PIEModel
 
 
 def bfm_formation(args: argparse.Namespace, landmark_net: torch.nn.Module) -> pie.FaceFormation:
-    from facecontrol.pipelines.pie.bfm import load_bfm_formation
+    from facecontrol.face.bfm import BFMProjector, load_standard_landmarks
+    from facecontrol.models.d3dfr import load_deep3dfacerecon
+    from facecontrol.pipelines.pie.bfm import BFMFaceFormation
 
-    return load_bfm_formation(args.bfm, args.d3dfr, landmark_net, args.standard_landmarks)
+    standard = load_standard_landmarks(args.standard_landmarks) if args.standard_landmarks else None
+    return BFMFaceFormation(BFMProjector(args.bfm), load_deep3dfacerecon(args.d3dfr), landmark_net, standard)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

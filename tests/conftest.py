@@ -14,7 +14,7 @@ integration and browser tests.
 Model folders come from an extra_model_paths.yaml written here, so the pack's folder registration is
 exercised the way users configure it. Real media are copied into the server's input folder.
 
-Test weights: every module in tests/test_weights/ has `install(model_root: Path) -> None`, which writes
+Test weights: every module in tests/filled_weights/ has `install(model_root: Path) -> None`, which writes
 small deterministically filled checkpoints in the released layouts into the model folders before the
 server starts, so the shipped workflows run in CI with the real loaders.
 """
@@ -61,8 +61,8 @@ def model_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("models")
     for key in MODEL_KEYS + COMFY_KEYS:
         (root / key).mkdir()
-    for path in sorted((TESTS_DIR / "test_weights").glob("*.py")):
-        spec = importlib.util.spec_from_file_location(f"test_weights_{path.stem}", path)
+    for path in sorted((TESTS_DIR / "filled_weights").glob("*.py")):
+        spec = importlib.util.spec_from_file_location(f"filled_weights_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         module.install(root)

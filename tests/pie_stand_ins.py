@@ -23,8 +23,8 @@ from media import ict_facekit_dir
 
 
 def small_generator():
-    """The 64 px StyleGAN2-ADA test generator (the one tests/test_weights/pie.py ships to the server)."""
-    from test_weights.pie import tiny_generator
+    """The 64 px StyleGAN2-ADA test generator (the one tests/filled_weights/pie.py ships to the server)."""
+    from filled_weights.pie import tiny_generator
 
     return tiny_generator()
 
@@ -75,7 +75,7 @@ def small_models(
     ``bfm_deep3dfacerecon``: the ICT-filled BFM layout of the test weights and a calibrated ResNet-18 ReconNet
     (the released ResNet-50 works the same, four times slower)."""
     model = load_ict_model(ict_facekit_dir() / "face_model.npz")
-    from test_weights.pie import mean_face_landmarks_unit
+    from filled_weights.pie import mean_face_landmarks_unit
 
     landmark_net = TinyLandmarkNet(mean_face_landmarks_unit(model))
     if face_model == "bfm_deep3dfacerecon":
@@ -91,7 +91,7 @@ def small_models(
 @functools.cache
 def bfm_test_file() -> Path:
     """The test weights' BFM_model_front.mat (ICT mesh in the BFM layout), written once per session."""
-    from test_weights.pie import write_ict_bfm
+    from filled_weights.pie import write_ict_bfm
 
     path = Path(tempfile.mkdtemp(prefix="facecontrol_bfm_")) / "BFM_model_front.mat"
     write_ict_bfm(path)
@@ -102,7 +102,7 @@ def small_bfm_formation(landmark_net: nn.Module, standard=None):
     from facecontrol.face.bfm import BFMProjector
     from facecontrol.pipelines.pie.bfm import BFMFaceFormation
 
-    from test_weights.pie import calibrated_regressor
+    from filled_weights.pie import calibrated_regressor
 
     return BFMFaceFormation(BFMProjector(bfm_test_file()), calibrated_regressor("resnet18"), landmark_net, standard)
 

@@ -14,19 +14,16 @@ is mapped back into crop pixels with the inverse.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.io import loadmat
 from torch import nn
 
 from ...face.align import ffhq_quad_params
 from ...face.bfm import BFMProjector
 from ...face.geometry import XYZ_FROM_YAW_PITCH_ROLL, YAW_PITCH_ROLL_FROM_XYZ, rotation_matrix
 from ...face.render import render_colors
-from ...models.checkpoint import reading_model_file
 from ...models.d3dfr import split_coeffs
 from .formation import FaceFormation, Theta
 
@@ -34,15 +31,6 @@ logger = logging.getLogger(__name__)
 
 VIEW_SIZE = 224  # Deep3DFaceRecon's input
 RESCALE_FACTOR = 102.0  # align_img: pixels per BFM unit of the standard landmarks
-
-
-def read_standard_landmarks(path: str | Path) -> np.ndarray:
-    """Deep3DFaceRecon's ``similarity_Lm3D_all.mat`` -> (68,3) standard 3D landmarks (plain arrays, no code)."""
-    with reading_model_file(path, "MATLAB file"):
-        points = np.asarray(loadmat(str(path))["lm"], np.float64)
-    if points.shape != (68, 3):
-        raise ValueError(f"{path}: expected 'lm' of shape (68, 3), got {points.shape}")
-    return points
 
 
 def standard_view_landmarks(bfm: BFMProjector, standard: np.ndarray | None = None) -> np.ndarray:
@@ -151,17 +139,3 @@ class BFMFaceFormation(FaceFormation):
         colours = self.bfm.compute_color(self.bfm.compute_texture(theta["texture"]), normals, theta["light"])
         image, mask, _ = render_colors(screen, self.bfm.face_buf, colours, (size, size))
         return image, mask
-
-
-def load_bfm_formation(
-    bfm_path: str | Path,
-    regressor_path: str | Path,
-    landmark_net: nn.Module,
-    standard_landmarks_path: str | Path | None = None,
-) -> BFMFaceFormation:
-    """The formation from the released files: ``BFM_model_front.mat``, Deep3DFaceRecon's ``epoch_20.pth``, and
-    optionally ``similarity_Lm3D_all.mat``."""
-    from ...models.d3dfr import load_deep3dfacerecon
-
-    standard = read_standard_landmarks(standard_landmarks_path) if standard_landmarks_path else None
-    return BFMFaceFormation(BFMProjector(bfm_path), load_deep3dfacerecon(regressor_path), landmark_net, standard)

@@ -43,7 +43,7 @@ def model_dir(nodes, tmp_path, monkeypatch):
 
 def write_release_unet(folder) -> torch.nn.Module:
     """A filled diffusers UNet saved as the release's pretrained_unet/ (config.json + safetensors)."""
-    from test_weights.face_adapter import diffusers_unet
+    from filled_weights.face_adapter import diffusers_unet
 
     unet = diffusers_unet()
     unet.save_pretrained(folder / "face_adapter" / "pretrained_unet", safe_serialization=True)
@@ -51,7 +51,7 @@ def write_release_unet(folder) -> torch.nn.Module:
 
 
 def test_auto_takes_the_open_path_without_the_files_and_the_authors_path_with_them(nodes, model_dir):
-    from test_weights import spatial
+    from filled_weights import spatial
 
     face_nodes, spatial_nodes, fan = nodes
     assert face_nodes.detector_backend("auto") == "mediapipe"
@@ -136,7 +136,7 @@ def test_release_unet_step_equals_diffusers(nodes, model_dir):
     # the comparison tells UNets apart: another filled UNet's step misses by far more
     from diffusers import UNet2DConditionModel
 
-    from test_weights.face_adapter import UNET_CONFIG, filled_module
+    from filled_weights.face_adapter import UNET_CONFIG, filled_module
 
     other = filled_module(UNet2DConditionModel(**UNET_CONFIG), 99)
     other_eps = other(x_in, T0, encoder_hidden_states=empty).sample
@@ -174,7 +174,7 @@ def test_controlnet_config_checks_name_field_and_value(nodes, field, value):
     from diffusers import ControlNetModel
 
     fan = nodes[2]
-    from test_weights.face_adapter import UNET_CONFIG
+    from filled_weights.face_adapter import UNET_CONFIG
 
     config = dict(
         ControlNetModel(
@@ -205,8 +205,8 @@ def test_bfm_smoothing_smooths_the_canvas(nodes, model_dir, monkeypatch):
     drawn landmarks follow one smoothed crop."""
     from facecontrol.face import face3dmm as f3
 
+    from filled_weights import spatial
     from media import load_video_rgb
-    from test_weights import spatial
 
     spatial_nodes = nodes[1]
     spatial.install(model_dir)

@@ -56,7 +56,7 @@ def test_one_step_equals_diffusers(fan):
     import comfy.samplers
     import comfy.sd
 
-    from test_weights.face_adapter import diffusers_controlnet, diffusers_unet, unet_to_ldm
+    from filled_weights.face_adapter import diffusers_controlnet, diffusers_unet, unet_to_ldm
 
     unet, cnet = diffusers_unet(), diffusers_controlnet()
     model = comfy.sd.load_diffusion_model_state_dict(unet_to_ldm(unet.state_dict()))

@@ -33,7 +33,7 @@ def face_nodes(comfy_in_process):
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    from test_weights import face_adapter, spatial
+    from filled_weights import face_adapter, spatial
 
     root = tmp_path_factory.mktemp("fa_dtype")
     face_adapter.install(root)

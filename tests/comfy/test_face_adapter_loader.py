@@ -26,7 +26,7 @@ def bundle_dir(fan, tmp_path, monkeypatch):
 
     from facecontrol.nodes.common import register_model_folders
 
-    from test_weights.face_adapter import install
+    from filled_weights.face_adapter import install
 
     install(tmp_path)
     register_model_folders()

@@ -13,6 +13,9 @@ import torch
 pytestmark = pytest.mark.comfy
 
 
+LARGEST_FACE = dict(select="largest", index=0, order="left-right", x=0.5, y=0.5, track=True, if_no_face="error")
+
+
 @pytest.fixture(scope="module")
 def face_nodes(comfy_in_process):
     from facecontrol.nodes import face_nodes
@@ -23,13 +26,13 @@ def face_nodes(comfy_in_process):
 def test_grayscale_image_is_refused(face_nodes):
     gray = torch.rand(1, 64, 64, 1)
     with pytest.raises(ValueError, match=r"'image' is grayscale \(1 channel\)"):
-        face_nodes.DetectFaces.execute(gray, "mediapipe", "largest", 0, "left-right", 0.5, 0.5, True, "error")
+        face_nodes.DetectFaces.execute(gray, "mediapipe", **LARGEST_FACE)
 
 
 def test_empty_batch_is_refused(face_nodes):
     empty = torch.zeros(0, 64, 64, 3)
     with pytest.raises(ValueError, match=r"'image' is an empty batch"):
-        face_nodes.DetectFaces.execute(empty, "mediapipe", "largest", 0, "left-right", 0.5, 0.5, True, "error")
+        face_nodes.DetectFaces.execute(empty, "mediapipe", **LARGEST_FACE)
 
 
 def test_paste_back_refuses_a_crop_of_the_wrong_size(face_nodes):

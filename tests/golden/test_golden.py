@@ -309,13 +309,15 @@ def _check_rosinality_files(fx: Fixture, tmp: Path) -> None:
     state = fx.filled_state_dict()
     latent_avg = torch.randn(fx.config["style_dim"])
     torch.save({"g_ema": state, "latent_avg": latent_avg}, tmp / "converted.pt")
-    model, info = load_stylegan2(tmp / "converted.pt")
+    model = load_stylegan2(tmp / "converted.pt")
+    info = model.load_info
     assert info["format"] == "rosinality" and info["config"] == fx.config and info["w_avg_source"] == "latent_avg"
     assert torch.equal(model.w_avg, latent_avg)
     fx.check("image", model.synthesis(fx.inputs["in.w_plus"], noise_mode="const"))
 
     torch.save({"g_ema": state, "args": argparse.Namespace(size=fx.config["size"])}, tmp / "000100.pt")
-    model, info = load_stylegan2(tmp / "000100.pt")
+    model = load_stylegan2(tmp / "000100.pt")
+    info = model.load_info
     assert info["w_avg_source"] == "estimated" and model.w_avg.shape == (fx.config["style_dim"],)
     assert all(torch.equal(model.state_dict()[key], value) for key, value in state.items())
 
@@ -325,7 +327,9 @@ def _check_sg2_nvlabs_pkl(fx: Fixture, tmp: Path) -> None:
     from facecontrol.models.stylegan2 import load_stylegan2
     from facecontrol.models.stylegan2_nvlabs import Generator, load_nvlabs_pkl
 
-    generator, info = load_nvlabs_pkl(fx.folder / fx.config["pickle"])
+    generator = load_nvlabs_pkl(fx.folder / fx.config["pickle"])
+
+    info = generator.load_info
     assert info["format"] == "nvlabs"
     assert generator.num_ws == fx.config["num_ws"]
     assert generator.resolution == fx.config["common_kwargs"]["img_resolution"]
@@ -350,7 +354,9 @@ def _check_sg2_nvlabs_pkl(fx: Fixture, tmp: Path) -> None:
     rescaled.load_state_dict(rescaled_state, strict=True)
     fx.check("w_mapping_rescaled", rescaled.mapping(z))
 
-    dispatched, info = load_stylegan2(fx.folder / fx.config["pickle"])
+    dispatched = load_stylegan2(fx.folder / fx.config["pickle"])
+
+    info = dispatched.load_info
     assert isinstance(dispatched, Generator) and info["format"] == "nvlabs"
     fx.check("image", dispatched.synthesis(fx.inputs["in.ws"], noise_mode="const"))
 

@@ -1,6 +1,6 @@
 """The Face-Adapter workflows end to end in a real ComfyUI server on CPU, on the real photos and carphone frames.
 
-Weights are the filled test weights in the released layouts (tests/test_weights/face_adapter.py and spatial.py):
+Weights are the filled test weights in the released layouts (tests/filled_weights/face_adapter.py and spatial.py):
 ComfyUI's own CheckpointLoaderSimple and VAELoader read an SD1.5-shaped checkpoint, the pack's loader reads the
 Face-Adapter bundle. The reenactment test runs the shipped workflow as it is (the paper's 25 Euler steps at 512x512). The swap and
 video tests check their wiring with FAST_STEPS steps to keep CI inside its limit; the browser test queues all
@@ -162,7 +162,7 @@ def test_release_files_run_the_authors_path_and_the_nodes_say_so(comfy, model_ro
     runs and says so. No SCRFD test file exists (an ONNX SCRFD cannot be filled), so the detector reads mediapipe."""
     import shutil
 
-    from test_weights.face_adapter import diffusers_unet
+    from filled_weights.face_adapter import diffusers_unet
 
     unet_dir = model_root / "face_adapter" / "pretrained_unet"
     diffusers_unet().save_pretrained(unet_dir, safe_serialization=True)

@@ -154,17 +154,7 @@ def test_an_output_that_comes_out_nan_is_an_error_naming_node_and_frame(nodes):
         Broken.execute(torch.rand(3, 8, 8, 3))
 
 
-def test_an_int_widget_given_a_whole_float_runs_and_a_fraction_is_refused(nodes):
-    _, _, face_nodes, _ = nodes
-    image = torch.rand(1, 64, 64, 3)
-    with pytest.raises(ValueError, match=r"'index' must be a whole number, got 1.5"):
-        face_nodes.DetectFaces.execute(image, "mediapipe", "index", 1.5, "left-right", 0.5, 0.5, True, "error")
-
-
-@pytest.mark.parametrize("name, value", [("select", "biggest"), ("order", "random")])
-def test_a_choice_that_is_not_an_option_is_refused_by_name(nodes, name, value):
-    """ComfyUI validates typed combo values only; one arriving from another node's COMBO output is not."""
-    _, _, face_nodes, _ = nodes
+def _detect_faces_inputs(**changes) -> dict:
     inputs = dict(
         image=torch.rand(1, 64, 64, 3),
         backend="mediapipe",
@@ -176,6 +166,18 @@ def test_a_choice_that_is_not_an_option_is_refused_by_name(nodes, name, value):
         track=True,
         if_no_face="error",
     )
-    inputs[name] = value
+    return {**inputs, **changes}
+
+
+def test_an_int_widget_given_a_whole_float_runs_and_a_fraction_is_refused(nodes):
+    _, _, face_nodes, _ = nodes
+    with pytest.raises(ValueError, match=r"'index' must be a whole number, got 1.5"):
+        face_nodes.DetectFaces.execute(**_detect_faces_inputs(select="index", index=1.5))
+
+
+@pytest.mark.parametrize("name, value", [("select", "biggest"), ("order", "random")])
+def test_a_choice_that_is_not_an_option_is_refused_by_name(nodes, name, value):
+    """ComfyUI validates typed combo values only; one arriving from another node's COMBO output is not."""
+    _, _, face_nodes, _ = nodes
     with pytest.raises(ValueError, match=rf"Detect Faces: '{name}' = '{value}' is not one of its choices"):
-        face_nodes.DetectFaces.execute(**inputs)
+        face_nodes.DetectFaces.execute(**_detect_faces_inputs(**{name: value}))

@@ -1,5 +1,5 @@
 """PIE in a real ComfyUI server: the shipped pie_portrait_edit workflow (test weights: the 64 px generator of
-tests/test_weights/pie.py, filled landmark and VGG weights, an untrained RigNet) and bad inputs.
+tests/filled_weights/pie.py, filled landmark and VGG weights, an untrained RigNet) and bad inputs.
 
 The yaw check uses direct mode (no trained RigNet exists in CI): the regressor of the edited face, run here on
 the saved PNGs with the same landmark network and ICT model files, must see the head turned the way the
@@ -29,7 +29,7 @@ def _formation(model_root):
     from facecontrol.models.dva_face_encoder import load_landmark_net
     from facecontrol.pipelines import pie
 
-    from test_weights import pie as weights
+    from filled_weights import pie as weights
 
     net = load_landmark_net(model_root / weights.LANDMARK_FILE)
     model = load_ict_model(model_root / weights.ICT_FILE)
@@ -37,12 +37,15 @@ def _formation(model_root):
 
 
 def _bfm_formation(model_root):
-    from facecontrol.pipelines.pie.bfm import load_bfm_formation
+    from facecontrol.face.bfm import BFMProjector
+    from facecontrol.models.d3dfr import load_deep3dfacerecon
+    from facecontrol.pipelines.pie.bfm import BFMFaceFormation
 
-    from test_weights import pie as weights
+    from filled_weights import pie as weights
 
     landmark_net = _formation(model_root).landmark_net
-    return load_bfm_formation(model_root / weights.BFM_FILE, model_root / weights.D3DFR_FILE, landmark_net).eval()
+    regressor = load_deep3dfacerecon(model_root / weights.D3DFR_FILE)
+    return BFMFaceFormation(BFMProjector(model_root / weights.BFM_FILE), regressor, landmark_net).eval()
 
 
 def _regressed_yaw(formation, rgb: np.ndarray, size: int) -> float:

@@ -16,8 +16,8 @@ from facecontrol.models.dva_face_encoder import IdentityNet
 from facecontrol.models.precision import AutocastModule, with_precision
 from facecontrol.pipelines import pie
 
+from filled_weights.pie import _fill, tiny_generator
 from pie_stand_ins import astronaut_crop
-from test_weights.pie import _fill, tiny_generator
 
 MIN_COSINE = 0.99
 MAX_NORM_RATIO_ERROR = 0.05

@@ -15,16 +15,16 @@ from facecontrol.models.clip_archive import load_openai_clip, read_torchscript_t
 from facecontrol.models.safe_pickle import UnsafePickleError
 
 
-def _test_weights():
+def _filled_weights():
     spec = importlib.util.spec_from_file_location(
-        "dva_test_weights", Path(__file__).parents[1] / "test_weights" / "dva.py"
+        "dva_filled_weights", Path(__file__).parents[1] / "filled_weights" / "dva.py"
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-weights = _test_weights()
+weights = _filled_weights()
 
 
 @pytest.fixture(scope="module")

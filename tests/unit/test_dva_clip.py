@@ -29,7 +29,7 @@ from media import load_rgb
 
 def _weights():
     spec = importlib.util.spec_from_file_location(
-        "dva_test_weights", Path(__file__).parents[1] / "test_weights" / "dva.py"
+        "dva_filled_weights", Path(__file__).parents[1] / "filled_weights" / "dva.py"
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

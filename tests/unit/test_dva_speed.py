@@ -33,7 +33,7 @@ def test_fused_attention_equals_the_einsum_form(heads):
 
 def _filled_unet() -> DVAUNet:
     spec = importlib.util.spec_from_file_location(
-        "dva_test_weights", Path(__file__).parents[1] / "test_weights" / "dva.py"
+        "dva_filled_weights", Path(__file__).parents[1] / "filled_weights" / "dva.py"
     )
     weights = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(weights)

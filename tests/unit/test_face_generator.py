@@ -11,11 +11,13 @@ import torch
 from facecontrol.face.ict_model import load_ict_model
 from facecontrol.models.face_generator import (
     GROUP_LAYERS,
+    FaceGenerator,
     build_face_generator,
     is_face_generator_file,
     load_face_generator,
     save_face_generator,
 )
+from facecontrol.models.stylegan2 import load_stylegan2
 from facecontrol.models.stylegan_interface import StyleGAN2Generator
 
 from media import ict_facekit_dir
@@ -59,10 +61,12 @@ def test_file_round_trip_and_format_check(tmp_path):
     path = tmp_path / "faces.safetensors"
     save_face_generator(g, path)
     assert is_face_generator_file(path)
-    loaded, info = load_face_generator(path)
+    loaded = load_face_generator(path)
+    info = loaded.load_info
     assert info["num_ws"] == g.num_ws and info["resolution"] == 64
     ws = g.sample_ws(2, torch.Generator().manual_seed(3), 0.7)
     assert torch.equal(loaded.synthesis(ws), g.synthesis(ws))
+    assert isinstance(load_stylegan2(path), FaceGenerator)  # the one StyleGAN2 loader reads it too
 
 
 def _mediapipe_nose_offset(images: torch.Tensor) -> list[float]:

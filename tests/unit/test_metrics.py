@@ -136,7 +136,7 @@ def test_mse_and_psnr_on_a_known_offset(astronaut256):
 
 @pytest.fixture(scope="module")
 def filled_metric_files(tmp_path_factory):
-    from test_weights import metrics as weights
+    from filled_weights import metrics as weights
 
     root = tmp_path_factory.mktemp("metric_models")
     weights.install(root)

@@ -11,14 +11,10 @@ import torch
 from scipy.io import savemat
 
 from facecontrol.face.align import ffhq_quad_params
-from facecontrol.face.bfm import BFMProjector
+from facecontrol.face.bfm import BFMProjector, load_standard_landmarks
+from facecontrol.models.d3dfr import load_deep3dfacerecon
 from facecontrol.pipelines import pie
-from facecontrol.pipelines.pie.bfm import (
-    BFMFaceFormation,
-    load_bfm_formation,
-    read_standard_landmarks,
-    standard_view_landmarks,
-)
+from facecontrol.pipelines.pie.bfm import BFMFaceFormation, standard_view_landmarks
 
 from pie_stand_ins import astronaut_crop, bfm_test_file, small_models
 
@@ -124,12 +120,12 @@ def test_image_loss_has_gradients_for_every_parameter_and_the_image(formation):
 
 
 def test_released_file_layouts_build_the_formation(tmp_path):
-    from test_weights.pie import calibrated_regressor
+    from filled_weights.pie import calibrated_regressor
 
     path = tmp_path / "epoch_20.pth"
     torch.save({"net_recon": calibrated_regressor("resnet50").state_dict(), "epoch": 20}, path)
     landmark_net = small_models(False, False).formation.landmark_net
-    formation = load_bfm_formation(bfm_test_file(), path, landmark_net).eval()
+    formation = BFMFaceFormation(BFMProjector(bfm_test_file()), load_deep3dfacerecon(path), landmark_net).eval()
     regressor = formation.regressor
     assert formation.tau_dims == {"pose": 3, "expression": 64, "illumination": 27}
     with torch.no_grad():
@@ -150,13 +146,13 @@ def test_standard_landmarks_file_sets_align_img_placement(tmp_path):
     points = np.random.default_rng(0).normal(scale=0.3, size=(68, 3))
     path = tmp_path / "similarity_Lm3D_all.mat"
     savemat(str(path), {"lm": points})
-    standard = read_standard_landmarks(path)
+    standard = load_standard_landmarks(path)
     view = standard_view_landmarks(BFMProjector(bfm_test_file()), standard)
     np.testing.assert_allclose(view[:, 0], 112 + 102 * points[:, 0])
     np.testing.assert_allclose(view[:, 1], 112 - 102 * points[:, 1])
     savemat(str(path), {"lm": points[:5]})
     with pytest.raises(ValueError, match=r"\(68, 3\)"):
-        read_standard_landmarks(path)
+        load_standard_landmarks(path)
 
 
 def test_named_expression_sliders_need_named_expressions(formation):

@@ -108,7 +108,7 @@ def test_script_saves_logs_and_resumes(tmp_path):
 
     from facecontrol.models.checkpoint import read_state
 
-    from test_weights import pie as weights
+    from filled_weights import pie as weights
 
     generator_path = tmp_path / "g.pkl"
     weights.write_generator_pickle(generator_path, weights.tiny_generator())
@@ -165,7 +165,7 @@ def test_script_trains_for_the_bfm_face_model(tmp_path):
 
     from facecontrol.models.mobilenet_gdconv import MobileNetGDConv
 
-    from test_weights import pie as weights
+    from filled_weights import pie as weights
 
     generator_path = tmp_path / "g.pkl"
     weights.write_generator_pickle(generator_path, weights.tiny_generator())

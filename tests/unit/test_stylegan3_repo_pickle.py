@@ -10,7 +10,6 @@ a message naming the file.
 from __future__ import annotations
 
 import pickle
-import sys
 import types
 from contextlib import contextmanager
 
@@ -21,7 +20,7 @@ from torch import nn
 from facecontrol.models.stylegan2 import load_stylegan2
 from facecontrol.models.stylegan2_nvlabs import Generator, UnsupportedGeneratorError, load_nvlabs_pkl
 
-from test_weights.pie import _fill, _persistent_tree, _stand_in_persistence
+from filled_weights.pie import _fill, _persistent_tree, _stand_in_persistence, stand_in_modules
 
 ADA_KWARGS = {
     "z_dim": 32,
@@ -44,16 +43,8 @@ def stand_in_dnnlib():
     EasyDict.__module__, EasyDict.__qualname__ = "dnnlib.util", "EasyDict"
     util.EasyDict = EasyDict
     package.util = util
-    saved = {name: sys.modules.get(name) for name in ("dnnlib", "dnnlib.util")}
-    sys.modules.update({"dnnlib": package, "dnnlib.util": util})
-    try:
+    with stand_in_modules({"dnnlib": package, "dnnlib.util": util}):
         yield
-    finally:
-        for name, previous in saved.items():
-            if previous is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = previous
 
 
 def stylegan3_repo_kwargs() -> dict:
@@ -92,7 +83,9 @@ def test_stylegan3_repo_layout_loads_and_matches(tmp_path, filled):
     path = tmp_path / "stylegan2-ffhq-snapshot.pkl"
     write_snapshot(path, filled, stylegan3_repo_kwargs())
 
-    rebuilt, info = load_stylegan2(path)
+    rebuilt = load_stylegan2(path)
+
+    info = rebuilt.load_info
 
     assert isinstance(rebuilt, Generator) and info["layout"] == "stylegan3-repo"
     assert rebuilt.state_dict().keys() == filled.state_dict().keys()
@@ -106,7 +99,8 @@ def test_stylegan3_repo_layout_loads_and_matches(tmp_path, filled):
 def test_stylegan2_ada_layout_still_loads(tmp_path, filled):
     path = tmp_path / "ada.pkl"
     write_snapshot(path, filled, ADA_KWARGS)
-    rebuilt, info = load_nvlabs_pkl(path)
+    rebuilt = load_nvlabs_pkl(path)
+    info = rebuilt.load_info
     assert info["layout"] == "stylegan2-ada"
     ws = filled.mapping(torch.randn(1, 32))
     assert torch.equal(rebuilt.synthesis(ws), filled.synthesis(ws))

@@ -8,7 +8,7 @@ import torch
 from facecontrol.models.stylegan2 import Generator as RosinalityGenerator
 from facecontrol.models.stylegan_interface import StyleGAN2Generator
 
-from test_weights.pie import tiny_generator
+from filled_weights.pie import tiny_generator
 
 
 def rosinality_generator() -> RosinalityGenerator:

@@ -7,8 +7,8 @@ import torch
 
 from facecontrol.models.vgg_face import DESCRIPTOR_DIM, NUM_IDENTITIES, VGGFace, load_vgg_face
 
+from filled_weights.pie import _fill
 from pie_stand_ins import astronaut_crop
-from test_weights.pie import _fill
 
 # The released file's keys, in its order (conv blocks, then the three fully connected layers).
 RELEASED_SHAPES = {

@@ -232,8 +232,15 @@ def _stand_in_persistence():
     package, module = types.ModuleType("torch_utils"), types.ModuleType("torch_utils.persistence")
     module._reconstruct_persistent_obj = _reconstruct_persistent_obj
     package.persistence = module
-    saved = {name: sys.modules.get(name) for name in ("torch_utils", "torch_utils.persistence")}
-    sys.modules.update({"torch_utils": package, "torch_utils.persistence": module})
+    with stand_in_modules({"torch_utils": package, "torch_utils.persistence": module}):
+        yield
+
+
+@contextmanager
+def stand_in_modules(modules: dict[str, types.ModuleType]):
+    """``modules`` in sys.modules while the block runs (so pickles refer to them by name), then what was there."""
+    saved = {name: sys.modules.get(name) for name in modules}
+    sys.modules.update(modules)
     try:
         yield
     finally:

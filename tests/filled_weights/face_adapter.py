@@ -12,7 +12,7 @@
   shared CI CPU for each workflow run, the tiny one about a second. The checkpoint keeps the full VAE.
 
 The ControlNet and the UNet share one block layout, as a real Face-Adapter ControlNet shares SD1.5's. Files are
-generated once into a cache folder (FACECONTROL_TEST_WEIGHTS_CACHE, default ~/.cache/facecontrol/test_weights)
+generated once into a cache folder (FACECONTROL_TEST_WEIGHTS_CACHE, default ~/.cache/facecontrol/filled_weights)
 and linked into each test session's model folder.
 """
 
@@ -75,7 +75,7 @@ VISION_CONFIG = dict(
 
 
 def cache_dir() -> Path:
-    default = Path.home() / ".cache" / "facecontrol" / "test_weights"
+    default = Path.home() / ".cache" / "facecontrol" / "filled_weights"
     return Path(os.environ.get("FACECONTROL_TEST_WEIGHTS_CACHE", default)) / f"face_adapter_{VERSION}"
 
 
