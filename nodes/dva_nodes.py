@@ -480,7 +480,7 @@ class DVAEditCLIP(FaceControlNode):
         id_weight,
         l1_weight,
     ) -> io.NodeOutput:
-        from ..pipelines.dva_clip import CLIP_PRESETS, ClipEditSettings, clip_direction_edit
+        from ..pipelines.dva_clip import CLIP_PRESETS, ClipEditSettings, clip_direction_edit, levels_per_pass
 
         if not target_text.strip():
             raise ValueError("'target_text' is empty: describe the edited face, e.g. 'face with beard'")
@@ -493,6 +493,10 @@ class DVAEditCLIP(FaceControlNode):
         clip = clip_patcher()
         load_patchers([dva_model.unet, dva_model.encoder, clip])
         device = dva_model.unet.load_device
+        settings.levels_per_pass = levels_per_pass(
+            free_memory(device, dva_model.unet), dva_model.model_channels, steps, dva_model.precision
+        )
+        log.info("DVA Edit (CLIP): %d of %d trajectory levels per UNet pass", settings.levels_per_pass, steps)
         frame0 = crops_to_model_input(dva_latent.crops[:1], "dva_latent crops")
         with torch.inference_mode(False), torch.enable_grad():
             edited, losses = clip_direction_edit(

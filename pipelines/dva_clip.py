@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .dva import (
+    PRECISIONS,
     DDIMSchedule,
     DVALatent,
     _denoise,
@@ -41,7 +42,9 @@ __all__ = [
     "ClipEditSettings",
     "TextDirection",
     "clip_direction_edit",
+    "clip_edit_backward",
     "clip_edit_losses",
+    "levels_per_pass",
     "imagenet_templates",
     "prepare_clip_edit",
     "reconstruction_trajectory",
@@ -69,6 +72,8 @@ class ClipEditSettings:
     clip_weight: float = 3.0
     id_weight: float = 5.0
     l1_weight: float = 5.0
+    #: trajectory levels per UNet pass; 0: all in one batch, as the authors (see clip_edit_backward)
+    levels_per_pass: int = 0
 
 
 def imagenet_templates() -> list[str]:
@@ -104,14 +109,21 @@ class TextDirection:
         std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
         return F.normalize(self.model.encode_image((x - mean) / std).float(), dim=-1)
 
-    def directional_distance(self, source_embedding: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """StyleGAN-NADA's clip_directional_loss: mean 1 - cos(unit image direction, text direction)."""
+    def directional_distances(
+        self, source_embedding: torch.Tensor, target: torch.Tensor, unmoved: bool | None = None
+    ) -> torch.Tensor:
+        """(B,) 1 - cos(unit image direction, text direction) per image. `unmoved` (their fallback to the
+        target embedding when no image has moved) is decided over these images unless given."""
         target_embedding = self.image_embedding(target)
         edit = target_embedding - source_embedding
         edit = edit / (edit.norm(dim=-1, keepdim=True) + 1e-7)
-        if bool((edit == 0).all()):  # their fallback when the images have not moved at all
+        if bool((edit == 0).all()) if unmoved is None else unmoved:
             edit = target_embedding
-        return (1 - F.cosine_similarity(edit, self.text_direction, dim=1)).mean()
+        return 1 - F.cosine_similarity(edit, self.text_direction, dim=1)
+
+    def directional_distance(self, source_embedding: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """StyleGAN-NADA's clip_directional_loss: the mean of :meth:`directional_distances`."""
+        return self.directional_distances(source_embedding, target).mean()
 
     def loss(self, source_embedding: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return -torch.log((2 - self.directional_distance(source_embedding, target)) / 2)
@@ -160,10 +172,7 @@ class ClipEditState:
 def clip_edit_losses(unet, encoder, state: ClipEditState, edit_code: torch.Tensor) -> dict[str, torch.Tensor]:
     """The three terms for one iteration (differentiable in edit_code) and their one-step outputs."""
     code = l2_normalize(edit_code)
-    levels = state.trajectory[:-1]
-    z_face = encoder.face_code(code, state.z_lnd0).expand(len(levels), -1)
-    indices = list(reversed(range(len(state.schedule))))
-    stepped = ddim_step(unet, levels, indices, z_face, state.schedule)
+    stepped = _one_step_outputs(unet, encoder, state, code, slice(None))
     target = state.trajectory[1:]
     return {
         "clip": state.direction.loss(state.source_embedding, stepped),
@@ -171,6 +180,76 @@ def clip_edit_losses(unet, encoder, state: ClipEditState, edit_code: torch.Tenso
         "l1": F.l1_loss(target * state.mask, stepped * state.mask),
         "outputs": stepped,
     }
+
+
+def _one_step_outputs(unet, encoder, state: ClipEditState, code: torch.Tensor, levels: slice) -> torch.Tensor:
+    """The one-step outputs of trajectory levels `levels` (indices into trajectory[:-1]) with unit `code`."""
+    x = state.trajectory[:-1][levels]
+    indices = list(reversed(range(len(state.schedule))))[levels]
+    z_face = encoder.face_code(code, state.z_lnd0).expand(len(x), -1)
+    return ddim_step(unet, x, indices, z_face, state.schedule)
+
+
+def _weighted(settings: ClipEditSettings, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+    return settings.clip_weight * terms["clip"] + settings.id_weight * terms["id"] + settings.l1_weight * terms["l1"]
+
+
+def clip_edit_backward(
+    unet, encoder, state: ClipEditState, edit_code: torch.Tensor, settings: ClipEditSettings
+) -> dict[str, float]:
+    """One iteration: the weighted loss's gradient accumulated on edit_code; returns the terms and the total.
+
+    With ``settings.levels_per_pass`` below the number of levels, the levels go through the UNet that many
+    at a time, so the activations held for the backward pass shrink in proportion. The L1 and the CLIP
+    distances are means over levels, but the CLIP term -log((2 - D) / 2) is not, so D is first computed
+    without gradients and each pass backpropagates its distances weighted by 1 / (S (2 - D)): the same
+    gradient as one pass, for one more forward pass.
+    """
+    count = len(state.trajectory) - 1
+    per_pass = settings.levels_per_pass if 0 < settings.levels_per_pass < count else count
+    if per_pass == count:
+        terms = clip_edit_losses(unet, encoder, state, edit_code)
+        total = _weighted(settings, terms)
+        total.backward()
+        return {"clip": float(terms["clip"]), "id": float(terms["id"]), "l1": float(terms["l1"]), "total": float(total)}
+    passes = [slice(i, min(i + per_pass, count)) for i in range(0, count, per_pass)]
+    source, target = state.source_embedding, state.trajectory[1:]
+    with torch.no_grad():
+        code = l2_normalize(edit_code)
+        outputs = [_one_step_outputs(unet, encoder, state, code, part) for part in passes]
+        moved = torch.cat([state.direction.image_embedding(o) - source[p] for o, p in zip(outputs, passes)])
+        unmoved = bool((moved == 0).all())
+        distance = torch.cat(
+            [state.direction.directional_distances(source[p], o, unmoved) for o, p in zip(outputs, passes)]
+        ).mean()
+    clip_scale = settings.clip_weight / (count * (2 - float(distance)))
+    numel = target.numel()
+    identity, l1 = None, 0.0
+    for part in passes:
+        code = l2_normalize(edit_code)
+        stepped = _one_step_outputs(unet, encoder, state, code, part)
+        distances = state.direction.directional_distances(source[part], stepped, unmoved)
+        l1_part = (target[part] * state.mask - stepped * state.mask).abs().sum() / numel
+        loss = clip_scale * distances.sum() + settings.l1_weight * l1_part
+        if identity is None:
+            identity = 1 - (code[0] * state.z0[0]).sum()
+            loss = loss + settings.id_weight * identity
+        loss.backward()
+        l1 += float(l1_part)
+    clip = -float(torch.log((2 - distance) / 2))
+    terms = {"clip": clip, "id": float(identity), "l1": l1}
+    return {**terms, "total": settings.clip_weight * clip + settings.id_weight * terms["id"] + settings.l1_weight * l1}
+
+
+def levels_per_pass(free_bytes: int, model_channels: int = 128, levels: int = 5, precision: str = "fp32") -> int:
+    """How many trajectory levels one forward-and-backward pass may hold in `free_bytes`.
+
+    About 3.9 GB a level for the released 128-channel UNet at 256 px in float32 (measured: a batch-5
+    iteration peaked at 19.4 GB on the CPU), scaled by width, halved under fp16/bf16 autocast; half the
+    free memory is left as headroom.
+    """
+    per_level = 3.9e9 * (model_channels / 128) * (0.5 if PRECISIONS.get(precision) is not None else 1.0)
+    return int(max(1, min(levels, (free_bytes * 0.5) // per_level)))
 
 
 def prepare_clip_edit(unet, encoder, clip_model, frame0: torch.Tensor, settings: ClipEditSettings) -> ClipEditState:
@@ -211,13 +290,8 @@ def clip_direction_edit(
     losses = []
     for it in range(settings.iterations):
         optimiser.zero_grad()
-        terms = clip_edit_losses(unet, encoder, state, edit_code)
-        loss = (
-            settings.clip_weight * terms["clip"] + settings.id_weight * terms["id"] + settings.l1_weight * terms["l1"]
-        )
-        loss.backward()
+        losses.append(clip_edit_backward(unet, encoder, state, edit_code, settings)["total"])
         optimiser.step()
-        losses.append(float(loss))
         if callback is not None:
             callback(it + 1, settings.iterations)
     logger.info(

@@ -5,10 +5,11 @@
 #
 #   scripts/bench_device.sh [--quick] [--cpu] [--only face_adapter dva pie] [--json rows.json]
 #
-# Environment: PYTHON (default: the checkout's .venv), COMFYUI_DIR (the ComfyUI whose nodes Face-Adapter's
+# Environment: PYTHON (default: COMFYUI_PYTHON, the environment of another ComfyUI as scripts/test.sh takes it,
+# else the checkout's .venv), COMFYUI_DIR (the ComfyUI whose nodes Face-Adapter's
 # graph runs), FACE_ICT_DIR (the ICT-FaceKit files PIE's test weights read).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PY="${PYTHON:-$ROOT/.venv/bin/python}"
+PY="${PYTHON:-${COMFYUI_PYTHON:-$ROOT/.venv/bin/python}}"
 [ -x "$PY" ] || PY="$(command -v python3)"
 exec "$PY" "$ROOT/scripts/bench_device.py" "$@"

@@ -272,7 +272,9 @@ def clip_edit(args) -> None:
     for module in (unet, encoder, clip_model):
         dva_clip.make_autograd_ready(module)
     frame0 = carphone_crops(1).to(args.device)
-    settings = dva_clip.ClipEditSettings(target_text="face with beard", iterations=args.iterations)
+    settings = dva_clip.ClipEditSettings(
+        target_text="face with beard", iterations=args.iterations, levels_per_pass=args.levels_per_pass
+    )
     start = time.perf_counter()
     state = dva_clip.prepare_clip_edit(unet, encoder, clip_model, frame0, settings)
     sync(args.device)
@@ -283,11 +285,7 @@ def clip_edit(args) -> None:
     for _ in range(settings.iterations):
         start = time.perf_counter()
         optimiser.zero_grad()
-        terms = dva_clip.clip_edit_losses(unet, encoder, state, edit_code)
-        loss = (
-            settings.clip_weight * terms["clip"] + settings.id_weight * terms["id"] + settings.l1_weight * terms["l1"]
-        )
-        loss.backward()
+        dva_clip.clip_edit_backward(unet, encoder, state, edit_code, settings)
         optimiser.step()
         sync(args.device)
         seconds.append(time.perf_counter() - start)
@@ -296,6 +294,8 @@ def clip_edit(args) -> None:
             "bench": "clip_edit",
             "weights": args.weights,
             "levels": settings.steps,
+            "levels_per_pass": settings.levels_per_pass or settings.steps,
+            "peak_rss_mb": round(peak_rss_mb(), 1),
             "setup_seconds": round(setup, 1),
             "iterations": len(seconds),
             "seconds_per_iteration": [round(x, 2) for x in seconds],
@@ -324,6 +324,7 @@ def main() -> None:
     parser.add_argument(
         "--released-size", action="store_true", help="filled weights at the released sizes instead of the test ones"
     )
+    parser.add_argument("--levels-per-pass", type=int, default=0, help="CLIP edit levels per UNet pass (0: all)")
     parser.add_argument("--iterations", type=int, default=3, help="CLIP edit iterations to time (clip bench)")
     parser.add_argument("--batch-frames", type=int, default=8, help="frames for the batching comparison (speed)")
     args = parser.parse_args()

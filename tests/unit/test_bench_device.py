@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +28,7 @@ def test_device_benchmark_runs_at_reduced_size(tmp_path):
         capture_output=True,
         text=True,
         timeout=3000,
-        env=dict(os.environ, PYTHON=os.environ.get("PYTHON", str(REPO_ROOT / ".venv" / "bin" / "python"))),
+        env=dict(os.environ, PYTHON=os.environ.get("PYTHON", sys.executable)),  # this test's environment
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table = json.loads(rows_path.read_text())

@@ -18,8 +18,10 @@ from facecontrol.pipelines.dva_clip import (
     CLIP_PRESETS,
     ClipEditSettings,
     clip_direction_edit,
+    clip_edit_backward,
     clip_edit_losses,
     imagenet_templates,
+    levels_per_pass,
     prepare_clip_edit,
 )
 
@@ -204,14 +206,16 @@ def test_first_iteration_equals_the_authors_loop(networks, frame0):
     offset = 0.05 * torch.sign(torch.sin(torch.arange(512.0)))[None]
     reference = _authors_first_iteration(unet, encoder, clip, frame0, "face", "face with beard", PRESET, offset)
     _, ours = _ours(unet, encoder, clip, frame0, settings, offset)
-    for name in ("clip", "id", "l1", "total"):
-        assert float(ours[name]) == pytest.approx(float(reference[name]), rel=1e-4, abs=1e-7), name
+    # float32 rounding, amplified by the directional term (it normalises a small image difference), differs
+    # with the torch build and the CPU thread count. Measured on torch 2.14.1 and 2.9.1 with one and two
+    # threads: the CLIP term within 1.1e-3 of itself, the gradient within 0.22-0.38% of its largest entry
+    # and 0.21-0.44% in norm.
+    for name, rel in (("clip", 3e-3), ("id", 1e-4), ("l1", 1e-4), ("total", 3e-3)):
+        assert float(ours[name]) == pytest.approx(float(reference[name]), rel=rel, abs=1e-7), name
     assert float(ours["l1"]) > 0 and float(ours["id"]) > 0
-    # the directional term normalises a small image difference, which amplifies float32 rounding: the
-    # gradients agree to 0.3% of their largest entry (measured), not to the last bit
     scale = float(reference["grad"].abs().max())
-    assert scale > 0 and float((ours["grad"] - reference["grad"]).abs().max()) < 3e-3 * scale
-    assert float((ours["grad"] - reference["grad"]).norm() / reference["grad"].norm()) < 5e-3
+    assert scale > 0 and float((ours["grad"] - reference["grad"]).abs().max()) < 8e-3 * scale
+    assert float((ours["grad"] - reference["grad"]).norm() / reference["grad"].norm()) < 8e-3
 
 
 def test_one_iteration_applies_adams_first_step_to_the_current_code(networks, frame0):
@@ -229,3 +233,30 @@ def test_one_iteration_applies_adams_first_step_to_the_current_code(networks, fr
     step = -settings.lr * code.grad / (code.grad.abs() + 1e-8)  # Adam's first step
     assert len(losses) == 1
     assert torch.allclose(edited, dva.l2_normalize(edited_before + 0.5 * step), atol=1e-6)
+
+
+def test_levels_in_several_passes_give_the_one_pass_loss_and_gradient(networks, frame0):
+    """Passes of 2 + 2 + 1 levels hold fewer activations; the CLIP term's log is undone by weighting each
+    pass with 1 / (S (2 - D)), so loss and gradient must be the one-pass ones. Off z0: at z0 the image
+    direction is rounding noise, which another batch split rounds differently."""
+    unet, encoder, clip = networks
+    offset = 0.05 * torch.sign(torch.sin(torch.arange(512.0)))[None]
+    grads, totals = [], []
+    for per_pass in (0, 2):
+        settings = ClipEditSettings("face with beard", "face", levels_per_pass=per_pass)
+        state = prepare_clip_edit(unet, encoder, clip, frame0, settings)
+        code = torch.nn.Parameter(state.z0 + offset)
+        totals.append(clip_edit_backward(unet, encoder, state, code, settings))
+        grads.append(code.grad.clone())
+    # another batch split rounds the UNet differently, and the directional term amplifies that rounding:
+    # the CLIP term moves by 3e-4 of itself (measured), as it does between one and two CPU threads
+    for name, rel in (("clip", 2e-3), ("id", 1e-6), ("l1", 1e-4), ("total", 2e-3)):
+        assert totals[1][name] == pytest.approx(totals[0][name], rel=rel, abs=1e-7), name
+    assert float((grads[1] - grads[0]).norm() / grads[0].norm()) < 5e-3  # measured 9e-4
+
+
+def test_levels_per_pass_follows_free_memory():
+    gb = 1e9
+    assert levels_per_pass(64 * gb) == 5  # the authors' one batch fits
+    assert levels_per_pass(12 * gb) == 1 and levels_per_pass(12 * gb, precision="bf16") == 3
+    assert levels_per_pass(1 * gb) == 1 and levels_per_pass(40 * gb, model_channels=32) == 5
