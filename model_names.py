@@ -44,6 +44,7 @@ DVA_CLIP = "dva/clip/ViT-B-16.pt"
 
 # PIE
 PIE_VGG16 = "stylegan2/vgg16-397923af.pth"
+PIE_VGG_FACE = "stylegan2/vgg_face_dag.pth"  # VGG-Face (PIE's recognition network; the pack's default is IR-SE50)
 PIE_D3DFR = "face_3dmm/deep3dfacerecon/epoch_20.pth"
 PIE_BFM = "face_3dmm/BFM/BFM_model_front.mat"
 PIE_STANDARD_LANDMARKS = "face_3dmm/BFM/similarity_Lm3D_all.mat"

@@ -132,6 +132,21 @@ def build_recognition(path: Path) -> torch.nn.Module:
     return net
 
 
+def build_vgg_face(path: Path) -> torch.nn.Module:
+    from ..models.vgg_face import load_vgg_face
+
+    return load_vgg_face(path)
+
+
+def recognition_patcher(name: str):
+    """The recognition network Psi ``name`` (one of pie.RECOGNITION_NETS), resolved from the model folders."""
+    if name == "ir_se50":
+        return cached_patcher(resolve_model(names.DVA_IDNET), build_recognition)
+    if name == "vgg_face":
+        return cached_patcher(resolve_model(names.PIE_VGG_FACE), build_vgg_face)
+    raise ValueError(f"'recognition_net' must be one of {pie.RECOGNITION_NETS}, got {name!r}")
+
+
 def build_perceptual(path: Path) -> torch.nn.Module:
     return load_vgg_perceptual(path)
 
@@ -148,12 +163,16 @@ def _autograd_mode():
 
 
 def pie_models(
-    stylegan: StyleGANHandle, recognition: bool, perceptual: bool, face_model: str = "ict_facekit"
+    stylegan: StyleGANHandle,
+    recognition: bool,
+    perceptual: bool,
+    face_model: str = "ict_facekit",
+    recognition_net: str = "ir_se50",
 ) -> pie.PIEModels:
     """Bring every network the energies need onto the compute device through ComfyUI's memory manager."""
     patchers = [stylegan.patcher, formation_patcher(face_model)]
     if recognition:
-        patchers.append(cached_patcher(resolve_model(names.DVA_IDNET), build_recognition))
+        patchers.append(recognition_patcher(recognition_net))
     if perceptual:
         patchers.append(cached_patcher(resolve_model(names.PIE_VGG16), build_perceptual))
     load_patchers(patchers)
@@ -310,8 +329,8 @@ WEIGHT_INPUTS = [
     ("identity", 1.0, "E_identity: w = RigNet(w, theta_w)"),
     ("edit", 1.0, "E_edit: RigNet edits take v's parameters"),
     ("invariance", 1.0, "E_invariance: RigNet edits keep the other parameters"),
-    ("recognition", 0.1, "E_recognition: IR-SE50 identity of I_w"),
-    ("recognition_edit", 0.1, "E_recognition: IR-SE50 identity of the RigNet edits"),
+    ("recognition", 0.1, "E_recognition: identity (recognition_net) of I_w"),
+    ("recognition_edit", 0.1, "E_recognition: identity (recognition_net) of the RigNet edits"),
     ("photo", 1.0, "l(I, theta): photometric weight"),
     ("landmark", 10.0, "l(I, theta): landmark weight"),
 ]
@@ -319,13 +338,25 @@ DIRECT_WEIGHT_INPUTS = [
     ("tau_weight", 10.0, "the edited groups reach their target"),
     ("keep_weight", 1.0, "the other parameters stay"),
     ("image_weight", 1.0, "the face renders like the target parameters"),
-    ("recognition_weight", 0.1, "IR-SE50 identity stays (0: IR-SE50 is not loaded)"),
+    ("recognition_weight", 0.1, "the identity (recognition_net) stays (0: no recognition network is loaded)"),
     ("latent_weight", 0.1, "the latent stays near the embedding"),
 ]
 OPTIMIZER_TIP = (
     "adam (default: the step counts and rates here were tuned with it) or adadelta (PIE's optimiser; "
     "its lr is a multiplier, about 1)"
 )
+
+
+RECOGNITION_TIP = (
+    "Psi of the recognition terms: ir_se50 (default; dva/pretrained_models/model_ir_se50.pth) or vgg_face "
+    "(PIE's network; stylegan2/vgg_face_dag.pth, pytorch-mcn's conversion)"
+)
+
+
+def _recognition_input() -> io.Combo.Input:
+    return io.Combo.Input(
+        "recognition_net", options=list(pie.RECOGNITION_NETS), default="ir_se50", optional=True, tooltip=RECOGNITION_TIP
+    )
 
 
 def _optimizer_input(default_lr: float) -> list:
@@ -354,12 +385,15 @@ class PIEEmbedSettings(FaceControlNode):
                 ],
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="draws the random v of E_edit"),
                 io.Int.Input("chunk", default=4, min=0, max=1024, tooltip="portraits optimised together (0: all)"),
+                _recognition_input(),
             ],
             outputs=[PIE_EMBED_SETTINGS.Output(display_name="settings")],
         )
 
     @classmethod
-    def execute(cls, steps_w, steps_wplus, lr, optimizer, seed, chunk, **weights) -> io.NodeOutput:
+    def execute(
+        cls, steps_w, steps_wplus, lr, optimizer, seed, chunk, recognition_net="ir_se50", **weights
+    ) -> io.NodeOutput:
         if steps_w + steps_wplus <= 0:
             raise ValueError("'steps_w' + 'steps_wplus' must be at least 1")
         return io.NodeOutput(
@@ -370,6 +404,7 @@ class PIEEmbedSettings(FaceControlNode):
                 optimizer=optimizer,
                 seed=seed,
                 chunk=chunk,
+                recognition_net=recognition_net,
                 weights=pie.PIEWeights(**weights),
             )
         )
@@ -391,6 +426,7 @@ class PIEEditSettings(FaceControlNode):
                     io.Float.Input(name, default=value, min=0.0, max=1000.0, step=0.01, tooltip=tip)
                     for name, value, tip in DIRECT_WEIGHT_INPUTS
                 ],
+                _recognition_input(),
             ],
             outputs=[PIE_EDIT_SETTINGS.Output(display_name="settings")],
         )
@@ -455,6 +491,7 @@ class PIEEmbed(FaceControlNode):
             recognition=weights.recognition > 0 or weights.recognition_edit > 0,
             perceptual=weights.perceptual > 0,
             face_model=face_model,
+            recognition_net=config.recognition_net,
         )
         image = _to_generator_input(crops, "crops", _device(models))
         result = pie.embed(
@@ -589,7 +626,11 @@ class PIEEdit(FaceControlNode):
             raise ValueError("'mode' is rignet but no 'rignet' is connected; load one or use mode auto or direct")
         config = settings or pie.DirectEditConfig()
         models = pie_models(
-            stylegan, recognition=config.recognition_weight > 0, perceptual=False, face_model=pie_latent.face_model
+            stylegan,
+            recognition=config.recognition_weight > 0,
+            perceptual=False,
+            face_model=pie_latent.face_model,
+            recognition_net=config.recognition_net,
         )
         device = _device(models)
         request = pie.EditRequest(

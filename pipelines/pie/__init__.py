@@ -38,7 +38,16 @@ from .edit import (
     regress_generated,
     run_edit,
 )
-from .embed import OPTIMIZERS, EmbedConfig, EmbedResult, StepCallback, deterministic_backward, embed, make_optimizer
+from .embed import (
+    OPTIMIZERS,
+    RECOGNITION_NETS,
+    EmbedConfig,
+    EmbedResult,
+    StepCallback,
+    deterministic_backward,
+    embed,
+    make_optimizer,
+)
 from .energies import PIEModels, PIEWeights, Target, image_loss, make_target, perceptual_distance, pie_energies
 from .formation import LANDMARK_CROP, TAU_KEYS, FaceFormation, Theta, detach_theta, tau_vector, theta_distance, with_tau
 from .generator import sample_mixed_w_plus, sample_w_plus, synthesize
@@ -51,6 +60,7 @@ __all__ = [
     "EditRequest",
     "run_edit",
     "OPTIMIZERS",
+    "RECOGNITION_NETS",
     "make_optimizer",
     "EDIT_SLIDERS",
     "EXPRESSION_SLIDERS",

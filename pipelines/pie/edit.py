@@ -30,6 +30,7 @@ class DirectEditConfig:
     photo: float = 1.0
     landmark: float = 10.0
     optimizer: str = "adam"
+    recognition_net: str = "ir_se50"  # the Psi the nodes load (embed.RECOGNITION_NETS)
 
 
 def regress_generated(models: PIEModels, w_plus: torch.Tensor) -> Theta:

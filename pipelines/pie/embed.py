@@ -28,6 +28,11 @@ class EmbedConfig:
     seed: int = 0
     optimizer: str = "adam"  # or "adadelta" (the paper's; wants lr about 1)
     chunk: int = 0  # portraits optimised together (0: the whole batch)
+    recognition_net: str = "ir_se50"  # the Psi the nodes load: ir_se50 (the pack's default) or vgg_face (PIE's)
+
+
+#: recognition networks Psi of E_recognition: IR-SE50 (default: also DVA's, and ArcFace-trained) or VGG-Face (PIE's)
+RECOGNITION_NETS = ("ir_se50", "vgg_face")
 
 
 OPTIMIZERS = ("adam", "adadelta")
