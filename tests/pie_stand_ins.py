@@ -169,7 +169,7 @@ def face_generator(resolution: int = 64):
 def fitted_landmark_net(steps: int = 600, batch: int = 32, seed: int = 0) -> FittedLandmarkNet:
     """Fit :class:`FittedLandmarkNet` to style-mixed renders of :func:`face_generator` (about a minute on CPU;
     mean error about 0.7 px at 64 px, and the ICT fit's yaw correlates with the true yaw at 0.997)."""
-    from test_weights.pie import mean_face_landmarks_unit
+    from filled_weights.pie import mean_face_landmarks_unit
 
     generator = face_generator()
     model = load_ict_model(ict_facekit_dir() / "face_model.npz")

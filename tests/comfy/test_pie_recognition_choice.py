@@ -8,8 +8,8 @@ import torch
 
 from facecontrol.models.vgg_face import VGGFace
 
+from filled_weights.pie import _fill
 from pie_stand_ins import astronaut_crop
-from test_weights.pie import _fill
 
 pytestmark = pytest.mark.comfy
 
