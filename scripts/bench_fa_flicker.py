@@ -14,7 +14,7 @@ The mask is the geometric one for both, so the control image differs only throug
 Printed: the mean absolute frame-to-frame change of the landmark image and of the control image (0..255), and
 the mean frame-to-frame displacement and second difference (jitter) of the 70 drawn points in 512-crop pixels.
 
-    .venv/bin/python scripts/bench_fa_flicker.py [--frames 64]
+    .venv/bin/python scripts/bench_fa_flicker.py [--frames 64] [--models comfyui/models]
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ def _comfy_in_process() -> None:
     comfy.cli_args.args.cpu = not torch.cuda.is_available()
 
 
-def _model_folders(root: Path) -> None:
-    """Filled spatial weights and the ICT export in a temporary model tree registered with ComfyUI."""
+def _model_folders(root: Path, fill: bool = True) -> None:
+    """The model tree registered with ComfyUI: by default a temporary one with the filled spatial weights and the
+    ICT export; with --models, the user's own (real d3dfr and BFM, if present there)."""
     import folder_paths
 
     from facecontrol.nodes.common import register_model_folders
@@ -53,7 +54,8 @@ def _model_folders(root: Path) -> None:
     from media import ict_facekit_dir
     from test_weights import spatial
 
-    spatial.install(root)
+    if fill:
+        spatial.install(root)
     ict = root / "face_3dmm" / "ict_facekit"
     ict.mkdir(parents=True, exist_ok=True)
     for name in ("face_model.npz", "landmarks_model.npz"):
@@ -119,6 +121,12 @@ def run(frames: np.ndarray, source: np.ndarray, backend: str, smoothed: bool) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=64)
+    parser.add_argument(
+        "--models",
+        type=Path,
+        help="a ComfyUI models folder with the real face_adapter/third_party/d3dfr_res50_nofc.pth and "
+        "BFM_model_front.mat (default: filled weights in a temporary folder)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     _comfy_in_process()
@@ -128,7 +136,7 @@ def main() -> None:
     source = load_rgb("astronaut.png")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        _model_folders(Path(tmp))
+        _model_folders(args.models or Path(tmp), fill=args.models is None)
         for backend in ("ict_facekit", "bfm_d3dfr"):
             for smoothed in (False, True):
                 rows.append((backend, smoothed, run(frames, source, backend, smoothed)))
@@ -139,7 +147,8 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|")
     for backend, smoothed, r in rows:
-        weights = "ICT-FaceKit export (real)" if backend == "ict_facekit" else "filled d3dfr, synthetic BFM"
+        bfm_weights = f"from {args.models}" if args.models else "filled d3dfr, synthetic BFM"
+        weights = "ICT-FaceKit export (real)" if backend == "ict_facekit" else bfm_weights
         label = "crops + sigma 1.5" if smoothed else "off"
         print(
             f"| {backend} | {weights} | {label} | {r['landmark image']:.3f} | {r['control image']:.3f} "
