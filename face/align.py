@@ -218,13 +218,18 @@ def faceadapter_box_corners(box: np.ndarray, crop_ratio: float = 0.81) -> np.nda
     """Corners [[x1,y1],[x1,y2],[x2,y2],[x2,y1]] of Face-Adapter's loose square around a detection box.
 
     Like the authors' code the half-side is width*crop_ratio (the height is not used); crop_ratio <= 0
-    gives the tight square of side max(width, height).
+    gives the tight square of side max(width, height). Computed in float32 as the authors' code does on
+    SCRFD's float32 boxes: in float64 the 512 matrix moved by ~2e-5, which changed a few pixels of the 512
+    crop and, through the second detection on it, the 256 crop (tests/integration/test_face_adapter_end_to_end.py).
     """
-    x1, y1, x2, y2 = (float(v) for v in box[:4])
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    half = (x2 - x1) * crop_ratio if crop_ratio > 0 else max(x2 - x1, y2 - y1) / 2
+    x1, y1, x2, y2 = (np.float32(v) for v in box[:4])
+    cx, cy = np.float32(0.5) * (x2 + x1), np.float32(0.5) * (y2 + y1)
+    if crop_ratio > 0:
+        half = (x2 - x1) * np.float32(crop_ratio)
+    else:
+        half = max(x2 - x1, y2 - y1) * np.float32(0.5)
     x1, y1, x2, y2 = cx - half, cy - half, cx + half, cy + half
-    return np.array([[x1, y1], [x1, y2], [x2, y2], [x2, y1]], np.float64)
+    return np.array([[x1, y1], [x1, y2], [x2, y2], [x2, y1]], np.float32).astype(np.float64)
 
 
 def smooth_boxes(boxes: np.ndarray, sigma_center: float = 1.0, sigma_size: float = 3.0) -> np.ndarray:

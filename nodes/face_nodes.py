@@ -137,7 +137,7 @@ def chain_input() -> io.Combo.Input:
         default="auto",
         optional=True,
         tooltip="authors: frame -> 512 crop (bilinear, no pre-shrink), the 5 points detected "
-        "again on it with SCRFD, that crop warped to 256, as Face-Adapter's infer.py; one "
+        "again on it (SCRFD as infer.py, or mediapipe when it found the faces), that crop warped to 256; one "
         "warp: every crop straight from the frame (anti-aliased). auto: the authors' "
         "chain when SCRFD is present",
     )
@@ -149,8 +149,21 @@ def _scrfd_points(crop: np.ndarray) -> np.ndarray | None:
     boxes, kps = detector._raw_detect(crop)
     if not len(boxes):
         return None
-    keys = (boxes[:, 2] - boxes[:, 0]) * boxes[:, 3] - boxes[:, 1]
-    return kps[int(np.argmax(keys))]
+    return kps[face_align.faceadapter_pick_face(boxes)]
+
+
+def _mediapipe_points(crop: np.ndarray) -> np.ndarray | None:
+    """Five mediapipe points of the face the authors' key picks on a 512 crop, or None."""
+    found = get_detector("mediapipe").detect(crop)
+    if not found:
+        return None
+    return found[face_align.faceadapter_pick_face(np.stack([f.box for f in found]))].lm5.astype(np.float32)
+
+
+def redetector(backend: str):
+    """The re-detection of the authors' chain runs the detector that found the faces: SCRFD as the authors do,
+    or mediapipe on the open path (so the chain's geometry can be had without the restricted SCRFD file)."""
+    return _scrfd_points if backend == "insightface-scrfd" else _mediapipe_points
 
 
 @dataclass
@@ -158,6 +171,7 @@ class AuthorsChain:
     forward512: np.ndarray  # (B,2,3) frame -> 512
     canvas: np.ndarray  # (B,2,3) frame -> 256 (the 512 -> 256 re-detected matrix after forward512)
     crops512: np.ndarray  # (B,512,512,3) uint8
+    warp256: np.ndarray  # (B,2,3) 512 -> 256, the matrix fitted on the re-detected points
 
 
 def authors_crop_chain(
@@ -165,18 +179,21 @@ def authors_crop_chain(
     faces: FaceSet,
     crop_ratio: float = 0.81,
     boxes: np.ndarray | None = None,
-    redetect=_scrfd_points,
+    redetect=None,
 ) -> AuthorsChain:
-    """Face-Adapter's crop chain over frames (see face.align.authors_chain)."""
+    """Face-Adapter's crop chain over frames (see face.align.authors_chain); `redetect` defaults to the detector
+    that found `faces` (redetector)."""
     from ..face.types import compose_affine
 
+    redetect = redetector(faces.backend) if redetect is None else redetect
     boxes = faces.boxes() if boxes is None else boxes
     forward = face_align.faceadapter512_crop(boxes, faces.image_size, crop_ratio).forward
     lm5 = faces.lm5()
-    crops, canvas, lost = [], [], []
+    crops, canvas, warps, lost = [], [], [], []
     for i, frame in enumerate(frames):
         crop, warp, found = face_align.authors_chain(frame, forward[i], lm5[i], redetect)
         crops.append(crop)
+        warps.append(warp)
         canvas.append(compose_affine(warp, forward[i]))
         if not found:
             lost.append(i)
@@ -186,17 +203,22 @@ def authors_crop_chain(
             "mapped into the crop instead",
             lost[:20],
         )
-    return AuthorsChain(forward, np.stack(canvas), np.stack(crops))
+    return AuthorsChain(forward, np.stack(canvas), np.stack(crops), np.stack(warps))
 
 
 def chain_256_crops(chain: AuthorsChain, canvas: np.ndarray) -> np.ndarray:
-    """256 crops cut from the 512 crops (the authors' second warp) for frame -> 256 matrices ``canvas``."""
+    """256 crops cut from the 512 crops (the authors' second warp) for frame -> 256 matrices ``canvas``.
+
+    The chain's own canvas is cut with the fitted 512 -> 256 matrix itself: going through frame -> 256 and the
+    inverse of frame -> 512 moves the bilinear weights by float round-off, which flipped single levels on
+    about 1% of the 256 crop's pixels (tests/integration/test_face_adapter_end_to_end.py)."""
     from ..face.types import compose_affine, invert_affines
 
-    inverse512 = invert_affines(chain.forward512)
-    return np.stack(
-        [face_align.plain_warp(c, compose_affine(m, inv), 256) for c, m, inv in zip(chain.crops512, canvas, inverse512)]
-    )
+    if np.array_equal(canvas, chain.canvas):
+        warps = chain.warp256
+    else:
+        warps = [compose_affine(m, inv) for m, inv in zip(canvas, invert_affines(chain.forward512))]
+    return np.stack([face_align.plain_warp(c, m, 256) for c, m in zip(chain.crops512, warps)])
 
 
 class DetectFaces(FaceControlNode):
