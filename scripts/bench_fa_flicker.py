@@ -7,7 +7,7 @@ Control). "smoothed" is the workflow's setting: the driver's 512 crops smoothed 
 frames) and Fit 3DMM's smooth_sigma 1.5; "raw" turns both off.
 
 ict_facekit runs the open ICT-FaceKit export (FACE_ICT_DIR). bfm_d3dfr runs the d3dfr regressor with FILLED weights
-(tests/test_weights/spatial.py) and the golden fixture's synthetic BFM, as no release file is here: its numbers
+(tests/filled_weights/spatial.py) and the golden fixture's synthetic BFM, as no release file is here: its numbers
 show what the crop, canvas and coefficient smoothing do to the drawing, not the real regressor's own jitter.
 The mask is the geometric one for both, so the control image differs only through the 3DMM path.
 
@@ -51,8 +51,8 @@ def _model_folders(root: Path, fill: bool = True) -> None:
 
     from facecontrol.nodes.common import register_model_folders
 
+    from filled_weights import spatial
     from media import ict_facekit_dir
-    from test_weights import spatial
 
     if fill:
         spatial.install(root)

@@ -247,7 +247,7 @@ def _empty_prompt(checkpoint: Path) -> torch.Tensor:
     from safetensors.torch import load_file
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from test_weights.face_adapter import CLIP_TEXT_CONFIG
+    from filled_weights.face_adapter import CLIP_TEXT_CONFIG
 
     prefix = "cond_stage_model.transformer."
     state = {k[len(prefix) :]: v.float() for k, v in load_file(checkpoint).items() if k.startswith(prefix)}

@@ -1,7 +1,7 @@
 """End to end: the shipped reenactment and swap workflows, set to the authors' path, give the blended 512 crop
 that a plain PyTorch + diffusers transcription of the authors' infer.py order gives (tests/fa_authors_order.py),
 from the same two real photos (astronaut as source, t1.jpg as driver/target) and the same filled weights in the
-released layouts (tests/test_weights/face_adapter.py, spatial.py, and a filled pretrained_unet/).
+released layouts (tests/filled_weights/face_adapter.py, spatial.py, and a filled pretrained_unet/).
 
 Both sides run: the authors' crop chain (frame -> 512, the five points again on the crop, -> 256), d3dfr and the
 BFM, the recombination (the source's identity coefficients into the driver's), the 70-point drawing, the seg UNet
@@ -49,7 +49,7 @@ AUTHORS_CHAIN = "authors (512, re-detect, 256)"  # nodes/face_nodes.py CHAINS; t
 
 @pytest.fixture(scope="module")
 def release_unet(model_root):
-    from test_weights.face_adapter import diffusers_unet
+    from filled_weights.face_adapter import diffusers_unet
 
     unet_dir = model_root / "face_adapter" / "pretrained_unet"
     diffusers_unet().save_pretrained(unet_dir, safe_serialization=True)
@@ -61,7 +61,7 @@ def release_unet(model_root):
 def networks(model_root, release_unet):
     import fa_authors_order as authors
 
-    from test_weights.face_adapter import CKPT_NAME, VAE_NAME
+    from filled_weights.face_adapter import CKPT_NAME, VAE_NAME
 
     return authors.load_networks(model_root, model_root / "checkpoints" / CKPT_NAME, model_root / "vae" / VAE_NAME)
 
