@@ -1,21 +1,23 @@
 """PIE in a real ComfyUI server: the shipped pie_portrait_edit workflow (test weights: the 64 px generator of
 tests/filled_weights/pie.py, filled landmark and VGG weights, an untrained RigNet) and bad inputs.
 
-The yaw check uses direct mode (no trained RigNet exists in CI): the regressor of the edited face, run here on
-the saved PNGs with the same landmark network and ICT model files, must see the head turned the way the
-+15 degree slider asks (positive yaw: nose towards image right). The same check runs with the BFM face model
-(Deep3DFaceRecon's regressor in the epoch_20.pth layout and a BFM_model_front.mat of the test weights).
+The yaw checks are wiring checks in direct mode (no trained RigNet exists in CI): PIE Edit's report, the regressor
+the edit optimises, must say the head turned the way the +15 degree slider asks (positive yaw: nose towards image
+right), with the ICT and with the BFM face model (Deep3DFaceRecon's regressor in the epoch_20.pth layout and a
+BFM_model_front.mat of the test weights). They do not judge the edit: on filled weights the regressor is moved by
+a perturbation below PNG's quantisation (measured on the saved PNGs: report +16.7 deg while the PNG read back gave
++10.3 deg on torch 2.14.1 and -2.4 deg on torch 2.9.1 with 2 threads). The edit itself is judged by mediapipe on
+the 3DMM face generator in tests/unit/test_pie_judged_edits.py.
 """
 
 from __future__ import annotations
 
 import copy
-import math
+import re
+import time
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 from comfy_test_utils import saved_image, timed_run
 
 from comfy_client import WorkflowError, load_workflow
@@ -24,40 +26,40 @@ from media import load_rgb
 pytestmark = pytest.mark.integration
 
 
-def _formation(model_root):
-    from facecontrol.face.ict_model import load_ict_model
-    from facecontrol.models.dva_face_encoder import load_landmark_net
-    from facecontrol.pipelines import pie
-
-    from filled_weights import pie as weights
-
-    net = load_landmark_net(model_root / weights.LANDMARK_FILE)
-    model = load_ict_model(model_root / weights.ICT_FILE)
-    return pie.ICTFaceFormation(model, net).eval().requires_grad_(False)
+REPORT_YAW = re.compile(r"frame 0: regressed yaw/pitch/roll (\S+?)/\S+ -> target (\S+?)/\S+ -> edited (\S+?)/")
 
 
-def _bfm_formation(model_root):
-    from facecontrol.face.bfm import BFMProjector
-    from facecontrol.models.d3dfr import load_deep3dfacerecon
-    from facecontrol.pipelines.pie.bfm import BFMFaceFormation
-
-    from filled_weights import pie as weights
-
-    landmark_net = _formation(model_root).landmark_net
-    regressor = load_deep3dfacerecon(model_root / weights.D3DFR_FILE)
-    return BFMFaceFormation(BFMProjector(model_root / weights.BFM_FILE), regressor, landmark_net).eval()
+def _run_with_report(comfy, prompt: dict, label: str) -> tuple[dict, str]:
+    """The run's history entry and the PIE Edit report it logged."""
+    start = len(comfy.log_text())
+    entry = timed_run(comfy, prompt, label)
+    deadline = time.time() + 10
+    while "PIE Edit:" not in comfy.log_text()[start:] and time.time() < deadline:
+        time.sleep(0.2)  # the server's log reaches the file a moment after the prompt ends
+    return entry, comfy.log_text()[start:]
 
 
-def _regressed_yaw(formation, rgb: np.ndarray, size: int) -> float:
-    image = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 127.5 - 1
-    image = F.interpolate(image, size=(size, size), mode="area")
-    with torch.no_grad():
-        return float(formation.regress(image)["angles"][0, 0])
+def _reported_yaw(log: str) -> tuple[float, float, float]:
+    """(regressed, target, edited) yaw in degrees of frame 0 in a PIE Edit report."""
+    found = REPORT_YAW.search(log)
+    assert found, f"no PIE Edit report in the server log: {log[-2000:]}"
+    return tuple(float(v) for v in found.groups())
 
 
 @pytest.fixture(scope="module")
-def pie_run(comfy):
-    return timed_run(comfy, load_workflow("pie_portrait_edit"), "pie_portrait_edit")
+def pie_run_and_report(comfy):
+    return _run_with_report(comfy, load_workflow("pie_portrait_edit"), "pie_portrait_edit")
+
+
+@pytest.fixture(scope="module")
+def pie_run(pie_run_and_report):
+    return pie_run_and_report[0]
+
+
+def _check_turned_right(log: str) -> None:
+    before, target, after = _reported_yaw(log)
+    assert target == pytest.approx(before + 15, abs=0.11), f"target yaw {target} for regressed {before} deg"
+    assert after - before > 7.5, f"regressed yaw {before} -> {after} deg for +15"
 
 
 def test_workflow_pastes_an_edited_face_into_the_photo(comfy, pie_run):
@@ -72,13 +74,8 @@ def test_workflow_pastes_an_edited_face_into_the_photo(comfy, pie_run):
     assert np.abs(edited.astype(int) - reconstruction.astype(int)).mean() > 1.0
 
 
-def test_yaw_plus_15_turns_the_regressed_head_to_image_right(comfy, pie_run, model_root):
-    formation = _formation(model_root)
-    before = _regressed_yaw(formation, saved_image(comfy, pie_run, "12"), 64)
-    after = _regressed_yaw(formation, saved_image(comfy, pie_run, "11"), 64)
-    assert after - before > math.radians(1.0), (
-        f"regressed yaw {math.degrees(before):.2f} -> {math.degrees(after):.2f} deg"
-    )
+def test_yaw_plus_15_reaches_the_regressor_as_a_turn_to_image_right(pie_run_and_report):
+    _check_turned_right(pie_run_and_report[1])
 
 
 def test_rignet_mode_without_rignet_and_reference_without_image_are_clear_errors(comfy):
@@ -124,14 +121,10 @@ def _bfm_prompt() -> dict:
     return prompt
 
 
-def test_bfm_face_model_edit_turns_the_regressed_head_to_image_right(comfy, model_root):
-    entry = comfy.run(_bfm_prompt())
-    formation = _bfm_formation(model_root)
-    before = _regressed_yaw(formation, saved_image(comfy, entry, "12"), 64)
-    after = _regressed_yaw(formation, saved_image(comfy, entry, "11"), 64)
-    assert after - before > math.radians(1.0), (
-        f"regressed yaw {math.degrees(before):.2f} -> {math.degrees(after):.2f} deg"
-    )
+def test_bfm_face_model_edit_reaches_the_regressor_as_a_turn_to_image_right(comfy):
+    entry, log = _run_with_report(comfy, _bfm_prompt(), "pie_portrait_edit (bfm)")
+    _check_turned_right(log)
+    assert saved_image(comfy, entry, "10").shape == load_rgb("astronaut.png").shape
     assert saved_image(comfy, entry, "10").shape == load_rgb("astronaut.png").shape
 
 
