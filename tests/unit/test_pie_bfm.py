@@ -177,8 +177,10 @@ def _energies_on_fixed_v(models, target, w_plus, weights, rignet, count: int = 4
 
 @pytest.mark.slow  # an optimisation loop: minutes on the 2-core CI machine; stays in CI
 def test_embedding_with_the_bfm_lowers_the_energies():
-    """E(w) at the start (w_avg) and after 12 W + 12 W+ steps, on the same four v (a fresh v each step makes
-    single-step values noisy). E_edit is logged but not asserted here: with the stand-in regressor the pose
+    """E(w) at the start (w_avg) and after 24 W + 24 W+ steps, on the same four v (a fresh v each step makes
+    single-step values noisy). 24, not 12: after 12 steps E_invariance had fallen to 0.77-0.94 of its start
+    depending on the thread count and the machine's load (it failed once at 0.943); after 24 it is at 0.64-0.65
+    and the tightest term, E_synth, at 0.83 (1 and 2 threads). E_edit is logged but not asserted here: with the stand-in regressor the pose
     of the RigNet-edited image moves by tenths of a degree, so its part of E_edit that depends on w is
     below the v-to-v spread of the rest (render of theta_v against I_v); the ICT test covers E_edit."""
     from test_pie_embed import _random_rignet
@@ -197,7 +199,7 @@ def test_embedding_with_the_bfm_lowers_the_energies():
         landmark=10.0,
     )
     rignet = _random_rignet(models)
-    config = pie.EmbedConfig(steps_w=12, steps_wplus=12, lr=0.03, weights=weights, taus=("pose",))
+    config = pie.EmbedConfig(steps_w=24, steps_wplus=24, lr=0.03, weights=weights, taus=("pose",))
     result = pie.embed(models, image, config, rignet=rignet)
     assert set(result.history[-1]) >= {"synth", "identity", "edit", "invariance", "recognition"}
     target = pie.make_target(models, image)
