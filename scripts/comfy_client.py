@@ -252,6 +252,10 @@ class ComfyServer(ComfyClient):
             self.frontend = frontend_root(os.environ["COMFYUI_FRONTEND_VERSION"])
             cmd += ["--front-end-root", str(self.frontend)]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # MKL picks code paths by memory alignment unless told otherwise: the same PIE edit on the same inputs
+        # then ends up to 255 levels apart between two prompts (the filled-weights edit magnifies ULPs), which
+        # is what the composite-equals-workflow test saw on one CPU; COMPATIBLE makes runs bit-reproducible
+        env.setdefault("MKL_CBWR", "COMPATIBLE")
         self._log_file = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             cmd, cwd=self.comfyui_root, stdout=self._log_file, stderr=subprocess.STDOUT, env=env
