@@ -125,7 +125,6 @@ def test_bfm_face_model_edit_reaches_the_regressor_as_a_turn_to_image_right(comf
     entry, log = _run_with_report(comfy, _bfm_prompt(), "pie_portrait_edit (bfm)")
     _check_turned_right(log)
     assert saved_image(comfy, entry, "10").shape == load_rgb("astronaut.png").shape
-    assert saved_image(comfy, entry, "10").shape == load_rgb("astronaut.png").shape
 
 
 def test_rignet_of_another_face_model_and_named_sliders_on_the_bfm_are_clear_errors(comfy):
