@@ -95,7 +95,7 @@ class ICTFaceFormation(FaceFormation):
         )
         lhs = design.transpose(1, 2) @ design + torch.diag_embed(ridge.to(design) * norm)
         rhs = design.transpose(1, 2) @ residual.flatten(1).unsqueeze(-1)
-        solution = torch.linalg.solve(lhs, rhs).squeeze(-1)
+        solution = solve_normal_equations(lhs, rhs).squeeze(-1)
         return solution[:, :num_id], solution[:, num_id:]
 
     def posed(self, theta: Theta, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,6 +139,16 @@ class ICTFaceFormation(FaceFormation):
 
     def render(self, theta: Theta, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         return ict_render(self.model, self.faces, theta, size)
+
+
+def solve_normal_equations(lhs: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """Solve ridge normal equations (symmetric positive definite) by Cholesky. The general LU solve of torch 2.14.1
+    failed on these batches ("Pivots given to lu_solve must all be greater or equal to 1", MKL SLASWP errors)
+    once a script called torch.set_num_threads(2); LU stays the fallback where Cholesky finds no factor."""
+    factor, info = torch.linalg.cholesky_ex(lhs)
+    if bool((info != 0).any()):
+        return torch.linalg.solve(lhs, rhs)
+    return torch.cholesky_solve(rhs, factor)
 
 
 def achromatic_light(coeffs: torch.Tensor) -> torch.Tensor:
