@@ -144,6 +144,14 @@ class FaceGenerator(StyleGAN2Generator):
         image, mask = ict_render(self.face_model, self.faces, theta, self.resolution)
         return (torch.where(mask > 0, image, torch.full_like(image, BACKGROUND)) * 2 - 1).float()
 
+    def group_layers(self) -> dict[str, tuple[int, ...]]:
+        """The layers that feed each PIE group by construction (appearance: light and skin colour)."""
+        return {
+            "pose": GROUP_LAYERS["pose"],
+            "expression": GROUP_LAYERS["expression"],
+            "illumination": GROUP_LAYERS["appearance"],
+        }
+
     # ------------------------------------------------------------------ parameters
 
     def _standardised(self, ws: torch.Tensor, group: str) -> torch.Tensor:

@@ -13,6 +13,8 @@ ask which implementation it holds:
 * ``device``, ``dtype`` (of the weights; images and latents are float32 whatever the compute precision).
 * ``load_info``: what the loader read (``format`` or ``kind``, ``config``, ``resolution``, ``num_ws``,
   ``w_dim``, ``w_avg_source``, ``path``); every ``load_*`` returns the generator alone, with this set.
+* ``group_layers()``: the W+ layers that carry pose, expression and illumination (a RigNet's edited layers
+  with ``train_rignet.py --layers generator``): StyleGAN's coarse, middle and fine layers by default.
 * Options, both off by default: ``gradient_checkpointing`` (synthesis blocks recompute their activations in
   the backward pass instead of keeping them: far less memory for a few tens of percent more time) and
   ``compute_dtype`` (``torch.bfloat16`` runs synthesis under autocast; see :mod:`.precision`).
@@ -78,6 +80,17 @@ class StyleGAN2Generator(nn.Module):
         """W+ of ``count`` z drawn on the CPU from ``rng`` (the same on every device), truncated."""
         z = torch.randn(count, self.z_dim, generator=rng).to(self.device)
         return self.mapping(z, truncation_psi=truncation)
+
+    def group_layers(self) -> dict[str, tuple[int, ...]]:
+        """W+ layers of each PIE group: StyleGAN's coarse styles (4-8 px, layers 0-3) for the pose, the middle ones
+        (16-32 px, 4-7) for the expression, the fine ones (64 px up) for the illumination, after Karras et al.'s
+        reading of what each resolution controls (StyleGAN, CVPR 2019, Sec. 3.1). Ours, not StyleRig's."""
+        coarse, middle = min(4, self.num_ws - 2), min(8, self.num_ws - 1)
+        return {
+            "pose": tuple(range(coarse)),
+            "expression": tuple(range(coarse, middle)),
+            "illumination": tuple(range(middle, self.num_ws)),
+        }
 
     # ------------------------------------------------------------------ placement
 

@@ -12,7 +12,9 @@ layers, as StyleRig trains) and, for each group tau (``--taus``: pose, expressio
 minimises StyleRig's losses: reconstruction (RigNet(w, theta_w^tau) = w), the rendered edit loss
 ([theta_v^not-tau, theta^^tau] rendered reproduces I_v, photometric under the face mask plus landmarks) and
 the rendered consistency (cycle) loss ([theta^^not-tau, theta_w^tau] reproduces I_w), theta^ regressed from
-the image of RigNet(w, theta_v^tau). ``--parameter-weight`` and ``--image-weight`` add the pack's own losses
+the image of RigNet(w, theta_v^tau). ``--layers`` (ours) limits the W+ layers each group's RigNet may change: ``all`` (StyleRig's, the default),
+``generator`` (the generator's own group layers: StyleGAN's coarse/middle/fine split, or the face generator's
+construction) or ``pose=0-3;expression=4-7``. ``--parameter-weight`` and ``--image-weight`` add the pack's own losses
 (off by default). Every weight is an option (``--<name>-weight``); ``--schedule`` sets the learning-rate
 schedule (constant, cosine to 0, or step: x0.1 at 2/3). Losses are logged every ``--log-every`` steps; the bundle is saved (safetensors, loadable by the Load RigNet node) and a
 ``<out>.state.pt`` with the optimiser state lets ``--resume`` continue. Uses the GPU when there is one.
@@ -154,6 +156,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--taus", default="pose,expression,illumination")
     for name, default in asdict(pie.RigNetLossWeights()).items():
         parser.add_argument(f"--{name}-weight", type=float, default=default, help=WEIGHT_HELP.get(name))
+    parser.add_argument(
+        "--layers",
+        default="all",
+        help="W+ layers each group's RigNet edits: all (StyleRig), generator, or pose=0-3;expression=4-7",
+    )
     parser.add_argument("--mixing", type=int, default=5, help="style mixing: up to this many w per W+ (1: none)")
     parser.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule")
     parser.add_argument("--log-every", type=int, default=50)
@@ -176,7 +183,9 @@ def main(argv: list[str] | None = None) -> None:
         log.info("resuming %s at step %d", args.out, start)
     else:
         dims = {tau: models.formation.tau_dims[tau] for tau in taus}
-        bundle = RigNetBundle(models.generator.num_ws, models.generator.w_dim, dims, args.code_dim).to(device)
+        layers = pie.parse_rig_layers(args.layers, models.generator, taus)
+        bundle = RigNetBundle(models.generator.num_ws, models.generator.w_dim, dims, args.code_dim, layers).to(device)
+        log.info("edited layers per group: %s", bundle.tau_layers)
     optimizer = torch.optim.Adam(bundle.parameters(), lr=args.lr)
     if args.resume and state_path.is_file():
         optimizer.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=True)["optimizer"])

@@ -24,6 +24,39 @@ from .energies import PIEModels, image_loss
 from .formation import TAU_KEYS, detach_theta, tau_vector, theta_distance, with_tau
 from .generator import synthesize
 
+LAYER_PRESETS = ("all", "generator")
+
+
+def parse_rig_layers(spec: str, generator, taus) -> dict[str, tuple[int, ...]]:
+    """The W+ layers each group's RigNet edits. ``all``: every layer (StyleRig, returns {}); ``generator``: the
+    generator's ``group_layers()``; or explicit ``pose=0-3;expression=4-7;illumination=8,9`` (groups left out edit
+    every layer)."""
+    spec = spec.strip()
+    if spec == "all":
+        return {}
+    if spec == "generator":
+        layers = generator.group_layers()
+        return {tau: tuple(layers[tau]) for tau in taus}
+    chosen: dict[str, tuple[int, ...]] = {}
+    for part in filter(None, (item.strip() for item in spec.split(";"))):
+        tau, _, ranges = part.partition("=")
+        tau = tau.strip()
+        if tau not in taus or not ranges.strip():
+            raise ValueError(f"--layers: '{part}' is not <group>=<layers> for a trained group {list(taus)}")
+        chosen[tau] = tuple(_layer_ranges(ranges, part))
+    return chosen
+
+
+def _layer_ranges(text: str, part: str) -> list[int]:
+    layers = []
+    for item in text.split(","):
+        first, dash, last = item.strip().partition("-")
+        try:
+            layers.extend(range(int(first), int(last) + 1) if dash else [int(first)])
+        except ValueError:
+            raise ValueError(f"--layers: '{part}' has '{item.strip()}', not a layer or a range a-b") from None
+    return layers
+
 
 @dataclass
 class RigNetLossWeights:

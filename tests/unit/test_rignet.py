@@ -38,14 +38,76 @@ def test_bundle_file_round_trip(tmp_path):
     assert torch.equal(loaded("illumination", w, theta), bundle("illumination", w, theta))
 
 
+def test_layers_limit_the_layers_a_rignet_changes():
+    net = RigNet(num_ws=4, w_dim=16, tau_dim=3, code_dim=5, layers=(2, 0))
+    for p in net.parameters():
+        torch.nn.init.normal_(p)
+    assert net.layers == (0, 2)
+    w, theta = torch.randn(2, 4, 16), torch.randn(2, 3)
+    changed = (net(w, theta) - w).abs().amax((0, 2))
+    assert changed[[0, 2]].min() > 0 and changed[[1, 3]].max() == 0
+    assert RigNet(4, 16, 3, 5).layers == (0, 1, 2, 3)  # StyleRig's: every layer
+    for wrong in ((), (4,), (-1, 0)):
+        with pytest.raises(ValueError, match="non-empty subset of 0..3"):
+            RigNet(4, 16, 3, 5, layers=wrong)
+    with pytest.raises(ValueError, match="not among its groups"):
+        RigNetBundle(4, 16, {"pose": 3}, tau_layers={"expression": (1,)})
+
+
+def test_the_file_keeps_each_groups_layers_and_an_older_file_edits_every_layer(tmp_path):
+    import json
+
+    from safetensors.torch import save_file
+
+    bundle = RigNetBundle(4, 16, {"pose": 3, "illumination": 27}, code_dim=5, tau_layers={"pose": (0, 1)})
+    for p in bundle.parameters():
+        torch.nn.init.normal_(p)
+    path = tmp_path / "rig.safetensors"
+    save_rignet(bundle, path)
+    loaded = load_rignet(path)
+    assert loaded.tau_layers == {"pose": (0, 1), "illumination": (0, 1, 2, 3)}
+    w, theta = torch.randn(1, 4, 16), torch.randn(1, 3)
+    assert torch.equal(loaded("pose", w, theta), bundle("pose", w, theta))
+    old_config = {"num_ws": 4, "w_dim": 16, "code_dim": 5, "tau_dims": {"pose": 3, "illumination": 27}}
+    old = tmp_path / "old.safetensors"
+    state = {k: v.contiguous() for k, v in bundle.state_for_file().items()}
+    save_file(state, str(old), metadata={"format": "facecontrol-rignet", "config": json.dumps(old_config)})
+    assert load_rignet(old).tau_layers["pose"] == (0, 1, 2, 3)
+
+
+def test_layer_presets_and_the_explicit_form():
+    from facecontrol.pipelines import pie
+
+    from pie_stand_ins import face_generator, small_generator
+
+    taus = ("pose", "expression", "illumination")
+    stylegan = small_generator()  # 64 px: 10 W+ layers
+    assert pie.parse_rig_layers("all", stylegan, taus) == {}
+    assert pie.parse_rig_layers("generator", stylegan, taus) == {
+        "pose": (0, 1, 2, 3),
+        "expression": (4, 5, 6, 7),
+        "illumination": (8, 9),
+    }
+    assert pie.parse_rig_layers("generator", face_generator(), ("pose", "illumination")) == {
+        "pose": (0, 1),
+        "illumination": (6, 7),
+    }
+    assert pie.parse_rig_layers("pose=0-2,5; expression=4", stylegan, taus) == {
+        "pose": (0, 1, 2, 5),
+        "expression": (4,),
+    }
+    for wrong, message in (("lighting=1", "trained group"), ("pose=", "trained group"), ("pose=a-b", "not a layer")):
+        with pytest.raises(ValueError, match=message):
+            pie.parse_rig_layers(wrong, stylegan, taus)
+
+
 @pytest.mark.slow  # an optimisation loop: about a minute on the 2-core CI machine; stays in CI
 def test_the_stylerig_losses_train_on_a_fixed_batch():
     """StyleRig's rendered losses are trainable through RigNet: on one fixed batch of style-mixed latents, Adam
     lowers their sum and the consistency (cycle) term while the reconstruction term stays near zero.
 
     What this does not show: that edits land. With the stand-in generator and landmark network the edit term
-    barely moves (about 1% in 100 steps); a judged landing test needs a landmark network fitted to the face
-    generator's renders (docs/PIE.md, open work)."""
+    barely moves (about 1% in 100 steps); test_pie_judged_edits.py judges trained RigNets on the face generator."""
     from facecontrol.pipelines import pie
 
     models = small_models(with_recognition=False, with_perceptual=False)
@@ -144,6 +206,8 @@ def test_script_saves_logs_and_resumes(tmp_path):
         "3",
         "--schedule",
         "cosine",
+        "--layers",
+        "pose=0-1",
     ]
     train_rignet.main(common + ["--steps", "2"])
     first = {k: v.clone() for k, v in read_state(out).items()}
@@ -154,6 +218,7 @@ def test_script_saves_logs_and_resumes(tmp_path):
     second = read_state(out)
     assert any(not torch.equal(first[k], second[k]) for k in first)
     assert load_rignet(out).groups == ["pose"]
+    assert load_rignet(out).tau_layers == {"pose": (0, 1)}
 
 
 @pytest.mark.slow  # an optimisation loop: minutes on the 2-core CI machine; stays in CI
