@@ -28,9 +28,9 @@ class ICTFaceFormation(FaceFormation):
     """
 
     name = "ict_facekit"
-    #: light carries shading, albedo colour (True); False keeps the former grey-albedo fit, the default until
-    #: direct-mode pose edits are re-checked under the new convention (they weakened on the test models)
-    colour_in_albedo = False
+    #: light carries shading, albedo colour (True, the default: re-checked with the judged edits, pose lands as
+    #: before and a light edit turns the head less, docs/PIE.md); False keeps the former grey-albedo fit
+    colour_in_albedo = True
     kept_keys = ("identity", "expression", "angles", "scale", "translation", "light")
     param_scale = {"angles": 0.2, "expression": 0.3, "light": 0.2, "identity": 1.0, "scale": 0.1, "translation": 0.05}
 

@@ -57,6 +57,7 @@ REQUESTS = {
 # tried (judged 0.00-0.09 of the reference; the true jawOpen moves under 0.1), while the second lands at 1.07:
 # 53 correlated blendshapes seen through 68 points (the ICT fit's jawOpen correlates 0.43 with the true one).
 MUST_LAND = {"pose": PORTRAITS - 1, "expression": 1, "illumination": PORTRAITS}
+MUST_LAND_RIGNET = {"pose": PORTRAITS, "expression": 1, "illumination": PORTRAITS}  # see RIGNET_GROUPS
 
 
 @functools.cache
@@ -168,3 +169,77 @@ def test_direct_mode_edit_lands_as_mediapipe_judges_it(group):
     effects = side_effects(w_plus, outcome.w_plus)
     logger.info("direct %s: judged %s, reference %s, true changes %s", group, measured, reference, effects)
     check_landed(measured, reference, f"direct {group}", MUST_LAND[group])
+
+
+# ---------------------------------------------------------------- RigNet mode
+
+RIGNET_STEPS = 300  # scripts/train_rignet.py's loop, batch 8, Adam 1e-3: minutes per group on 2 CPU cores
+HELD_OUT = 32
+
+
+@functools.cache
+def trained_rignet(group: str):
+    """A RigNet for ``group`` trained by scripts/train_rignet.py's loop with StyleRig's losses and layers (every W+
+    layer), through the regressor: the fitted landmark CNN and the ICT formation, never the generator's truth."""
+    import train_rignet
+
+    from facecontrol.models.rignet import RigNetBundle
+
+    models = face_generator_models()
+    generator = models.generator
+    torch.manual_seed(0)
+    bundle = RigNetBundle(generator.num_ws, generator.w_dim, {group: models.formation.tau_dims[group]})
+    history, _ = train_rignet.train(models, bundle, RIGNET_STEPS, batch=8, lr=1e-3, taus=(group,), seed=0)
+    logger.info("RigNet %s: first losses %s, last %s", group, history[0], history[-1])
+    return models, bundle
+
+
+TRUE_KEYS = {"pose": "angles", "expression": "expression", "illumination": "light"}
+# the expression RigNet does not land: its input and its training signal are the regressed expression, whose
+# jawOpen correlates 0.43 with the true one (direct mode lands 1 of 3 through the same regressor); measured median
+# share 0.02 after 200 steps (0.08 with landmark weight 100 and edit weight 10). Strict: a landing shows up.
+RIGNET_GROUPS = [
+    "pose",
+    pytest.param(
+        "expression",
+        marks=pytest.mark.xfail(strict=True, reason="the ICT regressor reads 53 expressions through 68 points"),
+    ),
+    "illumination",
+]
+
+
+@pytest.mark.slow  # a RigNet trained for each group: minutes on 2 cores
+@pytest.mark.parametrize("group", RIGNET_GROUPS)
+def test_a_trained_rignet_moves_the_true_parameters_half_way(group):
+    """RigNet(w, theta_v^tau) on held-out style-mixed pairs, theta_v regressed from I_v as RigNet is used: the
+    generator's true parameters of the edited latent move at least half way from w's to v's (the share is the
+    projection of the true change on the asked one, median over the pairs). The training never saw the truth."""
+    models, bundle = trained_rignet(group)
+    generator, key = models.generator, TRUE_KEYS[group]
+    rng = torch.Generator().manual_seed(99)
+    w_plus, v_plus = (pie.sample_mixed_w_plus(generator, HELD_OUT, rng) for _ in range(2))
+    with torch.no_grad():
+        theta_v = pie.tau_vector(pie.regress_generated(models, v_plus), group)
+        edited = bundle(group, w_plus, theta_v)
+        before, wanted, after = (generator.face_parameters(x)[key] for x in (w_plus, v_plus, edited))
+    asked, moved = wanted - before, after - before
+    share = (asked * moved).sum(1) / asked.square().sum(1)
+    logger.info(
+        "RigNet %s: median share %.3f, quartiles %s", group, share.median(), share.quantile(torch.tensor([0.25, 0.75]))
+    )
+    assert share.median() >= FRACTION, f"RigNet {group}: the true change reached {share.median():.2f} of the asked"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("group", RIGNET_GROUPS)
+def test_rignet_mode_edit_lands_as_mediapipe_judges_it(group):
+    """PIE Edit in RigNet mode on the embedded portraits (the same requests as direct mode), judged by mediapipe."""
+    models, bundle = trained_rignet(group)
+    _, w_plus = embedded()
+    request, key = REQUESTS[group]
+    outcome = pie.run_edit(models, w_plus, request, mode="rignet", rignet=bundle)
+    assert outcome.mode == "rignet"
+    measured, reference = judged_changes(models, w_plus, outcome.w_plus, request, key)
+    effects = side_effects(w_plus, outcome.w_plus)
+    logger.info("rignet %s: judged %s, reference %s, true changes %s", group, measured, reference, effects)
+    check_landed(measured, reference, f"rignet {group}", MUST_LAND_RIGNET[group])
