@@ -28,9 +28,10 @@ class ICTFaceFormation(FaceFormation):
     """
 
     name = "ict_facekit"
-    #: light carries shading, albedo colour (True, the default: re-checked with the judged edits, pose lands as
-    #: before and a light edit turns the head less, docs/PIE.md); False keeps the former grey-albedo fit
-    colour_in_albedo = True
+    #: light carries shading, albedo colour (True); False, the default, keeps the former grey-albedo fit. Re-judged on
+    #: the face generator, True lands pose as before and turns the head less in a light edit (docs/PIE.md), but the
+    #: filled-weight server workflow's yaw edit reached +4 of 15 deg under it on torch 2.9.1 (> 7.5 under False)
+    colour_in_albedo = False
     kept_keys = ("identity", "expression", "angles", "scale", "translation", "light")
     param_scale = {"angles": 0.2, "expression": 0.3, "light": 0.2, "identity": 1.0, "scale": 0.1, "translation": 0.05}
 

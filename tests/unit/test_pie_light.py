@@ -15,7 +15,7 @@ CHROMA_BOUND = 0.005  # largest move of the face's mean chromaticity (r, g of rg
 
 def _formation():
     formation = small_models(with_recognition=False, with_perceptual=False).formation
-    assert formation.colour_in_albedo, "the ICT formation's default is light apart from skin colour"
+    formation.colour_in_albedo = True
     return formation
 
 
