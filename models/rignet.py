@@ -7,10 +7,10 @@ layer: ``RigNet(w, theta)_l = w_l + decoder_l([encoder_l(w_l), theta])``. StyleR
 group; :class:`RigNetBundle` holds the trained ones and is what a checkpoint stores.
 
 ``layers`` (ours; StyleRig edits every layer, the default) limits the layers a group's RigNet changes: the other
-layers keep their w. Through a landmark regressor a RigNet free to change every layer learnt to move the
-regressed pose with changes of the identity, expression and appearance layers that the regressor misread,
-while the true pose stayed put; held to the generator's pose layers the same losses made the edits land
-(docs/PIE.md has the numbers).
+layers keep their w. Trained with a parameter-space pose loss through a landmark regressor, a RigNet free to
+change every layer moved the regressed pose with identity, expression and appearance changes the regressor
+misread, while the true pose stayed put; held to the pose layers it landed. With StyleRig's rendered losses every
+layer did as well (docs/PIE.md has the numbers).
 
 Checkpoint (``.safetensors`` or a tensors-only ``.pt``): the bundle's state dict with keys
 ``<tau>.encoders.<l>.{weight,bias}``, ``<tau>.decoders.<l>.{weight,bias}`` and metadata

@@ -12,10 +12,10 @@ layers, as StyleRig trains) and, for each group tau (``--taus``: pose, expressio
 minimises StyleRig's losses: reconstruction (RigNet(w, theta_w^tau) = w), the rendered edit loss
 ([theta_v^not-tau, theta^^tau] rendered reproduces I_v, photometric under the face mask plus landmarks) and
 the rendered consistency (cycle) loss ([theta^^not-tau, theta_w^tau] reproduces I_w), theta^ regressed from
-the image of RigNet(w, theta_v^tau). ``--layers`` (ours) limits the W+ layers each group's RigNet may change: ``all`` (StyleRig's, the default),
-``generator`` (the generator's own group layers: StyleGAN's coarse/middle/fine split, or the face generator's
-construction) or ``pose=0-3;expression=4-7``. ``--parameter-weight`` and ``--image-weight`` add the pack's own losses
-(off by default). Every weight is an option (``--<name>-weight``); ``--schedule`` sets the learning-rate
+the image of RigNet(w, theta_v^tau). ``--layers`` (ours) limits the W+ layers each group's RigNet may
+change: ``all`` (StyleRig's, the default), ``generator`` (the generator's own group layers: StyleGAN's
+coarse/middle/fine split, or the face generator's construction) or ``pose=0-3;expression=4-7``.
+``--parameter-weight`` and ``--image-weight`` add the pack's own losses (off by default). Every weight is an option (``--<name>-weight``); ``--schedule`` sets the learning-rate
 schedule (constant, cosine to 0, or step: x0.1 at 2/3). Losses are logged every ``--log-every`` steps; the bundle is saved (safetensors, loadable by the Load RigNet node) and a
 ``<out>.state.pt`` with the optimiser state lets ``--resume`` continue. Uses the GPU when there is one.
 """

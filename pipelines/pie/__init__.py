@@ -52,10 +52,9 @@ from .energies import PIEModels, PIEWeights, Target, image_loss, make_target, pe
 from .formation import LANDMARK_CROP, TAU_KEYS, FaceFormation, Theta, detach_theta, tau_vector, theta_distance, with_tau
 from .generator import sample_mixed_w_plus, sample_w_plus, synthesize
 from .ict import ICTFaceFormation
-from .rignet_losses import LAYER_PRESETS, RigNetLossWeights, parse_rig_layers, rignet_losses
+from .rignet_losses import RigNetLossWeights, parse_rig_layers, rignet_losses
 
 __all__ = [
-    "LAYER_PRESETS",
     "parse_rig_layers",
     "EDIT_MODES",
     "EditOutcome",

@@ -24,8 +24,6 @@ from .energies import PIEModels, image_loss
 from .formation import TAU_KEYS, detach_theta, tau_vector, theta_distance, with_tau
 from .generator import synthesize
 
-LAYER_PRESETS = ("all", "generator")
-
 
 def parse_rig_layers(spec: str, generator, taus) -> dict[str, tuple[int, ...]]:
     """The W+ layers each group's RigNet edits. ``all``: every layer (StyleRig, returns {}); ``generator``: the
